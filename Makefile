@@ -1,0 +1,47 @@
+# Everything runs from the virtual environment in .venv/, created on first use by `make setup`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+MODEL  ?=
+CONFIG ?=
+OUT    ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup convert test test-fast lint format clean
+
+setup: $(STAMP)
+
+# tf-keras (legacy Keras 2 .h5 support) is installed with --no-deps: its metadata requires the full
+# `tensorflow` wheel, which would be installed beside tensorflow-cpu and provides the same modules.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps tf-keras==2.21.0
+	touch $(STAMP)
+
+# make convert                      -> the three demo models of the porting guide
+# make convert MODEL=path/or/zoo-id [CONFIG=configs/models/x.yaml] [OUT=runs/x]
+convert: setup
+	$(BIN)/tf2torch convert $(MODEL) $(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT))
+
+# The whole suite, slow model-zoo tests included (what CI runs).
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Everyday selection: skips the tests marked slow.
+test-fast: setup
+	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check pipeline tests scripts
+	$(BIN)/ruff format --check pipeline tests scripts
+
+format: setup
+	$(BIN)/ruff check --fix pipeline tests scripts
+	$(BIN)/ruff format pipeline tests scripts
+
+clean:
+	rm -rf runs .pytest_cache

@@ -1,0 +1,57 @@
+"""File names of a run's artifacts and atomic writers. Numpy only.
+
+Every writer goes through a temporary file in the same directory and `os.replace`, so a crash mid-write
+never leaves a file that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUTS = "inputs.npz"
+ONNX_MODEL = "model.onnx"
+TORCH_MODEL = "model.pt"
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+LOG_DIR = "logs"
+# Outputs of each framework on inputs.npz, one array per output with a leading samples axis.
+OUTPUTS = {"tf": "tf_outputs.npz", "onnx": "onnx_outputs.npz", "torch": "torch_outputs.npz"}
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+
+    write_atomic(path, write)
+
+
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def save_json(path: Path, payload: Any) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n"))
+
+
+def save_text(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))

@@ -1,0 +1,196 @@
+"""Configuration: pydantic models, YAML loading and the merge of defaults < model config < CLI flags.
+
+Tolerance resolution lives here too (`resolve_tolerance`), so there is one place that decides which
+atol/rtol applies to a given stage pair and output.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.errors import ConfigError
+
+DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "defaults.yaml"
+
+FORMATS = ("auto", "keras", "h5", "saved_model", "frozen_graph", "tflite", "zoo")
+DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
+PAIRS = ("tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Tolerance(_Strict):
+    atol: float | None = Field(default=None, ge=0)
+    rtol: float | None = Field(default=None, ge=0)
+    max_mismatch: float | None = Field(default=None, ge=0, le=1)
+
+
+class ResolvedTolerance(_Strict):
+    atol: float = Field(ge=0)
+    rtol: float = Field(ge=0)
+    max_mismatch: float = Field(ge=0, le=1)
+
+
+class Tolerances(_Strict):
+    default: ResolvedTolerance = ResolvedTolerance(atol=1e-5, rtol=1e-4, max_mismatch=0.0)
+    tf_vs_onnx: Tolerance = Tolerance()
+    onnx_vs_torch: Tolerance = Tolerance()
+    tf_vs_torch: Tolerance = Tolerance()
+    outputs: dict[str, Tolerance] = {}
+
+
+class InputSpec(_Strict):
+    name: str
+    shape: list[int] | None = None
+    dtype: Literal[DTYPES] | None = None  # type: ignore[valid-type]
+    range: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> InputSpec:
+        if self.shape is not None and any(d < 0 for d in self.shape):
+            raise ValueError(f"shape {self.shape} has a negative dimension")
+        if self.range is not None and not self.range[0] < self.range[1]:
+            raise ValueError(f"range {list(self.range)} must be [low, high] with low < high")
+        return self
+
+
+class ModelConfig(_Strict):
+    model: str | None = None
+    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
+    signature: str = "serving_default"
+    inputs: list[InputSpec] | None = None
+    outputs: list[str] | None = None
+    opset: int = Field(default=17, ge=9, le=18)
+    seed: int = 0
+    samples: int = Field(default=3, ge=1)
+    batch_size: int = Field(default=2, ge=1)
+    timeout: float = Field(default=900, gt=0)
+    tolerances: Tolerances = Tolerances()
+
+
+def resolve_tolerance(tolerances: Tolerances, pair: str, output: str) -> ResolvedTolerance:
+    """Most specific wins: per-output override > per-pair setting > default."""
+    resolved = tolerances.default.model_dump()
+    for layer in (getattr(tolerances, pair), tolerances.outputs.get(output)):
+        if layer is not None:
+            resolved.update({k: v for k, v in layer.model_dump().items() if v is not None})
+    return ResolvedTolerance(**resolved)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: expected a mapping of config keys at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    config_path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    defaults_path: Path = DEFAULTS_PATH,
+) -> ModelConfig:
+    """Merge defaults.yaml < the model's config file < CLI overrides, and validate the result."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if defaults_path.is_file():
+        layers.append((str(defaults_path), read_yaml(defaults_path)))
+    if config_path is not None:
+        data = read_yaml(config_path)
+        model = data.get("model")
+        if isinstance(model, str) and not Path(model).is_absolute():
+            # A model path in a config file is relative to that file, so configs can be moved with models.
+            candidate = config_path.parent / model
+            if candidate.exists():
+                data["model"] = str(candidate)
+        layers.append((str(config_path), data))
+    if overrides:
+        layers.append(("command line", overrides))
+    merged: dict[str, Any] = {}
+    for _, data in layers:
+        merged = deep_merge(merged, data)
+    try:
+        return ModelConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, layers)) from None
+
+
+def _describe(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        key = ".".join(loc) or "(top level)"
+        source = _source_of(err["loc"], layers)
+        if err["type"] == "extra_forbidden":
+            allowed = _allowed_keys(err["loc"][:-1])
+            hint = difflib.get_close_matches(str(err["loc"][-1]), allowed, n=1)
+            msg = f"unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            msg += f"; allowed here: {', '.join(allowed)}"
+        else:
+            msg = f"key '{key}': {err['msg']} (got {err.get('input')!r})"
+        lines.append(f"{source}: {msg}")
+    return "invalid config\n  " + "\n  ".join(lines)
+
+
+def _source_of(loc: tuple, layers: list[tuple[str, dict[str, Any]]]) -> str:
+    """The last layer that sets this key path is the one the user should edit."""
+    for name, data in reversed(layers):
+        node: Any = data
+        found = True
+        for part in loc:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                found = False
+                break
+        if found:
+            return name
+    return layers[-1][0] if layers else "config"
+
+
+def _allowed_keys(parent_loc: tuple) -> list[str]:
+    model: type[BaseModel] | None = ModelConfig
+    for part in parent_loc:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            continue  # a free-form key, such as an output name under tolerances.outputs
+        model = _model_in(field.annotation)
+    return sorted(model.model_fields) if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found:
+            return found
+    return None

@@ -1,0 +1,59 @@
+"""Decide which loader reads a model, from its path and first bytes. No framework imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.errors import ModelFileError
+
+ZOO_PREFIXES = ("demo.", "keras.applications.")
+
+_EXTENSIONS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".pb": "frozen_graph", ".tflite": "tflite"}
+_MAGIC = {"keras": (0, b"PK"), "h5": (0, b"\x89HDF"), "tflite": (4, b"TFL3")}
+
+
+def is_zoo_id(model: str) -> bool:
+    return model.startswith(ZOO_PREFIXES) and not Path(model).exists()
+
+
+def detect_format(model: str, declared: str = "auto") -> str:
+    """Return the format of `model`, checking that a declared format fits what is on disk."""
+    if declared == "zoo" or (declared == "auto" and is_zoo_id(model)):
+        return "zoo"
+    path = Path(model)
+    if not path.exists():
+        raise ModelFileError(
+            f"model not found: {model} (give a path to a .keras, .h5, .pb, .tflite file or a SavedModel "
+            f"directory, or a zoo id such as demo.cnn or keras.applications.MobileNetV2)"
+        )
+    if path.is_dir():
+        if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():
+            found = "saved_model"
+        else:
+            raise ModelFileError(f"{model} is a directory but not a SavedModel (it has no saved_model.pb)")
+    else:
+        if path.stat().st_size == 0:
+            raise ModelFileError(f"{model} is an empty file")
+        found = _EXTENSIONS.get(path.suffix.lower())
+        if found is None and declared == "auto":
+            raise ModelFileError(
+                f"cannot tell the format of {model} from its extension; use one of "
+                f"{', '.join(sorted(_EXTENSIONS))} or set `format:` in the config"
+            )
+        found = found or declared
+        _check_magic(path, found)
+    if declared not in ("auto", found):
+        raise ModelFileError(f"config says format '{declared}' but {model} looks like '{found}'")
+    return found
+
+
+def _check_magic(path: Path, fmt: str) -> None:
+    if fmt not in _MAGIC:
+        return
+    offset, magic = _MAGIC[fmt]
+    with path.open("rb") as fh:
+        head = fh.read(offset + len(magic))
+    if head[offset:] != magic:
+        raise ModelFileError(
+            f"{path} does not look like a {fmt} file (its first bytes do not match); is it corrupt?"
+        )

@@ -1,0 +1,113 @@
+"""Input specs and seeded random inputs. Numpy only.
+
+The model declares its inputs (names, dtypes, shapes that may have unknown dimensions); the config
+may override shape, dtype and value range per input. `resolve_specs` merges the two and fills an
+unknown leading dimension with `batch_size`; `generate` draws `samples` batches from one seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from pipeline.config import InputSpec
+from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """An input or output as the model declares it. `shape` may contain None for unknown sizes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ConcreteInput:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    low: float
+    high: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT_RANGES = {"float": (0.0, 1.0), "int": (0, 10), "bool": (0, 2)}
+
+
+def resolve_specs(
+    declared: list[TensorInfo], configured: list[InputSpec] | None, batch_size: int
+) -> list[ConcreteInput]:
+    by_name = {spec.name: spec for spec in configured or []}
+    unknown = sorted(set(by_name) - {info.name for info in declared})
+    if unknown:
+        names = ", ".join(f"{i.name} {_fmt_shape(i.shape)} {i.dtype}" for i in declared)
+        raise ConfigError(f"config `inputs` names {', '.join(unknown)}, but the model's inputs are: {names}")
+    return [_resolve_one(info, by_name.get(info.name), batch_size) for info in declared]
+
+
+def _resolve_one(info: TensorInfo, spec: InputSpec | None, batch_size: int) -> ConcreteInput:
+    dtype = (spec.dtype if spec and spec.dtype else None) or info.dtype
+    if spec and spec.shape is not None:
+        shape = tuple(spec.shape)
+        if info.shape is not None:
+            fits = len(shape) == len(info.shape) and all(
+                d is None or d == s for d, s in zip(info.shape, shape)
+            )
+            if not fits:
+                raise ConfigError(
+                    f"config shape {list(shape)} for input '{info.name}' does not fit the model's "
+                    f"shape {_fmt_shape(info.shape)}"
+                )
+    else:
+        if info.shape is None:
+            raise ConfigError(
+                f"input '{info.name}' has an unknown rank; set its shape under `inputs:` in the config"
+            )
+        dims = list(info.shape)
+        if dims and dims[0] is None:
+            dims[0] = batch_size
+        if any(d is None for d in dims):
+            raise ConfigError(
+                f"input '{info.name}' has unknown dimensions {_fmt_shape(info.shape)}; set a concrete "
+                f"shape under `inputs:` in the config, e.g. - {{name: {info.name}, shape: [...]}}"
+            )
+        shape = tuple(int(d) for d in dims)
+    kind = "bool" if dtype == "bool" else "int" if "int" in dtype else "float"
+    low, high = spec.range if spec and spec.range else DEFAULT_RANGES[kind]
+    return ConcreteInput(info.name, dtype, shape, float(low), float(high))
+
+
+def generate(specs: list[ConcreteInput], seed: int, samples: int) -> dict[str, np.ndarray]:
+    """One array per input with a leading axis of `samples` batches, drawn from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for spec in specs:
+        size = (samples, *spec.shape)
+        if spec.dtype == "bool":
+            arrays[spec.name] = rng.integers(0, 2, size=size).astype(bool)
+        elif "int" in spec.dtype:
+            arrays[spec.name] = rng.integers(int(spec.low), int(spec.high), size=size).astype(spec.dtype)
+        else:
+            arrays[spec.name] = rng.uniform(spec.low, spec.high, size=size).astype(spec.dtype)
+    return arrays
+
+
+def run_samples(run, feeds: dict[str, np.ndarray], output_names: list[str]) -> dict[str, np.ndarray]:
+    """Run `run` on one batch at a time and stack each output along a leading samples axis."""
+    samples = len(next(iter(feeds.values()))) if feeds else 1
+    per_sample = [run({name: value[i] for name, value in feeds.items()}) for i in range(samples)]
+    return {name: np.stack([np.asarray(r[name]) for r in per_sample]) for name in output_names}
+
+
+def _fmt_shape(shape: tuple | None) -> str:
+    if shape is None:
+        return "[?]"
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"

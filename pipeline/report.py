@@ -1,0 +1,86 @@
+"""Human-readable views of a report: Markdown for report.md and a short verdict for the terminal.
+Both read the report dict only; nothing here re-runs or recomputes anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_VERDICT = {"pass": "PASS", "tolerance_fail": "TOLERANCE FAIL", "error": "ERROR", "skipped": "skipped"}
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"# Conversion report: {result['model']}",
+        "",
+        f"- **Verdict: {_VERDICT[result['status']]}** (exit code {result['exit_code']})",
+        f"- Format: `{result['format']}`, opset {result['config']['opset']}, seed {result['config']['seed']}, "
+        f"{result['config']['samples']} sample batch(es)",
+        f"- Started {result['started_at']}, took {result['seconds']:.1f} s",
+        "- Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v),
+        "",
+    ]
+    if result.get("inputs"):
+        lines += ["## Inputs", "", "| name | dtype | shape | range |", "|---|---|---|---|"]
+        lines += [
+            f"| `{i['name']}` | {i['dtype']} | {list(i['shape'])} | [{i['low']:g}, {i['high']:g}) |"
+            for i in result["inputs"]
+        ]
+        lines.append("")
+    lines += ["## Stages", "", "| stage | verdict | seconds | note |", "|---|---|---|---|"]
+    for stage in result["stages"]:
+        note = stage.get("error") or stage.get("reason") or ""
+        lines.append(
+            f"| {stage['name']} | {_VERDICT[stage['status']]} | {stage['seconds']:.2f} | {_cell(note)} |"
+        )
+    rows = [c for s in result["stages"] for c in s["comparisons"]]
+    if rows:
+        lines += [
+            "",
+            "## Comparisons",
+            "",
+            "An element passes when |candidate - reference| <= atol + rtol * |reference|; a comparison passes "
+            "when the fraction of failing elements is at most max_mismatch.",
+            "",
+            "| pair | output | max abs diff | max rel diff | mean abs diff | mismatch | cosine | atol | rtol | passed |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in rows:
+            if "error" in c:
+                lines.append(f"| {c['pair']} | `{c['output']}` | {_cell(c['error'])} | | | | | | | no |")
+                continue
+            lines.append(
+                f"| {c['pair']} | `{c['output']}` | {c['max_abs_diff']:.3g} | {c['max_rel_diff']:.3g} | "
+                f"{c['mean_abs_diff']:.3g} | {c['mismatch_fraction']:.3%} | {c['cosine_similarity']:.6f} | "
+                f"{c['atol']:g} | {c['rtol']:g} | {'yes' if c['passed'] else '**no**'} |"
+            )
+    if any(s["status"] == "skipped" for s in result["stages"]):
+        lines += ["", "Skipped stages were not run, so nothing was compared for them."]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def stage_line(stage: dict[str, Any]) -> str:
+    """One terminal line per stage: verdict, time, and the worst comparison or the error."""
+    text = f"  {stage['name']:<9} {_VERDICT[stage['status']]:<15} {stage['seconds']:6.1f}s"
+    compared = [c for c in stage["comparisons"] if "max_abs_diff" in c]
+    if stage["status"] in ("pass", "tolerance_fail") and compared:
+        parts = []
+        for pair in dict.fromkeys(c["pair"] for c in compared):
+            rows = [c for c in compared if c["pair"] == pair]
+            worst = max(rows, key=lambda c: c["max_abs_diff"])
+            mark = "ok" if all(c["passed"] for c in rows) else "FAIL"
+            parts.append(f"{pair} max|diff| {worst['max_abs_diff']:.2e} {mark}")
+        text += "  " + "; ".join(parts)
+    if stage.get("error"):
+        text += "\n" + "\n".join("      " + line for line in stage["error"].splitlines())
+    elif stage.get("reason"):
+        text += f"  ({stage['reason']})"
+    return text
+
+
+def verdict_line(result: dict[str, Any]) -> str:
+    return f"  verdict: {_VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")

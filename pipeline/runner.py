@@ -1,0 +1,276 @@
+"""Orchestrator for one model: runs the stage groups in worker processes, compares their outputs and
+writes the report. Imports neither TensorFlow nor torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pipeline import __version__, artifacts, report
+from pipeline.compare import StructureMismatch, compare_arrays
+from pipeline.config import ModelConfig, resolve_tolerance
+from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
+from pipeline.worker import EVENT_PREFIX
+
+# Stage order, grouped by the process that runs them. TF stages must finish before torch starts:
+# the torch group reads the model.onnx and inputs.npz the TF group writes, and the two frameworks
+# cannot be imported into one process.
+STAGE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tf", ("load", "export")),
+    ("torch", ("validate", "import")),
+)
+
+# Which outputs each stage is judged on, as (reference, candidate) pairs of OUTPUTS keys.
+STAGE_COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "validate": (("tf", "onnx"),),
+    "import": (("onnx", "torch"), ("tf", "torch")),
+}
+
+VERSIONED_PACKAGES = (
+    "tensorflow-cpu",
+    "tf-keras",
+    "keras",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "onnx2torch",
+    "torch",
+    "torchvision",
+    "numpy",
+)
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every stage for one model; return the report (also written to out/report.json)."""
+    progress = progress or (lambda kind, data: None)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
+    for stale in (*artifacts.OUTPUTS.values(), artifacts.ONNX_MODEL, artifacts.TORCH_MODEL, artifacts.INPUTS):
+        # Outputs of an earlier run must not be compared as if this run had produced them.
+        (out / stale).unlink(missing_ok=True)
+    started = time.time()
+    stages: list[dict[str, Any]] = []
+    failed = False
+    for group, names in STAGE_GROUPS:
+        if failed:
+            stages += [_skipped(n, "an earlier stage failed") for n in names]
+            continue
+        for record in _run_group(group, names, cfg, fmt, out):
+            if record["status"] == "pass":
+                _judge(record, cfg, out)
+            stages.append(record)
+            progress("stage", record)
+            failed = failed or record["status"] == "error"
+        if failed:
+            stages += [
+                _skipped(n, "an earlier stage failed") for n in names if n not in {s["name"] for s in stages}
+            ]
+    result = {
+        "tool": "tf2torch",
+        "tool_version": __version__,
+        "model": cfg.model,
+        "format": fmt,
+        "out_dir": str(out),
+        "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "seconds": round(time.time() - started, 3),
+        "versions": _versions(),
+        "config": cfg.model_dump(mode="json"),
+        "inputs": next(
+            (s["details"].get("inputs") for s in stages if s["name"] == "load" and s["details"]), None
+        ),
+        "stages": stages,
+    }
+    result["status"], result["exit_code"] = _overall(stages)
+    artifacts.save_json(out / artifacts.REPORT_JSON, result)
+    artifacts.save_text(out / artifacts.REPORT_MD, report.markdown(result))
+    return result
+
+
+def _overall(stages: list[dict[str, Any]]) -> tuple[str, int]:
+    errors = [s for s in stages if s["status"] == "error"]
+    if errors:
+        return "error", errors[0].get("exit_code", EXIT_CONVERSION)
+    if any(s["status"] == "tolerance_fail" for s in stages):
+        return "tolerance_fail", EXIT_TOLERANCE
+    return "pass", EXIT_PASS
+
+
+def _skipped(name: str, reason: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "status": "skipped",
+        "seconds": 0.0,
+        "error": None,
+        "reason": reason,
+        "details": None,
+        "comparisons": [],
+    }
+
+
+def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
+    """Compare this stage's outputs with the earlier stages' and set its status accordingly."""
+    for ref_key, cand_key in STAGE_COMPARISONS.get(record["name"], ()):
+        pair = f"{ref_key}_vs_{cand_key}"
+        reference = artifacts.load_arrays(out / artifacts.OUTPUTS[ref_key])
+        candidate = artifacts.load_arrays(out / artifacts.OUTPUTS[cand_key])
+        if list(reference) != list(candidate):
+            record.update(
+                status="error",
+                exit_code=EXIT_CONVERSION,
+                error=f"{pair}: outputs {list(candidate)} do not match the reference outputs {list(reference)}",
+            )
+            return
+        for name in reference:
+            row = {"pair": pair, "reference": ref_key, "candidate": cand_key, "output": name}
+            tol = resolve_tolerance(cfg.tolerances, pair, name)
+            try:
+                row.update(compare_arrays(reference[name], candidate[name], tol))
+            except StructureMismatch as exc:
+                row.update(passed=False, error=str(exc))
+                record.update(
+                    status="error", exit_code=EXIT_CONVERSION, error=f"{pair} output '{name}': {exc}"
+                )
+            record["comparisons"].append(row)
+    if record["status"] == "pass" and not all(c["passed"] for c in record["comparisons"]):
+        record["status"] = "tolerance_fail"
+        bad = [f"{c['pair']} '{c['output']}'" for c in record["comparisons"] if not c["passed"]]
+        record["error"] = "outside tolerance: " + ", ".join(bad)
+
+
+def _run_group(
+    group: str, names: tuple[str, ...], cfg: ModelConfig, fmt: str, out: Path
+) -> list[dict[str, Any]]:
+    job_path = out / artifacts.LOG_DIR / f"{group}-job.json"
+    artifacts.save_json(
+        job_path,
+        {
+            "config": cfg.model_dump(mode="json"),
+            "format": fmt,
+            "out_dir": str(out.resolve()),
+            "stages": list(names),
+        },
+    )
+    log_path = out / artifacts.LOG_DIR / f"{group}.log"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    records: dict[str, dict[str, Any]] = {}
+    current: str | None = None
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.worker", str(job_path)],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills its children too
+        )
+        lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=_pump, args=(proc.stdout, lines, log), daemon=True).start()
+        deadline = time.monotonic() + cfg.timeout
+        stage_started = time.monotonic()
+        timed_out = False
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                timed_out = True
+                _kill(proc)
+                break
+            if line is None:
+                break
+            event = json.loads(line)
+            if event["event"] == "start":
+                current, stage_started = event["stage"], time.monotonic()
+                continue
+            records[event["stage"]] = _record(event, group)
+            current = None
+        returncode = proc.wait()
+    if current is not None:
+        seconds = round(time.monotonic() - stage_started, 3)
+        if timed_out:
+            why = (
+                f"timed out after {cfg.timeout:g} s (raise `timeout` in the config if the model needs longer)"
+            )
+        elif returncode < 0:
+            why = f"the {group} worker was killed by {signal.Signals(-returncode).name} (see {log_path})"
+        else:
+            why = f"the {group} worker exited with code {returncode} (see {log_path})"
+        records[current] = {
+            "name": current,
+            "status": "error",
+            "seconds": seconds,
+            "error": why,
+            "exit_code": EXIT_CONVERSION,
+            "details": None,
+            "comparisons": [],
+        }
+    elif not records and returncode != 0:
+        first = names[0]
+        records[first] = {
+            "name": first,
+            "status": "error",
+            "seconds": 0.0,
+            "exit_code": EXIT_CONVERSION,
+            "error": f"the {group} worker failed to start (exit {returncode}; see {log_path})",
+            "details": None,
+            "comparisons": [],
+        }
+    return [records[n] for n in names if n in records]
+
+
+def _record(event: dict[str, Any], group: str) -> dict[str, Any]:
+    record = {
+        "name": event["stage"],
+        "status": "pass",
+        "seconds": round(event["seconds"], 3),
+        "error": None,
+        "details": event.get("details"),
+        "comparisons": [],
+    }
+    if event["event"] == "error":
+        error = event["error"]
+        if event.get("traceback"):
+            error += f" (traceback in {artifacts.LOG_DIR}/{group}.log)"
+        record.update(status="error", error=error, exit_code=event["exit_code"])
+    return record
+
+
+def _pump(stream, lines: queue.Queue, log) -> None:
+    """Forward event lines to the runner; anything else a library printed goes to the log."""
+    for raw in stream:
+        if raw.startswith(EVENT_PREFIX):
+            lines.put(raw[len(EVENT_PREFIX) :])
+        else:
+            log.write(raw)
+            log.flush()
+    lines.put(None)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for package in VERSIONED_PACKAGES:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found

@@ -1,0 +1,1 @@
+"""Stage implementations. These modules import TensorFlow or torch and run only inside workers."""

@@ -1,0 +1,312 @@
+"""Loaders for every TensorFlow format, behind one small interface.
+
+Each loader returns a TFModel: its declared inputs and output names in a fixed order, `run` to
+compute reference outputs natively, and `to_onnx` to export it with tf2onnx. The ONNX graph's inputs
+and outputs come back in the same order as `inputs` and `outputs`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from pipeline.config import InputSpec  # noqa: E402
+from pipeline.errors import ConfigError, ModelFileError, UsageError, first_line  # noqa: E402
+from pipeline.inputs import TensorInfo  # noqa: E402
+
+
+class TFModel(Protocol):
+    inputs: list[TensorInfo]
+    outputs: list[str]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def to_onnx(self, opset: int):  # -> onnx.ModelProto
+        ...
+
+
+def _dims(shape) -> tuple[int | None, ...] | None:
+    shape = tf.TensorShape(shape)
+    return None if shape.rank is None else tuple(shape.as_list())
+
+
+# --- Keras 3, legacy Keras 2 (.h5) and built-in zoo models -------------------------------------
+
+
+class KerasModel:
+    def __init__(self, model):
+        self.model = model
+        self.inputs = [TensorInfo(t.name, tf.as_dtype(t.dtype).name, _dims(t.shape)) for t in model.inputs]
+        self.outputs = [f"output_{i}" for i in range(len(tf.nest.flatten(model.outputs)))]
+
+    def run(self, feeds):
+        args = [feeds[i.name] for i in self.inputs]
+        result = self.model(args if len(args) > 1 else args[0], training=False)
+        return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result))}
+
+    def to_onnx(self, opset):
+        # model.export() writes a SavedModel whose variables are frozen by tf2onnx's saved-model path;
+        # tf2onnx.convert.from_keras is broken on Keras 3 and from_function turns captured constants
+        # (Normalization layers) into extra graph inputs.
+        with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
+            self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
+            saved = SavedModel(Path(tmp), "serving_default")
+            expected = {i.name for i in self.inputs}, set(self.outputs)
+            if ({i.name for i in saved.inputs}, set(saved.outputs)) != expected:
+                raise RuntimeError(
+                    f"model.export() wrote a signature with inputs {[i.name for i in saved.inputs]} and outputs "
+                    f"{saved.outputs}; expected {sorted(expected[0])} and {self.outputs}"
+                )
+            return saved.export_graph(opset, [i.name for i in self.inputs], self.outputs)
+
+
+def load_keras(path: Path) -> KerasModel:
+    import keras
+
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as exc:  # keras raises many types for unreadable files
+        raise ModelFileError(f"Keras could not load {path}: {first_line(exc)}") from None
+    return KerasModel(_ensure_built(model))
+
+
+def load_h5(path: Path) -> KerasModel:
+    try:
+        import tf_keras
+    except ImportError:
+        raise UsageError(
+            "legacy Keras 2 .h5 files need the tf_keras package: run "
+            "`.venv/bin/pip install --no-deps tf-keras==2.21.0` (make setup does this)"
+        ) from None
+    try:
+        model = tf_keras.models.load_model(path, compile=False)
+    except Exception as exc:
+        raise ModelFileError(f"tf_keras could not load {path}: {first_line(exc)}") from None
+    return KerasModel(model)
+
+
+def _ensure_built(model):
+    # A loaded Keras 3 model must have been called once before model.export() accepts it.
+    if not getattr(model, "built", True):
+        model.build([t.shape for t in model.inputs])
+    return model
+
+
+# --- SavedModel -----------------------------------------------------------------------------
+
+
+class SavedModel:
+    def __init__(self, path: Path, signature: str):
+        self.path = path
+        self.signature = signature
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise ModelFileError(
+                f"TensorFlow could not load the SavedModel {path}: {first_line(exc)}"
+            ) from None
+        if signature not in loaded.signatures:
+            available = ", ".join(sorted(loaded.signatures)) or "none"
+            raise ConfigError(f"SavedModel {path} has no signature '{signature}'; it has: {available}")
+        self._loaded = loaded  # keeps the variables alive for the concrete function
+        self._fn = loaded.signatures[signature]
+        specs = self._fn.structured_input_signature[1]
+        # Signature functions take keyword arguments only; their flat order is sorted by name.
+        self.inputs = [TensorInfo(k, specs[k].dtype.name, _dims(specs[k].shape)) for k in sorted(specs)]
+        self.outputs = sorted(self._fn.structured_outputs)
+
+    def run(self, feeds):
+        result = self._fn(**{name: tf.constant(value) for name, value in feeds.items()})
+        return {name: result[name].numpy() for name in self.outputs}
+
+    def to_onnx(self, opset):
+        return self.export_graph(opset, [i.name for i in self.inputs], self.outputs)
+
+    def export_graph(self, opset, input_order: list[str], output_order: list[str]):
+        import tf2onnx
+        from tf2onnx import tf_loader
+
+        graph_def, in_tensors, out_tensors, renames = tf_loader.from_saved_model(
+            str(self.path), None, None, signatures=[self.signature], return_tensors_to_rename=True
+        )
+        tensor_of = {renames.get(t, t): t for t in in_tensors + out_tensors}
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            graph_def,
+            input_names=[tensor_of[n] for n in input_order],
+            output_names=[tensor_of[n] for n in output_order],
+            opset=opset,
+            tensors_to_rename=renames,
+        )
+        return model_proto
+
+
+# --- TF1 frozen GraphDef --------------------------------------------------------------------
+
+
+_NOT_OUTPUTS = {"Const", "NoOp", "Placeholder", "PlaceholderWithDefault", "Assert", "VarHandleOp"}
+
+
+class FrozenGraph:
+    def __init__(self, path: Path, inputs: list[InputSpec] | None, outputs: list[str] | None):
+        self.graph_def = tf.compat.v1.GraphDef()
+        try:
+            self.graph_def.ParseFromString(path.read_bytes())
+        except Exception as exc:
+            raise ModelFileError(f"{path} is not a readable frozen GraphDef: {first_line(exc)}") from None
+        nodes = {n.name: n for n in self.graph_def.node}
+        placeholders = [n for n in self.graph_def.node if n.op == "Placeholder"]
+        if not inputs or not outputs:
+            raise ConfigError(_frozen_graph_help(path, placeholders, _likely_outputs(self.graph_def)))
+        self.inputs = []
+        for spec in inputs:
+            node = nodes.get(_node_name(spec.name))
+            if node is None or node.op not in ("Placeholder", "PlaceholderWithDefault"):
+                raise ConfigError(
+                    f"input '{spec.name}' is not a placeholder in {path}. "
+                    + _frozen_graph_help(path, placeholders, _likely_outputs(self.graph_def))
+                )
+            self.inputs.append(TensorInfo(spec.name, _placeholder_dtype(node), _placeholder_shape(node)))
+        missing = [o for o in outputs if _node_name(o) not in nodes]
+        if missing:
+            raise ConfigError(
+                f"outputs {missing} are not nodes of {path}; likely outputs: {_likely_outputs(self.graph_def)}"
+            )
+        self.outputs = list(outputs)
+        self._graph = tf.Graph()
+        with self._graph.as_default():
+            tf.compat.v1.import_graph_def(self.graph_def, name="")
+        self._session = tf.compat.v1.Session(graph=self._graph)
+
+    def run(self, feeds):
+        fetched = self._session.run(
+            [_tensor_name(o) for o in self.outputs], {_tensor_name(k): v for k, v in feeds.items()}
+        )
+        return dict(zip(self.outputs, fetched))
+
+    def to_onnx(self, opset):
+        import tf2onnx
+
+        in_names = [_tensor_name(i.name) for i in self.inputs]
+        out_names = [_tensor_name(o) for o in self.outputs]
+        renames = {t: n for t, n in zip(in_names + out_names, [i.name for i in self.inputs] + self.outputs)}
+        model_proto, _ = tf2onnx.convert.from_graph_def(
+            self.graph_def,
+            input_names=in_names,
+            output_names=out_names,
+            opset=opset,
+            tensors_to_rename=renames,
+        )
+        return model_proto
+
+
+def _node_name(name: str) -> str:
+    return name.split(":")[0]
+
+
+def _tensor_name(name: str) -> str:
+    return name if ":" in name else f"{name}:0"
+
+
+def _placeholder_dtype(node) -> str:
+    return tf.as_dtype(node.attr["dtype"].type).name
+
+
+def _placeholder_shape(node) -> tuple[int | None, ...] | None:
+    shape = node.attr["shape"].shape
+    if shape.unknown_rank:
+        return None
+    return tuple(None if d.size < 0 else d.size for d in shape.dim)
+
+
+def _likely_outputs(graph_def) -> list[str]:
+    consumed = {_node_name(i.lstrip("^")) for n in graph_def.node for i in n.input}
+    return [f"{n.name}:0" for n in graph_def.node if n.name not in consumed and n.op not in _NOT_OUTPUTS]
+
+
+def _frozen_graph_help(path: Path, placeholders, likely_outputs: list[str]) -> str:
+    lines = [
+        f"{path} is a frozen graph: it has no signature, so the config must name its inputs and outputs."
+    ]
+    lines.append("Placeholders in the graph (name, dtype, shape):")
+    for node in placeholders:
+        shape = _placeholder_shape(node)
+        shown = (
+            "unknown" if shape is None else "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+        )
+        lines.append(f"  - {node.name}:0  {_placeholder_dtype(node)}  {shown}")
+    lines.append(f"Likely outputs: {', '.join(likely_outputs) or 'none found'}")
+    lines.append("Add to the config, for example:")
+    if placeholders:
+        lines.append(f"  inputs:\n    - name: {placeholders[0].name}:0")
+    lines.append(f"  outputs: [{likely_outputs[0] if likely_outputs else 'NAME:0'}]")
+    return "\n".join(lines)
+
+
+# --- TFLite ---------------------------------------------------------------------------------
+
+
+class TFLiteModel:
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            self._interpreter = tf.lite.Interpreter(model_path=str(path))
+        except Exception as exc:
+            raise ModelFileError(f"{path} is not a readable .tflite model: {first_line(exc)}") from None
+        self._in = self._interpreter.get_input_details()
+        self._out = self._interpreter.get_output_details()
+        self.inputs = [
+            TensorInfo(
+                d["name"],
+                np.dtype(d["dtype"]).name,
+                tuple(None if s < 0 else int(s) for s in d["shape_signature"]),
+            )
+            for d in self._in
+        ]
+        self.outputs = [d["name"] for d in self._out]
+
+    def run(self, feeds):
+        interp = self._interpreter
+        for detail in self._in:
+            interp.resize_tensor_input(detail["index"], feeds[detail["name"]].shape)
+        interp.allocate_tensors()
+        for detail in self._in:
+            interp.set_tensor(detail["index"], feeds[detail["name"]])
+        interp.invoke()
+        return {d["name"]: interp.get_tensor(d["index"]).copy() for d in self._out}
+
+    def to_onnx(self, opset):
+        import tf2onnx
+
+        model_proto, _ = tf2onnx.convert.from_tflite(str(self.path), opset=opset)
+        return model_proto
+
+
+# --- dispatch -------------------------------------------------------------------------------
+
+
+def load(fmt: str, model: str, signature: str, inputs, outputs, seed: int = 0) -> TFModel:
+    loaders: dict[str, Callable[[], TFModel]] = {
+        "keras": lambda: load_keras(Path(model)),
+        "h5": lambda: load_h5(Path(model)),
+        "saved_model": lambda: SavedModel(Path(model), signature),
+        "frozen_graph": lambda: FrozenGraph(Path(model), inputs, outputs),
+        "tflite": lambda: TFLiteModel(Path(model)),
+        "zoo": lambda: _load_zoo(model, inputs, seed),
+    }
+    return loaders[fmt]()
+
+
+def _load_zoo(model_id: str, inputs: list[InputSpec] | None, seed: int) -> KerasModel:
+    from pipeline.zoo import build
+
+    # For zoo models the configured input shape (without the batch dimension) chooses the build shape.
+    shape = tuple(inputs[0].shape[1:]) if inputs and inputs[0].shape else None
+    return KerasModel(build(model_id, shape, seed))

@@ -1,0 +1,75 @@
+"""Stages 1 and 2, run in the TensorFlow worker: load + reference outputs, then tf2onnx export."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from pipeline import artifacts, inputs
+from pipeline.config import ModelConfig
+from pipeline.errors import ConversionError, UnsupportedOpsError
+from pipeline.stages import tf_models
+
+
+def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    model = tf_models.load(fmt, cfg.model, cfg.signature, cfg.inputs, cfg.outputs, cfg.seed)
+    specs = inputs.resolve_specs(model.inputs, cfg.inputs, cfg.batch_size)
+    feeds = inputs.generate(specs, cfg.seed, cfg.samples)
+    outputs = inputs.run_samples(model.run, feeds, model.outputs)
+    artifacts.save_arrays(out / artifacts.INPUTS, feeds)
+    artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], outputs)
+    state["model"] = model
+    return {
+        "inputs": [s.to_json() for s in specs],
+        "outputs": [
+            {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()
+        ],
+    }
+
+
+def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    model = state["model"]
+    proto = model.to_onnx(cfg.opset)
+    leftover = unknown_onnx_ops(proto.graph)
+    if leftover:
+        raise UnsupportedOpsError("export", "tf2onnx", leftover)
+    order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
+    artifacts.write_atomic(out / artifacts.ONNX_MODEL, lambda tmp: onnx.save(proto, str(tmp)))
+    return {
+        "opset": cfg.opset,
+        "nodes": len(proto.graph.node),
+        "op_types": dict(Counter(n.op_type for n in proto.graph.node)),
+    }
+
+
+def unknown_onnx_ops(graph: onnx.GraphProto) -> Counter:
+    """TF ops tf2onnx could not map stay in the graph under their TF names; count them, subgraphs included."""
+    found: Counter = Counter()
+    for node in graph.node:
+        if not onnx.defs.has(node.op_type, node.domain or ""):
+            found[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                found += unknown_onnx_ops(sub)
+    return found
+
+
+def order_graph_io(proto: onnx.ModelProto, input_names: list[str], output_names: list[str]) -> None:
+    """Make the ONNX graph's inputs and outputs follow the TF model's order, or fail if they differ."""
+    graph = proto.graph
+    initializers = {t.name for t in graph.initializer}
+    for field, wanted in (("input", input_names), ("output", output_names)):
+        values = [v for v in getattr(graph, field) if v.name not in initializers]
+        have = [v.name for v in values]
+        if sorted(have) != sorted(wanted):
+            raise ConversionError(
+                f"the exported ONNX graph has {field}s {have}, but the TF model has {wanted}; "
+                "captured constants may have become graph inputs"
+            )
+        by_name = {v.name: v for v in values}
+        ordered = [by_name[n] for n in wanted]
+        del getattr(graph, field)[:]
+        getattr(graph, field).extend(ordered)

@@ -1,0 +1,98 @@
+"""Stages 3 and 4, run in the torch worker: ONNX validation + onnxruntime, then onnx2torch import."""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from pipeline import artifacts
+from pipeline.config import ModelConfig
+from pipeline.errors import ConversionError, UnsupportedOpsError, first_line
+from pipeline.inputs import run_samples
+
+
+def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    import onnxruntime as ort
+
+    path = out / artifacts.ONNX_MODEL
+    try:
+        # The path form also works for models with external data (over 2 GB).
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        raise ConversionError(f"onnx.checker rejected {path.name}: {first_line(exc)}") from None
+    model = onnx.load(str(path))
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except Exception as exc:
+        raise ConversionError(f"ONNX shape inference failed on {path.name}: {first_line(exc)}") from None
+    state["onnx"] = model
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+
+    def run(feed):
+        return dict(zip(names, session.run(names, feed)))
+
+    artifacts.save_arrays(out / artifacts.OUTPUTS["onnx"], run_samples(run, feeds, names))
+    return {
+        "onnxruntime": ort.__version__,
+        "checker": "full_check passed",
+        "shape_inference": "strict passed",
+    }
+
+
+def unsupported_by_onnx2torch(model: onnx.ModelProto) -> Counter:
+    from onnx2torch.node_converters.registry import get_converter
+
+    from pipeline.converters import register
+
+    register()
+
+    opset = {o.domain or "": o.version for o in model.opset_import}
+    missing: Counter = Counter()
+    for node in model.graph.node:
+        domain = node.domain or ""
+        try:
+            get_converter(node.op_type, opset.get(domain, 1), domain if domain != "ai.onnx" else "")
+        except NotImplementedError:
+            missing[f"{node.op_type} (opset {opset.get(domain, 1)})"] += 1
+    return missing
+
+
+def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from onnx2torch import convert
+
+    model = state.get("onnx") or onnx.load(str(out / artifacts.ONNX_MODEL))
+    missing = unsupported_by_onnx2torch(model)
+    if missing:
+        raise UnsupportedOpsError("import", "onnx2torch", missing)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = convert(model).eval()
+    input_names = [i.name for i in model.graph.input]
+    output_names = [o.name for o in model.graph.output]
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+
+    def run(feed):
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = module(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
+        results = result if isinstance(result, (tuple, list)) else (result,)
+        if len(results) != len(output_names):
+            raise ConversionError(
+                f"the torch module returned {len(results)} outputs, the ONNX model has {len(output_names)}"
+            )
+        return {name: t.detach().cpu().numpy() for name, t in zip(output_names, results)}
+
+    artifacts.save_arrays(out / artifacts.OUTPUTS["torch"], run_samples(run, feeds, output_names))
+    artifacts.write_atomic(out / artifacts.TORCH_MODEL, lambda tmp: torch.save(module, str(tmp)))
+    params = sum(p.numel() for p in module.parameters())
+    buffers = sum(b.numel() for b in module.buffers())
+    return {"torch": torch.__version__, "parameters": params, "buffers": buffers}

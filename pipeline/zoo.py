@@ -1,0 +1,101 @@
+"""Built-in models, addressed by id: the porting guide's demo models and keras.applications.
+
+Models are built from code with seeded initialisers (no weights can be downloaded). Weights that
+Keras initialises to constants (biases, BatchNorm statistics) are re-drawn from the same seed so that
+a conversion bug cannot hide behind zeros and ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+
+from pipeline.errors import ConfigError
+
+# The three models of the classic TF-to-PyTorch porting guide; `make convert` runs these.
+DEMO_MODELS = ("demo.linear_regression", "demo.cnn", "demo.lstm")
+
+
+def _demo_linear_regression(keras):
+    return keras.Sequential(
+        [keras.Input((1,), name="x"), keras.layers.Dense(1, name="dense")], name="linear_regression"
+    )
+
+
+def _demo_cnn(keras):
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1), name="image"),
+            keras.layers.Conv2D(32, (3, 3), activation="relu", name="conv2d"),
+            keras.layers.MaxPooling2D((2, 2), name="max_pooling2d"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(10, activation="softmax", name="dense"),
+        ],
+        name="cnn",
+    )
+
+
+def _demo_lstm(keras):
+    return keras.Sequential(
+        [
+            keras.Input((12, 8), name="sequence"),
+            keras.layers.LSTM(64, name="lstm"),
+            keras.layers.Dense(1, name="dense"),
+        ],
+        name="lstm",
+    )
+
+
+_DEMO_BUILDERS = {
+    "demo.linear_regression": _demo_linear_regression,
+    "demo.cnn": _demo_cnn,
+    "demo.lstm": _demo_lstm,
+}
+
+
+def known_ids() -> list[str]:
+    import keras
+
+    apps = [f"keras.applications.{n}" for n in dir(keras.applications) if n[:1].isupper()]
+    return sorted(_DEMO_BUILDERS) + sorted(apps)
+
+
+def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if model_id in _DEMO_BUILDERS:
+        if input_shape is not None:
+            raise ConfigError(f"{model_id} has a fixed input shape; remove `shape` from its config `inputs`")
+        model = _DEMO_BUILDERS[model_id](keras)
+    elif model_id.startswith("keras.applications.") and model_id[len("keras.applications.") :][:1].isupper():
+        name = model_id[len("keras.applications.") :]
+        constructor = getattr(keras.applications, name, None)
+        if constructor is None:
+            raise ConfigError(_unknown(model_id))
+        kwargs = {"weights": None}
+        if input_shape is not None:
+            kwargs["input_shape"] = tuple(input_shape)
+        try:
+            model = constructor(**kwargs)
+        except ValueError as exc:
+            raise ConfigError(f"{model_id} cannot be built with input shape {input_shape}: {exc}") from None
+    else:
+        raise ConfigError(_unknown(model_id))
+    _randomize_constant_weights(model, np.random.default_rng(seed))
+    return model
+
+
+def _randomize_constant_weights(model, rng: np.random.Generator) -> None:
+    for variable in model.weights:
+        value = np.asarray(variable.numpy())
+        if value.size > 1 and np.all(value == value.flat[0]):
+            # Positive values keep BatchNorm variances valid.
+            variable.assign(rng.uniform(0.5, 1.5, size=value.shape).astype(value.dtype))
+
+
+def _unknown(model_id: str) -> str:
+    close = difflib.get_close_matches(model_id, known_ids(), n=3, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown zoo id '{model_id}'{hint} Known ids: demo.*, keras.applications.<Name>"

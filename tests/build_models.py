@@ -1,0 +1,123 @@
+"""Builds the tiny real models the tests convert, one per accepted format.
+
+Run as a script (`python tests/build_models.py OUT_DIR`) so the pytest process never imports
+TensorFlow: tests also load torch, and the two cannot share a process.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+
+def keras_two_inputs(out: Path) -> None:
+    """Keras 3 functional model: inputs declared in non-alphabetical order, two outputs."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    tokens = keras.Input((6,), name="zeta")
+    image = keras.Input((8, 8, 3), name="alpha")
+    x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    y = keras.layers.Dense(4, activation="tanh")(tokens)
+    joined = keras.layers.Concatenate()([x, y])
+    logits = keras.layers.Dense(3, bias_initializer="random_normal", name="logits")(joined)
+    score = keras.layers.Dense(1, activation="sigmoid", name="score")(joined)
+    keras.Model([tokens, image], [logits, score]).save(out / "two_inputs.keras")
+
+
+def keras2_h5(out: Path) -> None:
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(2)
+    model = tf_keras.Sequential(
+        [
+            tf_keras.layers.Dense(16, activation="relu", input_shape=(5,)),
+            tf_keras.layers.BatchNormalization(),
+            tf_keras.layers.Dense(2),
+        ]
+    )
+    model.save(out / "legacy.h5")
+
+
+class _Affine(tf.Module):
+    def __init__(self):
+        super().__init__()
+        rng = np.random.default_rng(3)
+        self.w = tf.Variable(rng.normal(size=(4, 3)).astype("float32"))
+        self.b = tf.Variable(rng.normal(size=(3,)).astype("float32"))
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 4], tf.float32, name="x"),
+            tf.TensorSpec([None, 3], tf.float32, name="bias"),
+        ]
+    )
+    def serve(self, x, bias):
+        h = tf.matmul(x, self.w) + self.b + bias
+        return {"sum": tf.reduce_sum(h, axis=1), "activation": tf.nn.relu(h)}
+
+
+def saved_model(out: Path) -> None:
+    module = _Affine()
+    tf.saved_model.save(module, str(out / "affine_savedmodel"), signatures={"serving_default": module.serve})
+
+
+def frozen_graph(out: Path) -> None:
+    rng = np.random.default_rng(4)
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 6], name="features")
+        w = tf.constant(rng.normal(size=(6, 2)).astype("float32"))
+        tf.nn.softmax(tf.matmul(x, w) + 0.5, name="probabilities")
+    (out / "frozen.pb").write_bytes(graph.as_graph_def().SerializeToString())
+
+
+def tflite(out: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [
+            keras.Input((10, 10, 1)),
+            keras.layers.Conv2D(3, 3, activation="relu"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4),
+        ]
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    (out / "small.tflite").write_bytes(converter.convert())
+
+
+class _Special(tf.Module):
+    """Two TF ops tf2onnx has no handler for, so the export stage must list both with counts."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": tf.math.lgamma(x + 1.0) + tf.math.lgamma(x + 2.0) + tf.math.digamma(x + 1.0)}
+
+
+class _Determinant(tf.Module):
+    """tf.linalg.det exports to ONNX Det, which onnx2torch has no converter for."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3, 3], tf.float32, name="m")])
+    def serve(self, m):
+        return {"det": tf.linalg.det(m)}
+
+
+def unsupported(out: Path) -> None:
+    for name, module in (("tf_unsupported", _Special()), ("torch_unsupported", _Determinant())):
+        tf.saved_model.save(module, str(out / name), signatures={"serving_default": module.serve})
+
+
+BUILDERS = (keras_two_inputs, keras2_h5, saved_model, frozen_graph, tflite, unsupported)
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1])
+    target.mkdir(parents=True, exist_ok=True)
+    for build in BUILDERS:
+        build(target)
