@@ -75,7 +75,7 @@ def _convert(args: argparse.Namespace) -> int:
         jobs = [(cfg, args.out or Path("runs") / _slug(cfg.model))]
     formats = [detect_format(c.model, c.format) for c, _ in jobs]  # fail on a bad path before any work
     worst = 0
-    for (job_cfg, out), fmt in zip(jobs, formats):
+    for (job_cfg, out), fmt in zip(jobs, formats, strict=True):
         print(f"{job_cfg.model} ({fmt}) -> {out}", flush=True)
         try:
             result = runner.convert(

@@ -162,9 +162,13 @@ def _source_of(loc: tuple, layers: list[tuple[str, dict[str, Any]]]) -> str:
         node: Any = data
         found = True
         for part in loc:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            if (
+                isinstance(node, dict)
+                and part in node
+                or isinstance(node, list)
+                and isinstance(part, int)
+                and part < len(node)
+            ):
                 node = node[part]
             else:
                 found = False

@@ -59,7 +59,7 @@ def _resolve_one(info: TensorInfo, spec: InputSpec | None, batch_size: int) -> C
         shape = tuple(spec.shape)
         if info.shape is not None:
             fits = len(shape) == len(info.shape) and all(
-                d is None or d == s for d, s in zip(info.shape, shape)
+                d is None or d == s for d, s in zip(info.shape, shape, strict=True)
             )
             if not fits:
                 raise ConfigError(

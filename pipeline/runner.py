@@ -3,6 +3,7 @@ writes the report. Imports neither TensorFlow nor torch."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -260,10 +261,8 @@ def _pump(stream, lines: queue.Queue, log) -> None:
 
 
 def _kill(proc: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _versions() -> dict[str, str | None]:

@@ -43,7 +43,10 @@ def _lstm_model(direction: str, layout: int, with_h: bool, with_c: bool, outputs
         [node],
         "lstm",
         inputs,
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in zip(out_names, out_shapes)],
+        [
+            helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+            for n, s in zip(out_names, out_shapes, strict=True)
+        ],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
@@ -56,14 +59,14 @@ def _lstm_model(direction: str, layout: int, with_h: bool, with_c: bool, outputs
 def test_lstm_matches_onnxruntime(direction, with_h, with_c):
     model, names, shapes = _lstm_model(direction, 0, with_h, with_c, outputs=3)
     rng = np.random.default_rng(1)
-    feeds = {n: rng.normal(size=s).astype("float32") for n, s in zip(names, shapes)}
+    feeds = {n: rng.normal(size=s).astype("float32") for n, s in zip(names, shapes, strict=True)}
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, feeds
     )
     with torch.no_grad():
         got = convert(model)(*[torch.from_numpy(feeds[n]) for n in names])
     assert len(got) == 3
-    for want, have in zip(expected, got):
+    for want, have in zip(expected, got, strict=True):
         assert have.shape == want.shape
         np.testing.assert_allclose(have.numpy(), want, atol=1e-5, rtol=1e-4)
 

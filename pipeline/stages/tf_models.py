@@ -50,7 +50,7 @@ class KerasModel:
     def run(self, feeds):
         args = [feeds[i.name] for i in self.inputs]
         result = self.model(args if len(args) > 1 else args[0], training=False)
-        return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result))}
+        return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result), strict=True)}
 
     def to_onnx(self, opset):
         # model.export() writes a SavedModel whose variables are frozen by tf2onnx's saved-model path;
@@ -189,14 +189,17 @@ class FrozenGraph:
         fetched = self._session.run(
             [_tensor_name(o) for o in self.outputs], {_tensor_name(k): v for k, v in feeds.items()}
         )
-        return dict(zip(self.outputs, fetched))
+        return dict(zip(self.outputs, fetched, strict=True))
 
     def to_onnx(self, opset):
         import tf2onnx
 
         in_names = [_tensor_name(i.name) for i in self.inputs]
         out_names = [_tensor_name(o) for o in self.outputs]
-        renames = {t: n for t, n in zip(in_names + out_names, [i.name for i in self.inputs] + self.outputs)}
+        renames = {
+            t: n
+            for t, n in zip(in_names + out_names, [i.name for i in self.inputs] + self.outputs, strict=True)
+        }
         model_proto, _ = tf2onnx.convert.from_graph_def(
             self.graph_def,
             input_names=in_names,

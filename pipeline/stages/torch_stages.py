@@ -37,7 +37,7 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
 
     def run(feed):
-        return dict(zip(names, session.run(names, feed)))
+        return dict(zip(names, session.run(names, feed), strict=True))
 
     artifacts.save_arrays(out / artifacts.OUTPUTS["onnx"], run_samples(run, feeds, names))
     return {
@@ -89,7 +89,7 @@ def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
             raise ConversionError(
                 f"the torch module returned {len(results)} outputs, the ONNX model has {len(output_names)}"
             )
-        return {name: t.detach().cpu().numpy() for name, t in zip(output_names, results)}
+        return {name: t.detach().cpu().numpy() for name, t in zip(output_names, results, strict=True)}
 
     artifacts.save_arrays(out / artifacts.OUTPUTS["torch"], run_samples(run, feeds, output_names))
     artifacts.write_atomic(out / artifacts.TORCH_MODEL, lambda tmp: torch.save(module, str(tmp)))
