@@ -35,7 +35,7 @@ def _lstm_model(direction: str, layout: int, with_h: bool, with_c: bool, outputs
         node_inputs.pop()
     out_names = ["Y", "Y_h", "Y_c"][:outputs]
     y_shape = [BATCH, SEQ, dirs, HIDDEN] if layout else [SEQ, dirs, BATCH, HIDDEN]
-    out_shapes = [y_shape, state_shape, state_shape]
+    out_shapes = [y_shape, state_shape, state_shape][:outputs]
     node = helper.make_node(
         "LSTM", node_inputs, out_names, hidden_size=HIDDEN, direction=direction, layout=layout
     )
