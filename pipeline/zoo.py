@@ -74,9 +74,7 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
         constructor = getattr(keras.applications, name, None)
         if constructor is None:
             raise ConfigError(_unknown(model_id))
-        kwargs = {"weights": None}
-        if input_shape is not None:
-            kwargs["input_shape"] = tuple(input_shape)
+        kwargs = _application_kwargs(constructor, keras, input_shape)
         try:
             model = constructor(**kwargs)
         except ValueError as exc:
@@ -85,6 +83,25 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
         raise ConfigError(_unknown(model_id))
     _randomize_constant_weights(model, np.random.default_rng(seed))
     return model
+
+
+def _application_kwargs(constructor, keras, input_shape) -> dict:
+    """weights=None (nothing can be downloaded), a named input, and logits rather than a saturated softmax."""
+    import inspect
+
+    accepted = inspect.signature(constructor).parameters
+    kwargs: dict = {"weights": None}
+    if input_shape is not None:
+        kwargs["input_shape"] = tuple(input_shape)
+    if "input_tensor" in accepted:
+        shape = tuple(input_shape) if input_shape is not None else None
+        if shape is None:
+            default = constructor(weights=None).inputs[0].shape[1:]  # the architecture's default size
+            shape = tuple(default)
+        kwargs["input_tensor"] = keras.Input(shape, name="image")
+    if "classifier_activation" in accepted:
+        kwargs["classifier_activation"] = None
+    return kwargs
 
 
 def _randomize_constant_weights(model, rng: np.random.Generator) -> None:

@@ -1,0 +1,166 @@
+"""The command line's verdicts and exit codes on real models: tolerance failures, bad input, unsupported ops."""
+
+from __future__ import annotations
+
+import os
+import pickletools
+import zipfile
+
+import pytest
+
+from tests.conftest import read_report, run_cli
+
+
+def _stage(report: dict, name: str) -> dict:
+    return next(s for s in report["stages"] if s["name"] == name)
+
+
+def test_too_tight_tolerance_exits_1_and_names_the_output_and_pair(models, tmp_path, write_config):
+    config = write_config("tolerances:\n  tf_vs_onnx: {atol: 0.0, rtol: 0.0}\n")
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "two_inputs.keras", "--config", config, "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = read_report(out)
+    assert report["status"] == "tolerance_fail" and report["exit_code"] == 1
+    validate = _stage(report, "validate")
+    assert validate["status"] == "tolerance_fail"
+    failing = [c for c in validate["comparisons"] if not c["passed"]]
+    assert failing, validate
+    for row in validate["comparisons"]:
+        # with atol = rtol = 0 exactly the outputs that differ at all must fail
+        assert row["passed"] == (row["max_abs_diff"] == 0.0)
+        assert (row["atol"], row["rtol"]) == (0.0, 0.0)
+    for row in failing:
+        assert row["pair"] == "tf_vs_onnx" and f"tf_vs_onnx '{row['output']}'" in validate["error"]
+    # the later stage still ran with the default tolerances and passed
+    assert _stage(report, "import")["status"] == "pass"
+    assert "TOLERANCE FAIL" in proc.stdout and "verdict: TOLERANCE FAIL (exit 1)" in proc.stdout
+
+
+def test_frozen_graph_without_input_names_exits_2_listing_placeholders(models, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "frozen.pb", "--out", out)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "features:0  float32  [?, 6]" in proc.stdout
+    assert "Likely outputs: probabilities:0" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    report = read_report(out)
+    assert report["status"] == "error" and report["exit_code"] == 2
+    assert [s["status"] for s in report["stages"]] == ["error", "skipped", "skipped", "skipped"]
+
+
+def test_frozen_graph_with_a_wrong_input_name_exits_2(models, tmp_path, write_config):
+    config = write_config("inputs:\n  - name: feature:0\noutputs: [probabilities:0]\n")
+    proc = run_cli("convert", models / "frozen.pb", "--config", config, "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "input 'feature:0' is not a placeholder" in proc.stdout and "features:0" in proc.stdout
+
+
+def test_tf_ops_tf2onnx_cannot_convert_are_all_listed_with_counts(models, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "tf_unsupported", "--out", out)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "tf2onnx cannot convert 3 node(s) in stage 'export': Digamma x1, Lgamma x2" in proc.stdout
+    report = read_report(out)
+    assert [(s["name"], s["status"]) for s in report["stages"]] == [
+        ("load", "pass"),
+        ("export", "error"),
+        ("validate", "skipped"),
+        ("import", "skipped"),
+    ]
+    assert not (out / "model.onnx").exists()  # no half-valid artifact left behind
+
+
+def test_onnx_ops_onnx2torch_cannot_convert_are_named_with_the_stage(models, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "torch_unsupported", "--out", out)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "onnx2torch cannot convert 1 node(s) in stage 'import': Det (opset 17) x1" in proc.stdout
+    report = read_report(out)
+    assert _stage(report, "validate")["status"] == "pass"
+    assert _stage(report, "import")["status"] == "error" and report["exit_code"] == 3
+    assert not (out / "model.pt").exists()
+
+
+def test_config_typo_exits_2_naming_the_key_before_any_work(models, tmp_path, write_config):
+    config = write_config("samples: 2\ntolerances:\n  tf_vs_onx: {atol: 1.0e-4}\n")
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", out)
+    assert proc.returncode == 2
+    assert "unknown key 'tolerances.tf_vs_onx' (did you mean 'tf_vs_onnx'?)" in proc.stderr
+    assert str(config) in proc.stderr and "Traceback" not in proc.stderr
+    assert not out.exists()
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_model", "message"),
+    [
+        (lambda d: d / "missing.keras", "model not found"),
+        (lambda d: d, "is a directory but not a SavedModel"),
+        (lambda d: _write(d / "empty.keras", b""), "is an empty file"),
+        (lambda d: _write(d / "fake.tflite", b"hello there"), "does not look like a tflite file"),
+        (lambda d: _write(d / "model.onnx", b"x"), "cannot tell the format"),
+    ],
+)
+def test_bad_model_paths_exit_2_with_one_line(tmp_path, make_model, message):
+    proc = run_cli("convert", make_model(tmp_path), "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_unknown_signature_lists_the_available_ones(models, tmp_path):
+    proc = run_cli("convert", models / "affine_savedmodel", "--out", tmp_path / "run")
+    assert proc.returncode == 0
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("signature: predict\n")
+    proc = run_cli("convert", models / "affine_savedmodel", "--config", cfg, "--out", tmp_path / "run2")
+    assert proc.returncode == 2
+    assert "has no signature 'predict'; it has: serving_default" in proc.stdout
+
+
+def test_h5_without_tf_keras_says_how_to_install_it(models, tmp_path, monkeypatch):
+    # Shadow tf_keras with a package that fails to import, as on a machine without it.
+    blocker = tmp_path / "block" / "tf_keras"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named tf_keras')\n")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(blocker.parent), os.environ.get("PYTHONPATH")]))
+    )
+    proc = run_cli("convert", models / "legacy.h5", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "pip install --no-deps tf-keras==2.21.0" in proc.stdout
+
+
+def test_no_command_is_a_usage_error():
+    proc = run_cli()
+    assert proc.returncode == 2 and "usage: tf2torch" in proc.stderr
+
+
+def test_default_convert_runs_the_three_porting_guide_models(tmp_path):
+    proc = run_cli("convert", "--out", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ("demo.linear_regression", "demo.cnn", "demo.lstm"):
+        report = read_report(tmp_path / name)
+        assert report["status"] == "pass", (name, report["stages"])
+        assert report["format"] == "zoo"
+    cnn_inputs = read_report(tmp_path / "demo.cnn")["inputs"]
+    assert cnn_inputs == [
+        {"name": "image", "dtype": "float32", "shape": [2, 28, 28, 1], "low": 0.0, "high": 1.0}
+    ]
+    # model.pt must load without this package: only torch and onnx2torch classes may be pickled in it
+    with zipfile.ZipFile(tmp_path / "demo.lstm" / "model.pt") as archive:
+        pickled = archive.read(next(n for n in archive.namelist() if n.endswith("data.pkl")))
+    modules = {arg.split(" ")[0] for op, arg, _ in pickletools.genops(pickled) if op.name == "GLOBAL"}
+    modules |= {
+        arg
+        for op, arg, _ in pickletools.genops(pickled)
+        if op.name in ("SHORT_BINUNICODE", "BINUNICODE")
+        and isinstance(arg, str)
+        and arg.startswith("pipeline")
+    }
+    assert not any(m.startswith("pipeline") for m in modules), modules
