@@ -8,6 +8,7 @@ file, 3 a stage could not convert.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import traceback
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`tf2torch convert | head`): stop quietly, as other command-line tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 def _convert(args: argparse.Namespace) -> int:
@@ -81,6 +86,8 @@ def _convert(args: argparse.Namespace) -> int:
             result = runner.convert(
                 job_cfg, fmt, out, progress=lambda kind, s: print(report.stage_line(s), flush=True)
             )
+        except BrokenPipeError:
+            raise
         except OSError as exc:
             raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
         print(report.verdict_line(result), flush=True)

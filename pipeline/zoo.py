@@ -107,7 +107,7 @@ def _application_kwargs(constructor, keras, input_shape) -> dict:
 def _randomize_constant_weights(model, rng: np.random.Generator) -> None:
     for variable in model.weights:
         value = np.asarray(variable.numpy())
-        if value.size > 1 and np.all(value == value.flat[0]):
+        if value.size and np.all(value == value.flat[0]):
             # Positive values keep BatchNorm variances valid.
             variable.assign(rng.uniform(0.5, 1.5, size=value.shape).astype(value.dtype))
 
