@@ -7,8 +7,7 @@ import pickletools
 import zipfile
 
 import pytest
-
-from tests.conftest import read_report, run_cli
+from cli_runner import read_report, run_cli
 
 
 def _stage(report: dict, name: str) -> dict:

@@ -6,9 +6,9 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from cli_runner import read_report, run_cli
 
 from pipeline import artifacts
-from tests.conftest import read_report, run_cli
 
 PAIRS = {"validate": ["tf_vs_onnx"], "import": ["onnx_vs_torch", "tf_vs_torch"]}
 FROZEN_CONFIG = "inputs:\n  - name: features:0\noutputs: [probabilities:0]\n"

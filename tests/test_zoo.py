@@ -1,8 +1,7 @@
 """Built-in zoo ids: keras.applications models built offline with weights=None."""
 
 import pytest
-
-from tests.conftest import REPO, read_report, run_cli
+from cli_runner import REPO, read_report, run_cli
 
 
 @pytest.mark.slow
