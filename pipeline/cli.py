@@ -84,7 +84,7 @@ def _convert(args: argparse.Namespace) -> int:
         print(f"{job_cfg.model} ({fmt}) -> {out}", flush=True)
         try:
             result = runner.convert(
-                job_cfg, fmt, out, progress=lambda kind, s: print(report.stage_line(s), flush=True)
+                job_cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True)
             )
         except BrokenPipeError:
             raise

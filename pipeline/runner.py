@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -51,12 +51,14 @@ VERSIONED_PACKAGES = (
     "numpy",
 )
 
-Progress = Callable[[str, dict[str, Any]], None]
+Progress = Callable[[dict[str, Any]], None]
 
 
 def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = None) -> dict[str, Any]:
-    """Run every stage for one model; return the report (also written to out/report.json)."""
-    progress = progress or (lambda kind, data: None)
+    """Run every stage for one model; return the report (also written to out/report.json).
+
+    `progress` is called with each stage record as soon as that stage is judged (skipped ones too)."""
+    progress = progress or (lambda record: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
     for stale in (*artifacts.OUTPUTS.values(), artifacts.ONNX_MODEL, artifacts.TORCH_MODEL, artifacts.INPUTS):
@@ -64,21 +66,18 @@ def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = N
         (out / stale).unlink(missing_ok=True)
     started = time.time()
     stages: list[dict[str, Any]] = []
-    failed = False
     for group, names in STAGE_GROUPS:
-        if failed:
-            stages += [_skipped(n, "an earlier stage failed") for n in names]
-            continue
-        for record in _run_group(group, names, cfg, fmt, out):
+        failed = any(s["status"] == "error" for s in stages)
+        for record in () if failed else _run_group(group, names, cfg, fmt, out):
             if record["status"] == "pass":
                 _judge(record, cfg, out)
             stages.append(record)
-            progress("stage", record)
-            failed = failed or record["status"] == "error"
-        if failed:
-            stages += [
-                _skipped(n, "an earlier stage failed") for n in names if n not in {s["name"] for s in stages}
-            ]
+            progress(record)
+        done = {s["name"] for s in stages}
+        for name in names:
+            if name not in done:
+                stages.append(_skipped(name, "an earlier stage failed"))
+                progress(stages[-1])
     result = {
         "tool": "tf2torch",
         "tool_version": __version__,
@@ -153,7 +152,8 @@ def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
 
 def _run_group(
     group: str, names: tuple[str, ...], cfg: ModelConfig, fmt: str, out: Path
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
+    """Run one worker; yield each stage's record as soon as the worker reports it."""
     job_path = out / artifacts.LOG_DIR / f"{group}-job.json"
     artifacts.save_json(
         job_path,
@@ -166,7 +166,7 @@ def _run_group(
     )
     log_path = out / artifacts.LOG_DIR / f"{group}.log"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
-    records: dict[str, dict[str, Any]] = {}
+    reported = 0
     current: str | None = None
     with log_path.open("w") as log:
         proc = subprocess.Popen(
@@ -182,22 +182,27 @@ def _run_group(
         threading.Thread(target=_pump, args=(proc.stdout, lines, log), daemon=True).start()
         deadline = time.monotonic() + cfg.timeout
         stage_started = time.monotonic()
-        timed_out = False
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                timed_out = True
-                _kill(proc)
-                break
-            if line is None:
-                break
-            event = json.loads(line)
-            if event["event"] == "start":
-                current, stage_started = event["stage"], time.monotonic()
-                continue
-            records[event["stage"]] = _record(event, group)
-            current = None
+        timed_out = end_of_output = False
+        try:
+            while True:
+                try:
+                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    timed_out = True
+                    break
+                if line is None:
+                    end_of_output = True
+                    break
+                event = json.loads(line)
+                if event["event"] == "start":
+                    current, stage_started = event["stage"], time.monotonic()
+                    continue
+                yield _record(event, group)
+                reported += 1
+                current = None
+        finally:
+            if not end_of_output:
+                _kill(proc)  # timed out, or the caller stopped listening: leave no worker behind
         returncode = proc.wait()
     if current is not None:
         seconds = round(time.monotonic() - stage_started, 3)
@@ -209,7 +214,7 @@ def _run_group(
             why = f"the {group} worker was killed by {signal.Signals(-returncode).name} (see {log_path})"
         else:
             why = f"the {group} worker exited with code {returncode} (see {log_path})"
-        records[current] = {
+        yield {
             "name": current,
             "status": "error",
             "seconds": seconds,
@@ -218,10 +223,9 @@ def _run_group(
             "details": None,
             "comparisons": [],
         }
-    elif not records and returncode != 0:
-        first = names[0]
-        records[first] = {
-            "name": first,
+    elif not reported and returncode != 0:
+        yield {
+            "name": names[0],
             "status": "error",
             "seconds": 0.0,
             "exit_code": EXIT_CONVERSION,
@@ -229,7 +233,6 @@ def _run_group(
             "details": None,
             "comparisons": [],
         }
-    return [records[n] for n in names if n in records]
 
 
 def _record(event: dict[str, Any], group: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickletools
 import zipfile
+from pathlib import Path
 
 import pytest
 from cli_runner import read_report, run_cli
@@ -163,3 +164,22 @@ def test_default_convert_runs_the_three_porting_guide_models(tmp_path):
         and arg.startswith("pipeline")
     }
     assert not any(m.startswith("pipeline") for m in modules), modules
+
+
+def test_a_worker_past_its_timeout_becomes_a_failed_stage_and_is_killed(models, tmp_path, write_config):
+    config = write_config("timeout: 0.5\n")  # less than TensorFlow takes to import
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", out)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "timed out after 0.5 s" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    report = read_report(out)
+    assert [s["status"] for s in report["stages"]] == ["error", "skipped", "skipped", "skipped"]
+    assert "skipped" in proc.stdout  # the terminal says so too, rather than staying silent
+    leftovers = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(out) in cmdline.read_bytes().decode(errors="replace"):
+                leftovers.append(cmdline.parent.name)
+        except OSError:
+            pass  # the process ended while we looked
+    assert leftovers == []
