@@ -253,13 +253,15 @@ def _record(event: dict[str, Any], group: str) -> dict[str, Any]:
 
 
 def _pump(stream, lines: queue.Queue, log) -> None:
-    """Forward event lines to the runner; anything else a library printed goes to the log."""
+    """Forward event lines to the runner; anything else a library printed goes to the log. An event
+    may follow text a library printed without a newline, so it is looked for anywhere in the line."""
     for raw in stream:
-        if raw.startswith(EVENT_PREFIX):
-            lines.put(raw[len(EVENT_PREFIX) :])
-        else:
-            log.write(raw)
+        before, marker, event = raw.partition(EVENT_PREFIX)
+        if before.strip():
+            log.write(before if before.endswith("\n") else before + "\n")
             log.flush()
+        if marker:
+            lines.put(event)
     lines.put(None)
 
 

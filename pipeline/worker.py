@@ -58,9 +58,8 @@ def main(argv: list[str]) -> int:
                 details=getattr(exc, "ops", None),
             )
             return 0
-        except (
-            Exception
-        ) as exc:  # a library failed on a valid model: report it, keep the traceback in the log
+        except Exception as exc:
+            # A library failed on a valid model: report it in one line, keep the traceback in the log.
             traceback.print_exc()
             emit(
                 stage=stage,

@@ -1,0 +1,45 @@
+import io
+import queue
+import subprocess
+import sys
+
+from pipeline.runner import STAGE_COMPARISONS, STAGE_GROUPS, _pump
+from pipeline.worker import EVENT_PREFIX, STAGE_FUNCTIONS
+
+
+def test_events_are_found_even_after_text_a_library_printed_without_newline():
+    stream = io.StringIO("Saved artifact at /tmp/x\n" + "progress 50%" + EVENT_PREFIX + '{"stage": "load"}\n')
+    lines: queue.Queue = queue.Queue()
+    log = io.StringIO()
+    _pump(stream, lines, log)
+    assert lines.get_nowait() == '{"stage": "load"}\n'
+    assert lines.get_nowait() is None  # end of output
+    assert log.getvalue() == "Saved artifact at /tmp/x\nprogress 50%\n"
+
+
+def test_every_stage_has_a_function_and_tf_stages_run_before_torch_stages():
+    names = [n for _, group in STAGE_GROUPS for n in group]
+    assert names == ["load", "export", "validate", "import"]
+    assert set(names) == set(STAGE_FUNCTIONS)
+    assert set(STAGE_COMPARISONS) <= set(names)
+    # the torch worker must never import a module that imports TensorFlow
+    for name in dict(STAGE_GROUPS)["torch"]:
+        assert STAGE_FUNCTIONS[name].startswith("pipeline.stages.torch_stages:")
+
+
+def _imported_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return set(proc.stdout.split())
+
+
+def test_the_orchestrator_imports_neither_framework():
+    modules = _imported_after("import pipeline.cli, pipeline.runner, pipeline.report, pipeline.compare")
+    assert not {"tensorflow", "torch", "keras", "onnx2torch"} & modules
+
+
+def test_the_torch_worker_stages_never_import_tensorflow():
+    modules = _imported_after("import pipeline.stages.torch_stages, pipeline.converters.lstm")
+    assert "torch" in modules and "tensorflow" not in modules and "keras" not in modules
