@@ -183,3 +183,16 @@ def test_a_worker_past_its_timeout_becomes_a_failed_stage_and_is_killed(models, 
         except OSError:
             pass  # the process ended while we looked
     assert leftovers == []
+
+
+def test_opset_flag_reaches_the_exported_model(models, tmp_path):
+    import onnx
+
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "affine_savedmodel", "--opset", "13", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert read_report(out)["config"]["opset"] == 13
+    opsets = {o.domain: o.version for o in onnx.load(str(out / "model.onnx")).opset_import}
+    assert opsets[""] == 13
+    proc = run_cli("convert", models / "affine_savedmodel", "--opset", "30", "--out", tmp_path / "bad")
+    assert proc.returncode == 2 and "command line: key 'opset'" in proc.stderr
