@@ -57,18 +57,21 @@ _DEMO_BUILDERS = {
 def known_ids() -> list[str]:
     import keras
 
+    from pipeline.families import BUILDERS
+
     apps = [f"keras.applications.{n}" for n in dir(keras.applications) if n[:1].isupper()]
-    return sorted(_DEMO_BUILDERS) + sorted(apps)
+    return sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(apps)
 
 
 def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0):
     import keras
 
+    from pipeline.families import BUILDERS as FAMILY_BUILDERS
+
     keras.utils.set_random_seed(seed)
-    if model_id in _DEMO_BUILDERS:
-        if input_shape is not None:
-            raise ConfigError(f"{model_id} has a fixed input shape; remove `shape` from its config `inputs`")
-        model = _DEMO_BUILDERS[model_id](keras)
+    fixed = {**_DEMO_BUILDERS, **FAMILY_BUILDERS}
+    if model_id in fixed:
+        model = fixed[model_id](keras)
     elif model_id.startswith("keras.applications.") and model_id[len("keras.applications.") :][:1].isupper():
         name = model_id[len("keras.applications.") :]
         constructor = getattr(keras.applications, name, None)

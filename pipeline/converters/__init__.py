@@ -5,7 +5,13 @@ torch.fx GraphModule built from standard torch modules, so a saved model.pt load
 and onnx2torch are installed, without this package.
 """
 
-_MODULES = ("pipeline.converters.lstm",)
+_MODULES = (
+    "pipeline.converters.conv_same",
+    "pipeline.converters.global_max_pool",
+    "pipeline.converters.loop",
+    "pipeline.converters.lstm",
+    "pipeline.converters.reverse_sequence",
+)
 
 
 def register() -> None:

@@ -8,12 +8,13 @@ from typing import Any
 
 import onnx
 
-from pipeline import artifacts, compat, inputs
+from pipeline import artifacts, compat, inputs, tf2onnx_handlers
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, UnsupportedOpsError
 from pipeline.stages import tf_models
 
 compat.patch_numpy_for_tf2onnx()
+tf2onnx_handlers.register()
 
 
 def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:

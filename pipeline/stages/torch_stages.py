@@ -48,26 +48,35 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
 
 
 def unsupported_by_onnx2torch(model: onnx.ModelProto) -> Counter:
+    """ONNX ops without a converter, counted over the graph and its subgraphs (Loop bodies)."""
     from onnx2torch.node_converters.registry import get_converter
 
     from pipeline.converters import register
 
     register()
-
     opset = {o.domain or "": o.version for o in model.opset_import}
     missing: Counter = Counter()
-    for node in model.graph.node:
-        domain = node.domain or ""
+    for node in _all_nodes(model.graph):
+        domain = "" if node.domain in ("", "ai.onnx") else node.domain
         try:
-            get_converter(node.op_type, opset.get(domain, 1), domain if domain != "ai.onnx" else "")
+            get_converter(node.op_type, opset.get(domain, 1), domain)
         except NotImplementedError:
             missing[f"{node.op_type} (opset {opset.get(domain, 1)})"] += 1
     return missing
 
 
+def _all_nodes(graph: onnx.GraphProto):
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                yield from _all_nodes(sub)
+
+
 def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     import torch
-    from onnx2torch import convert
+
+    from pipeline.converters import context
 
     model = state.get("onnx") or onnx.load(str(out / artifacts.ONNX_MODEL))
     missing = unsupported_by_onnx2torch(model)
@@ -75,7 +84,7 @@ def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
         raise UnsupportedOpsError("import", "onnx2torch", missing)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        module = convert(model).eval()
+        module = context.convert(model).eval()
     input_names = [i.name for i in model.graph.input]
     output_names = [o.name for o in model.graph.output]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)

@@ -1,0 +1,75 @@
+"""ONNX Conv with auto_pad SAME_UPPER / SAME_LOWER (onnx2torch 1.5.15 raises NotImplementedError).
+
+tf2onnx emits auto_pad for `padding='same'` when a spatial size is unknown at export time, so the
+padding must be computed from the input's shape at run time:
+total = max((ceil(in / stride) - 1) * stride + kernel - in, 0),
+with the odd extra element at the end (SAME_UPPER) or the beginning (SAME_LOWER). Every other Conv
+goes to onnx2torch's own converter, which this wraps. Dilation > 1 with SAME is refused, as onnxruntime
+refuses it.
+"""
+
+from onnx import helper
+from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
+from onnx2torch.onnx_graph import OnnxGraph
+from onnx2torch.onnx_node import OnnxNode
+from onnx2torch.utils.common import OperationConverterResult
+from torch import fx, nn
+from torch.nn import functional
+
+_SAME = ("SAME_UPPER", "SAME_LOWER")
+
+
+class _SamePaddedConv(nn.Module):
+    def __init__(self, conv: nn.Module, upper: bool):
+        super().__init__()
+        self.conv = conv
+        self.upper = upper
+
+    def forward(self, x):
+        pads = []
+        spatial = len(self.conv.kernel_size)
+        for axis in range(spatial):  # a Python loop over a fixed rank: fx unrolls it
+            size = x.shape[2 + axis]
+            stride = self.conv.stride[axis]
+            out = -(-size // stride)
+            total = (out - 1) * stride + self.conv.kernel_size[axis] - size
+            total = total * (total > 0)  # max(total, 0), written so fx can trace it
+            small = total // 2
+            begin, end = (small, total - small) if self.upper else (total - small, small)
+            pads = [begin, end] + pads  # functional.pad takes the last dimension first
+        return self.conv(functional.pad(x, pads))
+
+
+def _without_auto_pad(node: OnnxNode) -> OnnxNode:
+    proto = helper.make_node(
+        node.proto.op_type,
+        list(node.proto.input),
+        list(node.proto.output),
+        name=node.proto.name,
+        domain=node.proto.domain,
+    )
+    proto.attribute.extend(a for a in node.proto.attribute if a.name not in ("auto_pad", "pads"))
+    return OnnxNode(proto, node.unique_name)
+
+
+def _wrap(original):
+    def convert_conv(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+        auto_pad = node.attributes.get("auto_pad", "NOTSET")
+        if auto_pad not in _SAME:
+            return original(node, graph)
+        if any(d != 1 for d in node.attributes.get("dilations", [1])):
+            # onnxruntime refuses this combination too, so a conversion could not be verified
+            raise NotImplementedError(
+                f"Conv node '{node.name}': {auto_pad} with dilation > 1 is not supported"
+            )
+        result = original(_without_auto_pad(node), graph)
+        module = fx.symbolic_trace(_SamePaddedConv(result.torch_module, auto_pad == "SAME_UPPER"))
+        return OperationConverterResult(torch_module=module, onnx_mapping=result.onnx_mapping)
+
+    return convert_conv
+
+
+# onnx2torch's add_converter refuses to replace a registered converter, so wrap the entries in place.
+for _version in (1, 11):
+    _key = OperationDescription(domain="", operation_type="Conv", version=_version)
+    _CONVERTER_REGISTRY[_key] = _wrap(_CONVERTER_REGISTRY[_key])

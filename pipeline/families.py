@@ -1,0 +1,130 @@
+"""One small model per layer family that commonly breaks TF -> ONNX -> PyTorch conversion.
+
+Built from code (zoo ids `family.<name>`), so no binary files ship with the project. Each builder
+takes the keras module and returns an uncompiled model with named inputs.
+"""
+
+from __future__ import annotations
+
+
+def _gru(keras):
+    return keras.Sequential(
+        [keras.Input((10, 6), name="sequence"), keras.layers.GRU(12), keras.layers.Dense(3)]
+    )
+
+
+def _bidirectional_gru(keras):
+    return keras.Sequential(
+        [
+            keras.Input((10, 6), name="sequence"),
+            keras.layers.Bidirectional(keras.layers.GRU(8)),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _bidirectional_lstm(keras):
+    return keras.Sequential(
+        [
+            keras.Input((10, 6), name="sequence"),
+            keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True)),
+            keras.layers.LSTM(8, go_backwards=True),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _masked_lstm(keras):
+    return keras.Sequential(
+        [
+            keras.Input((10, 6), name="sequence"),
+            keras.layers.Masking(0.0),
+            keras.layers.LSTM(8),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _transformer_block(keras):
+    tokens = keras.Input((16, 32), name="tokens")
+    attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=8)(tokens, tokens)
+    x = keras.layers.LayerNormalization()(tokens + attended)
+    hidden = keras.layers.Dense(64, activation=lambda t: keras.activations.gelu(t, approximate=False))(x)
+    x = keras.layers.LayerNormalization()(x + keras.layers.Dense(32)(hidden))
+    return keras.Model(tokens, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
+def _grouped_conv(keras):
+    image = keras.Input((16, 16, 8), name="image")
+    x = keras.layers.Conv2D(16, 3, groups=4, padding="same")(image)
+    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    return keras.Model(image, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x)))
+
+
+def _normalization(keras):
+    import numpy as np
+
+    norm = keras.layers.Normalization(mean=np.linspace(0.1, 0.9, 5), variance=np.linspace(1.0, 2.0, 5))
+    features = keras.Input((5,), name="features")
+    x = keras.layers.Rescaling(2.0, offset=-1.0)(norm(features))
+    return keras.Model(features, keras.layers.Dense(3)(x))
+
+
+def _global_max_pooling(keras):
+    image = keras.Input((12, 12, 3), name="image")
+    sequence = keras.Input((20, 4), name="sequence")
+    a = keras.layers.GlobalMaxPooling2D()(keras.layers.Conv2D(6, 3)(image))
+    b = keras.layers.GlobalMaxPooling1D()(keras.layers.Conv1D(6, 3)(sequence))
+    return keras.Model([image, sequence], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+
+
+def _dynamic_same_conv(keras):
+    image = keras.Input((None, None, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(image)
+    x = keras.layers.Conv1D(4, 4, padding="same")(keras.layers.Reshape((-1, 8))(x))
+    return keras.Model(image, keras.layers.GlobalAveragePooling1D()(x))
+
+
+def _top_k(keras):
+    class TopK(keras.layers.Layer):
+        def call(self, x):
+            return keras.ops.top_k(x, k=3)
+
+    features = keras.Input((10,), name="features")
+    values, indices = TopK()(keras.layers.Dense(10)(features))
+    return keras.Model(features, [values, indices])
+
+
+def _while_loop(keras):
+    import tensorflow as tf
+
+    class Power(keras.layers.Layer):
+        """Multiplies by a learned matrix a data-dependent number of times (a tf.while_loop)."""
+
+        def build(self, input_shape):
+            self.kernel = self.add_weight(shape=(input_shape[-1], input_shape[-1]), initializer="orthogonal")
+
+        def call(self, x):
+            steps = tf.cast(tf.reduce_sum(tf.ones_like(x[0, :2])), tf.int32)  # 2, but computed in the graph
+            _, result = tf.while_loop(
+                lambda i, _: i < steps, lambda i, y: (i + 1, tf.tanh(y @ self.kernel)), (0, x)
+            )
+            return result
+
+    features = keras.Input((6,), name="features")
+    return keras.Model(features, Power()(features))
+
+
+BUILDERS = {
+    "family.gru": _gru,
+    "family.bidirectional_gru": _bidirectional_gru,
+    "family.bidirectional_lstm": _bidirectional_lstm,
+    "family.masked_lstm": _masked_lstm,
+    "family.transformer_block": _transformer_block,
+    "family.grouped_conv": _grouped_conv,
+    "family.normalization": _normalization,
+    "family.global_max_pooling": _global_max_pooling,
+    "family.dynamic_same_conv": _dynamic_same_conv,
+    "family.top_k": _top_k,
+    "family.while_loop": _while_loop,
+}

@@ -1,0 +1,11 @@
+"""Extra tf2onnx handlers for TF ops tf2onnx 1.17 leaves unconverted, registered through its own
+`tf_op` decorator. `register()` imports them; importing twice is a no-op."""
+
+_MODULES = ("pipeline.tf2onnx_handlers.erfc",)
+
+
+def register() -> None:
+    import importlib
+
+    for name in _MODULES:
+        importlib.import_module(name)
