@@ -110,24 +110,27 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+Layer = tuple[str, dict[str, Any]]  # (where it came from, for messages; its keys)
+
+
 def load_config(
     config_path: Path | None = None,
     overrides: dict[str, Any] | None = None,
     defaults_path: Path = DEFAULTS_PATH,
+    before_file: tuple[Layer, ...] = (),
+    after_file: tuple[Layer, ...] = (),
 ) -> ModelConfig:
-    """Merge defaults.yaml < the model's config file < CLI overrides, and validate the result."""
-    layers: list[tuple[str, dict[str, Any]]] = []
+    """Merge defaults.yaml < `before_file` < the config file < `after_file` < CLI overrides, and validate.
+
+    The extra layers are for zoo files: their shared defaults go before an entry's config file, the
+    entry's inline keys after it."""
+    layers: list[Layer] = []
     if defaults_path.is_file():
         layers.append((str(defaults_path), read_yaml(defaults_path)))
+    layers += before_file
     if config_path is not None:
-        data = read_yaml(config_path)
-        model = data.get("model")
-        if isinstance(model, str) and not Path(model).is_absolute():
-            # A model path in a config file is relative to that file, so configs can be moved with models.
-            candidate = config_path.parent / model
-            if candidate.exists():
-                data["model"] = str(candidate)
-        layers.append((str(config_path), data))
+        layers.append(file_layer(config_path, read_yaml(config_path)))
+    layers += after_file
     if overrides:
         layers.append(("command line", overrides))
     merged: dict[str, Any] = {}
@@ -137,6 +140,17 @@ def load_config(
         return ModelConfig.model_validate(merged)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, layers)) from None
+
+
+def file_layer(path: Path, data: dict[str, Any], name: str | None = None) -> Layer:
+    """A layer read from `path`: a relative model path in it is relative to that file, so configs can
+    move with their models."""
+    model = data.get("model")
+    if isinstance(model, str) and not Path(model).is_absolute():
+        candidate = path.parent / model
+        if candidate.exists():
+            data = {**data, "model": str(candidate)}
+    return (name or str(path), data)
 
 
 def _describe(exc: ValidationError, layers: list[tuple[str, dict[str, Any]]]) -> str:

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 def _gru(keras):
     return keras.Sequential(
-        [keras.Input((10, 6), name="sequence"), keras.layers.GRU(12), keras.layers.Dense(3)]
+        [keras.Input((None, 6), name="sequence"), keras.layers.GRU(12), keras.layers.Dense(3)]
     )
 
 
 def _bidirectional_gru(keras):
     return keras.Sequential(
         [
-            keras.Input((10, 6), name="sequence"),
+            keras.Input((None, 6), name="sequence"),
             keras.layers.Bidirectional(keras.layers.GRU(8)),
             keras.layers.Dense(3),
         ]
@@ -26,7 +26,7 @@ def _bidirectional_gru(keras):
 def _bidirectional_lstm(keras):
     return keras.Sequential(
         [
-            keras.Input((10, 6), name="sequence"),
+            keras.Input((None, 6), name="sequence"),
             keras.layers.Bidirectional(keras.layers.LSTM(8, return_sequences=True)),
             keras.layers.LSTM(8, go_backwards=True),
             keras.layers.Dense(3),
@@ -35,10 +35,11 @@ def _bidirectional_lstm(keras):
 
 
 def _masked_lstm(keras):
+    # Token 0 is padding: with integer inputs drawn from [0, 10) about one step in ten is masked.
     return keras.Sequential(
         [
-            keras.Input((10, 6), name="sequence"),
-            keras.layers.Masking(0.0),
+            keras.Input((None,), dtype="int32", name="tokens"),
+            keras.layers.Embedding(10, 4, mask_zero=True),
             keras.layers.LSTM(8),
             keras.layers.Dense(3),
         ]
@@ -46,7 +47,7 @@ def _masked_lstm(keras):
 
 
 def _transformer_block(keras):
-    tokens = keras.Input((16, 32), name="tokens")
+    tokens = keras.Input((None, 32), name="tokens")
     attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=8)(tokens, tokens)
     x = keras.layers.LayerNormalization()(tokens + attended)
     hidden = keras.layers.Dense(64, activation=lambda t: keras.activations.gelu(t, approximate=False))(x)
@@ -115,6 +116,37 @@ def _while_loop(keras):
     return keras.Model(features, Power()(features))
 
 
+def _quantized_tflite(keras, representative: bool) -> bytes:
+    import numpy as np
+    import tensorflow as tf
+
+    model = keras.Sequential(
+        [
+            keras.Input((16,), name="features"),
+            keras.layers.Dense(64, activation="relu"),
+            keras.layers.Dense(32),
+            keras.layers.Dense(4),
+        ]
+    )
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative:  # int8 weights and activations, float input and output
+        rng = np.random.default_rng(0)
+        converter.representative_dataset = lambda: (
+            [rng.random((1, 16), dtype=np.float32)] for _ in range(32)
+        )
+    return converter.convert()
+
+
+def _dynamic_range_tflite(keras) -> bytes:
+    """int8 weights, activations quantized at run time (TFLite's default optimisation)."""
+    return _quantized_tflite(keras, representative=False)
+
+
+def _int8_tflite(keras) -> bytes:
+    return _quantized_tflite(keras, representative=True)
+
+
 BUILDERS = {
     "family.gru": _gru,
     "family.bidirectional_gru": _bidirectional_gru,
@@ -127,4 +159,7 @@ BUILDERS = {
     "family.dynamic_same_conv": _dynamic_same_conv,
     "family.top_k": _top_k,
     "family.while_loop": _while_loop,
+    # these return the bytes of a .tflite file rather than a Keras model
+    "family.dynamic_range_tflite": _dynamic_range_tflite,
+    "family.int8_tflite": _int8_tflite,
 }

@@ -84,6 +84,8 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
             raise ConfigError(f"{model_id} cannot be built with input shape {input_shape}: {exc}") from None
     else:
         raise ConfigError(_unknown(model_id))
+    if isinstance(model, bytes):
+        return model
     _randomize_constant_weights(model, np.random.default_rng(seed))
     return model
 
@@ -110,9 +112,17 @@ def _application_kwargs(constructor, keras, input_shape) -> dict:
 def _randomize_constant_weights(model, rng: np.random.Generator) -> None:
     for variable in model.weights:
         value = np.asarray(variable.numpy())
-        if value.size and np.all(value == value.flat[0]):
-            # Positive values keep BatchNorm variances valid.
-            variable.assign(rng.uniform(0.5, 1.5, size=value.shape).astype(value.dtype))
+        if (
+            not value.size
+            or not np.all(value == value.flat[0])
+            or not np.issubdtype(value.dtype, np.floating)
+        ):
+            continue
+        if value.flat[0] == 0:  # biases, BatchNorm beta and moving mean: small, both signs
+            drawn = rng.uniform(-0.2, 0.2, size=value.shape)
+        else:  # gamma, moving variance, LayerNorm scale: scaled, keeping sign (variances stay positive)
+            drawn = value * rng.uniform(0.5, 1.5, size=value.shape)
+        variable.assign(drawn.astype(value.dtype))
 
 
 def _unknown(model_id: str) -> str:

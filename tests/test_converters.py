@@ -185,3 +185,126 @@ def test_loop_with_outer_scope_value_pass_through_and_scan_output(with_condition
             "w": rng.normal(size=(4, 4)).astype("float32"),
         }
         _assert_matches_onnxruntime(model, feeds)
+
+
+# --- opset 18 forms -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "op", ["ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL2", "ReduceLogSumExp"]
+)
+@pytest.mark.parametrize(("axes", "keepdims"), [([1], 1), ([0, 2], 0), ([-1], 0)])
+def test_opset18_reduce_with_axes_input(op, axes, keepdims):
+    x = RNG.uniform(0.5, 1.5, size=(2, 3, 4)).astype("float32")
+    expected_shape = [1 if (a in axes or a - 3 in axes) else d for a, d in enumerate(x.shape)]
+    if not keepdims:
+        expected_shape = [d for a, d in enumerate(x.shape) if not (a in axes or a - 3 in axes)]
+    model = _model(
+        [helper.make_node(op, ["x", "axes"], ["y"], keepdims=keepdims)],
+        [helper.make_tensor_value_info("x", F, [2, 3, 4])],
+        [helper.make_tensor_value_info("y", F, expected_shape)],
+        [numpy_helper.from_array(np.array(axes, dtype=np.int64), "axes")],
+        opset=18,
+    )
+    _assert_matches_onnxruntime(model, {"x": x})
+
+
+def test_opset18_reduce_noop_with_empty_axes_is_identity():
+    model = _model(
+        [helper.make_node("ReduceMax", ["x"], ["y"], noop_with_empty_axes=1)],
+        [helper.make_tensor_value_info("x", F, [2, 3])],
+        [helper.make_tensor_value_info("y", F, [2, 3])],
+        opset=18,
+    )
+    _assert_matches_onnxruntime(model, {"x": RNG.normal(size=(2, 3)).astype("float32")})
+
+
+def test_opset18_split_with_num_outputs():
+    model = _model(
+        [helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3)],
+        [helper.make_tensor_value_info("x", F, [2, 6])],
+        [helper.make_tensor_value_info(n, F, [2, 2]) for n in "abc"],
+        opset=18,
+    )
+    _assert_matches_onnxruntime(model, {"x": RNG.normal(size=(2, 6)).astype("float32")})
+
+
+def test_opset18_pad_without_axes():
+    model = _model(
+        [helper.make_node("Pad", ["x", "pads", "value"], ["y"], mode="constant")],
+        [helper.make_tensor_value_info("x", F, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", F, [1, 2, 5, 6])],
+        [
+            numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 1, 1], dtype=np.int64), "pads"),
+            numpy_helper.from_array(np.array(0.5, dtype=np.float32), "value"),
+        ],
+        opset=18,
+    )
+    _assert_matches_onnxruntime(model, {"x": RNG.normal(size=(1, 2, 3, 3)).astype("float32")})
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_opset18_resize_with_default_new_attributes(mode):
+    model = _model(
+        [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode)],
+        [helper.make_tensor_value_info("x", F, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", F, [1, 2, 8, 8])],
+        [numpy_helper.from_array(np.array([1, 1, 2, 2], dtype=np.float32), "scales")],
+        opset=18,
+    )
+    _assert_matches_onnxruntime(model, {"x": RNG.normal(size=(1, 2, 4, 4)).astype("float32")})
+
+
+def test_opset18_resize_with_antialias_is_refused_clearly():
+    model = _model(
+        [helper.make_node("Resize", ["x", "", "scales"], ["y"], mode="linear", antialias=1)],
+        [helper.make_tensor_value_info("x", F, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("y", F, [1, 2, 4, 4])],
+        [numpy_helper.from_array(np.array([1, 1, 0.5, 0.5], dtype=np.float32), "scales")],
+        opset=18,
+    )
+    with pytest.raises(NotImplementedError, match="antialias"):
+        context.convert(model)
+
+
+# --- quantization ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zero_point", "per_axis"), [(np.uint8(128), False), (np.int8(-3), False), (np.int8(0), True)]
+)
+def test_quantize_then_dequantize(zero_point, per_axis):
+    zp_type = TensorProto.UINT8 if zero_point.dtype == np.uint8 else TensorProto.INT8
+    scale = np.array([0.02, 0.05, 0.1], dtype=np.float32) if per_axis else np.array(0.03, dtype=np.float32)
+    zp = np.full(scale.shape, zero_point, dtype=zero_point.dtype)
+    model = _model(
+        [
+            helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], axis=1),
+            helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], axis=1),
+        ],
+        [helper.make_tensor_value_info("x", F, [2, 3, 4])],
+        [
+            helper.make_tensor_value_info("q", zp_type, [2, 3, 4]),
+            helper.make_tensor_value_info("y", F, [2, 3, 4]),
+        ],
+        [numpy_helper.from_array(scale, "scale"), numpy_helper.from_array(zp, "zp")],
+    )
+    # values beyond the integer range saturate; exact halves check round-half-to-even
+    x = np.concatenate([RNG.normal(scale=4, size=(2, 3, 3)), np.full((2, 3, 1), 0.015)], axis=-1).astype(
+        "float32"
+    )
+    _assert_matches_onnxruntime(model, {"x": x}, atol=0)
+
+
+def test_dynamic_quantize_linear_matches_onnxruntime():
+    model = _model(
+        [helper.make_node("DynamicQuantizeLinear", ["x"], ["y", "scale", "zp"])],
+        [helper.make_tensor_value_info("x", F, [3, 5])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.UINT8, [3, 5]),
+            helper.make_tensor_value_info("scale", F, []),
+            helper.make_tensor_value_info("zp", TensorProto.UINT8, []),
+        ],
+    )
+    for shift in (0.0, 2.0, -2.0):  # mixed signs, all positive, all negative
+        _assert_matches_onnxruntime(model, {"x": (RNG.normal(size=(3, 5)) + shift).astype("float32")}, atol=0)

@@ -10,6 +10,8 @@ _MODULES = (
     "pipeline.converters.global_max_pool",
     "pipeline.converters.loop",
     "pipeline.converters.lstm",
+    "pipeline.converters.opset18",
+    "pipeline.converters.quantization",
     "pipeline.converters.reverse_sequence",
 )
 

@@ -134,9 +134,12 @@ class SavedModel:
         import tf2onnx
         from tf2onnx import tf_loader
 
+        from pipeline.stages.tf_graph import inline_function_calls
+
         graph_def, in_tensors, out_tensors, renames = tf_loader.from_saved_model(
             str(self.path), None, None, signatures=[self.signature], return_tensors_to_rename=True
         )
+        graph_def = inline_function_calls(graph_def, in_tensors, out_tensors)
         tensor_of = {renames.get(t, t): t for t in in_tensors + out_tensors}
         model_proto, _ = tf2onnx.convert.from_graph_def(
             graph_def,
@@ -295,21 +298,26 @@ class TFLiteModel:
 # --- dispatch -------------------------------------------------------------------------------
 
 
-def load(fmt: str, model: str, signature: str, inputs, outputs, seed: int = 0) -> TFModel:
+def load(fmt: str, model: str, signature: str, inputs, outputs, seed: int, workdir: Path) -> TFModel:
     loaders: dict[str, Callable[[], TFModel]] = {
         "keras": lambda: load_keras(Path(model)),
         "h5": lambda: load_h5(Path(model)),
         "saved_model": lambda: SavedModel(Path(model), signature),
         "frozen_graph": lambda: FrozenGraph(Path(model), inputs, outputs),
         "tflite": lambda: TFLiteModel(Path(model)),
-        "zoo": lambda: _load_zoo(model, inputs, seed),
+        "zoo": lambda: _load_zoo(model, inputs, seed, workdir),
     }
     return loaders[fmt]()
 
 
-def _load_zoo(model_id: str, inputs: list[InputSpec] | None, seed: int) -> KerasModel:
+def _load_zoo(model_id: str, inputs: list[InputSpec] | None, seed: int, workdir: Path) -> TFModel:
     from pipeline.zoo import build
 
     # For zoo models the configured input shape (without the batch dimension) chooses the build shape.
     shape = tuple(inputs[0].shape[1:]) if inputs and inputs[0].shape else None
-    return KerasModel(build(model_id, shape, seed))
+    built = build(model_id, shape, seed)
+    if isinstance(built, bytes):  # a quantized family: the bytes of a .tflite file, kept as an artifact
+        path = workdir / "source.tflite"
+        path.write_bytes(built)
+        return TFLiteModel(path)
+    return KerasModel(built)

@@ -18,7 +18,7 @@ tf2onnx_handlers.register()
 
 
 def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    model = tf_models.load(fmt, cfg.model, cfg.signature, cfg.inputs, cfg.outputs, cfg.seed)
+    model = tf_models.load(fmt, cfg.model, cfg.signature, cfg.inputs, cfg.outputs, cfg.seed, out)
     specs = inputs.resolve_specs(model.inputs, cfg.inputs, cfg.batch_size)
     feeds = inputs.generate(specs, cfg.seed, cfg.samples)
     outputs = inputs.run_samples(model.run, feeds, model.outputs)

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.zoo_file import load_zoo
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_entries_merge_defaults_config_file_and_inline_keys(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.yaml").write_text("model: demo.cnn\nsamples: 4\nopset: 15\n")
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(
+        "defaults: {samples: 2, seed: 7}\n"
+        "models:\n"
+        "  - config: models/a.yaml\n"
+        "    opset: 13\n"
+        "  - {id: lin, model: demo.linear_regression}\n"
+        "  - {model: demo.lstm, disabled: 'too slow here'}\n"
+    )
+    a, lin, lstm = load_zoo(zoo)
+    assert (a.id, a.config.model, a.config.samples, a.config.opset, a.config.seed) == (
+        "demo.cnn",
+        "demo.cnn",
+        4,
+        13,
+        7,
+    )
+    assert (lin.id, lin.config.samples, lin.disabled) == ("lin", 2, None)
+    assert lstm.disabled == "too slow here"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("models: []\n", "non-empty list"),
+        ("modles: []\n", "unknown top-level key"),
+        ("models:\n  - {model: demo.cnn}\n  - {model: demo.cnn}\n", "two entries have the id 'demo.cnn'"),
+        (
+            "models:\n  - {model: demo.cnn, samles: 2}\n",
+            "models[0]: unknown key 'samles' (did you mean 'samples'?)",
+        ),
+        ("models:\n  - {samples: 2}\n", "no `model`"),
+        ("models:\n  - {model: demo.cnn, disabled: ''}\n", "must be a reason"),
+    ],
+)
+def test_bad_zoo_files_are_rejected_with_the_entry(tmp_path, text, message):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_zoo(zoo)
+    assert message in info.value.message
+
+
+def test_shipped_zoo_files_load():
+    for path in sorted((REPO / "configs" / "zoos").glob("*.yaml")):
+        assert load_zoo(path), path
