@@ -48,6 +48,8 @@ def test_every_stage_passes_and_the_report_says_so(converted, case):
     assert report["format"] == fmt
     assert [s["name"] for s in report["stages"]] == ["load", "export", "validate", "import"]
     assert all(s["status"] == "pass" and s["error"] is None for s in report["stages"])
+    # plain models convert to torch and onnx2torch classes only, so model.pt loads without tf2torch
+    assert report["stages"][-1]["details"]["model_pt_needs_tf2torch"] == []
     if input_names:
         assert [i["name"] for i in report["inputs"]] == input_names
     outputs = list(artifacts.load_arrays(out / "tf_outputs.npz"))

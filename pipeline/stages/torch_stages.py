@@ -104,4 +104,13 @@ def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     artifacts.write_atomic(out / artifacts.TORCH_MODEL, lambda tmp: torch.save(module, str(tmp)))
     params = sum(p.numel() for p in module.parameters())
     buffers = sum(b.numel() for b in module.buffers())
-    return {"torch": torch.__version__, "parameters": params, "buffers": buffers}
+    # Most project converters emit plain torch code; the Loop converter's module is a class of this package.
+    own_classes = sorted(
+        {type(m).__name__ for m in module.modules() if type(m).__module__.startswith("pipeline.")}
+    )
+    return {
+        "torch": torch.__version__,
+        "parameters": params,
+        "buffers": buffers,
+        "model_pt_needs_tf2torch": own_classes,
+    }
