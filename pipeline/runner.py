@@ -211,7 +211,9 @@ def _run_group(
                 f"timed out after {cfg.timeout:g} s (raise `timeout` in the config if the model needs longer)"
             )
         elif returncode < 0:
-            why = f"the {group} worker was killed by {signal.Signals(-returncode).name} (see {log_path})"
+            name = signal.Signals(-returncode).name
+            hint = "; SIGKILL usually means the machine ran out of memory" if name == "SIGKILL" else ""
+            why = f"the {group} worker was killed by {name} (see {log_path}{hint})"
         else:
             why = f"the {group} worker exited with code {returncode} (see {log_path})"
         yield {

@@ -308,3 +308,15 @@ def test_dynamic_quantize_linear_matches_onnxruntime():
     )
     for shift in (0.0, 2.0, -2.0):  # mixed signs, all positive, all negative
         _assert_matches_onnxruntime(model, {"x": (RNG.normal(size=(3, 5)) + shift).astype("float32")}, atol=0)
+
+
+def test_every_converter_module_is_registered():
+    from pathlib import Path
+
+    from pipeline import converters
+
+    folder = Path(converters.__file__).parent
+    modules = {f"pipeline.converters.{p.stem}" for p in folder.glob("*.py") if not p.stem.startswith("_")}
+    assert modules - {"pipeline.converters.context", "pipeline.converters.graph_fixes"} == set(
+        converters._MODULES
+    )

@@ -1,8 +1,9 @@
 """Extra onnx2torch converters, one module per ONNX op.
 
-`register()` imports them, which adds them to onnx2torch's registry. Each converter returns a
-torch.fx GraphModule built from standard torch modules, so a saved model.pt loads wherever torch
-and onnx2torch are installed, without this package.
+`register()` imports them, which adds them to onnx2torch's registry. Converters return standard
+torch modules or torch.fx GraphModules traced from them, so a saved model.pt loads wherever torch and
+onnx2torch are installed, without this package; the one exception is Loop (see loop.py). Modules whose
+names start with `_` hold shared helpers; `context` and `graph_fixes` drive the conversion.
 """
 
 _MODULES = (
@@ -10,8 +11,13 @@ _MODULES = (
     "pipeline.converters.global_max_pool",
     "pipeline.converters.loop",
     "pipeline.converters.lstm",
-    "pipeline.converters.opset18",
-    "pipeline.converters.quantization",
+    "pipeline.converters.pad_opset18",
+    "pipeline.converters.reduce_opset18",
+    "pipeline.converters.resize_opset18",
+    "pipeline.converters.split_opset18",
+    "pipeline.converters.quantize_linear",
+    "pipeline.converters.dequantize_linear",
+    "pipeline.converters.dynamic_quantize_linear",
     "pipeline.converters.reverse_sequence",
 )
 
