@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 import pickletools
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
-from cli_runner import read_report, run_cli
+from cli_runner import REPO, read_report, run_cli
 
 
 def _stage(report: dict, name: str) -> dict:
@@ -175,14 +179,7 @@ def test_a_worker_past_its_timeout_becomes_a_failed_stage_and_is_killed(models, 
     report = read_report(out)
     assert [s["status"] for s in report["stages"]] == ["error", "skipped", "skipped", "skipped"]
     assert "skipped" in proc.stdout  # the terminal says so too, rather than staying silent
-    leftovers = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if str(out) in cmdline.read_bytes().decode(errors="replace"):
-                leftovers.append(cmdline.parent.name)
-        except OSError:
-            pass  # the process ended while we looked
-    assert leftovers == []
+    assert _workers_of(out) == []
 
 
 def test_opset_flag_reaches_the_exported_model(models, tmp_path):
@@ -196,3 +193,42 @@ def test_opset_flag_reaches_the_exported_model(models, tmp_path):
     assert opsets[""] == 13
     proc = run_cli("convert", models / "affine_savedmodel", "--opset", "30", "--out", tmp_path / "bad")
     assert proc.returncode == 2 and "command line: key 'opset'" in proc.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
+    out = tmp_path / "run"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "convert", str(models / "two_inputs.keras"), "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job = out / "logs" / "tf-job.json"
+    deadline = time.monotonic() + 60
+    while not _workers_of(out) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _workers_of(out), "the worker never started"
+    # Let the worker get into its TensorFlow import (about 2 s): a worker stopped earlier dies of a
+    # broken pipe at its first report anyway, which would hide a missing cleanup.
+    time.sleep(1.0)
+    proc.send_signal(signum)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    time.sleep(0.3)
+    assert _workers_of(out) == [], f"worker left running after {signum.name} ({job})"
+
+
+def _workers_of(out: Path) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # the process ended while we looked
+        if "pipeline.worker" in text and str(out) in text:
+            found.append(cmdline.parent.name)
+    return found
