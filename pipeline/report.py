@@ -16,6 +16,14 @@ def markdown(result: dict[str, Any]) -> str:
         f"- Format: `{result['format']}`, opset {result['config']['opset']}, seed {result['config']['seed']}, "
         f"{result['config']['samples']} sample batch(es)",
         f"- Started {result['started_at']}, took {result['seconds']:.1f} s",
+        "- Worker processes: "
+        + (
+            ", ".join(
+                f"{name} {w['seconds']:.1f} s, peak {w['peak_rss_mb']:.0f} MB"
+                for name, w in result.get("workers", {}).items()
+            )
+            or "none ran"
+        ),
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v),
         "",
     ]

@@ -66,9 +66,10 @@ def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = N
         (out / stale).unlink(missing_ok=True)
     started = time.time()
     stages: list[dict[str, Any]] = []
+    workers: dict[str, dict[str, Any]] = {}
     for group, names in STAGE_GROUPS:
         failed = any(s["status"] == "error" for s in stages)
-        for record in () if failed else _run_group(group, names, cfg, fmt, out):
+        for record in () if failed else _run_group(group, names, cfg, fmt, out, workers):
             if record["status"] == "pass":
                 _judge(record, cfg, out)
             stages.append(record)
@@ -92,6 +93,7 @@ def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = N
             (s["details"].get("inputs") for s in stages if s["name"] == "load" and s["details"]), None
         ),
         "stages": stages,
+        "workers": workers,
     }
     result["status"], result["exit_code"] = _overall(stages)
     artifacts.save_json(out / artifacts.REPORT_JSON, result)
@@ -151,9 +153,11 @@ def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
 
 
 def _run_group(
-    group: str, names: tuple[str, ...], cfg: ModelConfig, fmt: str, out: Path
+    group: str, names: tuple[str, ...], cfg: ModelConfig, fmt: str, out: Path, workers: dict[str, Any]
 ) -> Iterator[dict[str, Any]]:
-    """Run one worker; yield each stage's record as soon as the worker reports it."""
+    """Run one worker; yield each stage's record as soon as the worker reports it. The worker's wall
+    time, peak memory and exit status go into `workers[group]`."""
+    started = time.monotonic()
     job_path = out / artifacts.LOG_DIR / f"{group}-job.json"
     artifacts.save_json(
         job_path,
@@ -203,7 +207,12 @@ def _run_group(
         finally:
             if not end_of_output:
                 _kill(proc)  # timed out, or the caller stopped listening: leave no worker behind
-        returncode = proc.wait()
+        returncode, peak_rss_kb = _wait(proc)
+        workers[group] = {
+            "seconds": round(time.monotonic() - started, 3),
+            "peak_rss_mb": round(peak_rss_kb / 1024, 1),
+            "returncode": returncode,
+        }
     if current is not None:
         seconds = round(time.monotonic() - stage_started, 3)
         if timed_out:
@@ -265,6 +274,13 @@ def _pump(stream, lines: queue.Queue, log) -> None:
         if marker:
             lines.put(event)
     lines.put(None)
+
+
+def _wait(proc: subprocess.Popen) -> tuple[int, int]:
+    """Reap the worker; return its exit status (negative: killed by that signal) and peak RSS in kB."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage.ru_maxrss
 
 
 def _kill(proc: subprocess.Popen) -> None:
