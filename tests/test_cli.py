@@ -201,6 +201,9 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "convert", str(models / "two_inputs.keras"), "--out", str(out)],
+        # A job started in the background inherits SIGINT ignored, and so would the command; a terminal's
+        # Ctrl-C is what this test stands for, so give the command default signal handling.
+        preexec_fn=_default_signals,
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -220,6 +223,11 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
     assert proc.returncode != 0
     time.sleep(0.3)
     assert _workers_of(out) == [], f"worker left running after {signum.name} ({job})"
+
+
+def _default_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _workers_of(out: Path) -> list[str]:
