@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from pipeline.config import InputSpec  # noqa: E402
-from pipeline.errors import ConfigError, ModelFileError, UsageError, first_line  # noqa: E402
+from pipeline.errors import ConfigError, ConversionError, ModelFileError, UsageError, first_line  # noqa: E402
 from pipeline.inputs import TensorInfo  # noqa: E402
 
 
@@ -53,19 +53,14 @@ class KerasModel:
         return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result), strict=True)}
 
     def to_onnx(self, opset):
-        # model.export() writes a SavedModel whose variables are frozen by tf2onnx's saved-model path;
+        # model.export() writes a SavedModel whose variables tf2onnx's saved-model path freezes;
         # tf2onnx.convert.from_keras is broken on Keras 3 and from_function turns captured constants
         # (Normalization layers) into extra graph inputs.
         with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
             self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
-            saved = SavedModel(Path(tmp), "serving_default")
-            expected = {i.name for i in self.inputs}, set(self.outputs)
-            if ({i.name for i in saved.inputs}, set(saved.outputs)) != expected:
-                raise RuntimeError(
-                    f"model.export() wrote a signature with inputs {[i.name for i in saved.inputs]} and outputs "
-                    f"{saved.outputs}; expected {sorted(expected[0])} and {self.outputs}"
-                )
-            return saved.export_graph(opset, [i.name for i in self.inputs], self.outputs)
+            return saved_model_to_onnx(
+                tmp, "serving_default", [i.name for i in self.inputs], self.outputs, opset
+            )
 
 
 def load_keras(path: Path) -> KerasModel:
@@ -128,27 +123,30 @@ class SavedModel:
         return {name: result[name].numpy() for name in self.outputs}
 
     def to_onnx(self, opset):
-        return self.export_graph(opset, [i.name for i in self.inputs], self.outputs)
-
-    def export_graph(self, opset, input_order: list[str], output_order: list[str]):
-        import tf2onnx
-        from tf2onnx import tf_loader
-
-        from pipeline.stages.tf_graph import inline_function_calls
-
-        graph_def, in_tensors, out_tensors, renames = tf_loader.from_saved_model(
-            str(self.path), None, None, signatures=[self.signature], return_tensors_to_rename=True
+        return saved_model_to_onnx(
+            str(self.path), self.signature, [i.name for i in self.inputs], self.outputs, opset
         )
-        graph_def = inline_function_calls(graph_def, in_tensors, out_tensors)
-        tensor_of = {renames.get(t, t): t for t in in_tensors + out_tensors}
-        model_proto, _ = tf2onnx.convert.from_graph_def(
-            graph_def,
-            input_names=[tensor_of[n] for n in input_order],
-            output_names=[tensor_of[n] for n in output_order],
-            opset=opset,
-            tensors_to_rename=renames,
+
+
+def saved_model_to_onnx(
+    path: str, signature: str, input_order: list[str], output_order: list[str], opset: int
+):
+    """Export one signature; the ONNX graph's inputs and outputs are named after the signature's keys."""
+    from pipeline.stages import tf_to_onnx
+
+    graph_def, in_tensors, out_tensors, renames, tables = tf_to_onnx.freeze_saved_model(path, signature)
+    keys_in = sorted(renames.get(t, t) for t in in_tensors)
+    keys_out = sorted(renames.get(t, t) for t in out_tensors)
+    if (keys_in, keys_out) != (sorted(input_order), sorted(output_order)):
+        raise ConversionError(
+            f"the SavedModel signature '{signature}' has inputs {keys_in} and outputs {keys_out}; "
+            f"expected {sorted(input_order)} and {sorted(output_order)}"
         )
-        return model_proto
+    tensor_of = {renames.get(t, t): t for t in in_tensors + out_tensors}
+    in_tensors = [tensor_of[n] for n in input_order]
+    out_tensors = [tensor_of[n] for n in output_order]
+    graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors)
+    return tf_to_onnx.graph_def_to_onnx(graph_def, in_tensors, out_tensors, renames, opset, tables)
 
 
 # --- TF1 frozen GraphDef --------------------------------------------------------------------
@@ -195,7 +193,7 @@ class FrozenGraph:
         return dict(zip(self.outputs, fetched, strict=True))
 
     def to_onnx(self, opset):
-        import tf2onnx
+        from pipeline.stages import tf_to_onnx
 
         in_names = [_tensor_name(i.name) for i in self.inputs]
         out_names = [_tensor_name(o) for o in self.outputs]
@@ -203,14 +201,10 @@ class FrozenGraph:
             t: n
             for t, n in zip(in_names + out_names, [i.name for i in self.inputs] + self.outputs, strict=True)
         }
-        model_proto, _ = tf2onnx.convert.from_graph_def(
-            self.graph_def,
-            input_names=in_names,
-            output_names=out_names,
-            opset=opset,
-            tensors_to_rename=renames,
-        )
-        return model_proto
+        # The conversion consumes the GraphDef (it moves the weights); the session keeps its own copy.
+        graph_def, self.graph_def = self.graph_def, None
+        graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_names, out_names)
+        return tf_to_onnx.graph_def_to_onnx(graph_def, in_names, out_names, renames, opset)
 
 
 def _node_name(name: str) -> str:

@@ -14,6 +14,7 @@ from pipeline.errors import ConversionError, UnsupportedOpsError
 from pipeline.stages import tf_models
 
 compat.patch_numpy_for_tf2onnx()
+compat.patch_tf2onnx_node_update_proto()
 tf2onnx_handlers.register()
 
 
