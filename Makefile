@@ -8,8 +8,12 @@ MODEL  ?=
 CONFIG ?=
 OUT    ?=
 PYTEST_ARGS ?=
+ZOO     ?= configs/zoos/smoke.yaml
+WORKERS ?=
+BASELINE ?=
+EXECUTOR ?= local
 
-.PHONY: setup convert test test-fast lint format clean
+.PHONY: setup convert zoo test test-fast bench lint format clean
 
 setup: $(STAMP)
 
@@ -18,7 +22,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	$(BIN)/python -m pip install --quiet --no-deps tf-keras==2.21.0
 	touch $(STAMP)
 
@@ -26,6 +30,17 @@ $(STAMP): pyproject.toml
 # make convert MODEL=path/or/zoo-id [CONFIG=configs/models/x.yaml] [OUT=runs/x]
 convert: setup
 	$(BIN)/tf2torch convert $(MODEL) $(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT))
+
+# make zoo                         -> configs/zoos/smoke.yaml into runs/smoke
+# make zoo ZOO=configs/zoos/keras-applications.yaml [WORKERS=2] [OUT=runs/x] [BASELINE=old/summary.json]
+#          [EXECUTOR=ray]
+zoo: setup
+	$(BIN)/tf2torch batch $(ZOO) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE))
+
+# Batch wall time with 1 and 2 workers and a fully cached re-run (prints figures; not a test).
+bench: setup
+	$(BIN)/python scripts/bench_batch.py
 
 # The whole suite, slow model-zoo tests included (what CI runs).
 test: setup

@@ -1,4 +1,5 @@
-"""Command line: `tf2torch convert [MODEL] [--config FILE] [--out DIR] [--opset N]`.
+"""Command line: `tf2torch convert [MODEL] [--config FILE] [--out DIR] [--opset N]` and
+`tf2torch batch ZOO [--workers N] [--out DIR] [--executor local|ray] [--force] [--baseline FILE]`.
 
 A PipelineError (bad usage, config or model file) is printed as one message with its exit code;
 only --debug shows a traceback. Exit codes: 0 pass, 1 tolerance failed, 2 bad usage/config/model
@@ -16,9 +17,10 @@ import traceback
 from pathlib import Path
 
 from pipeline import __version__, report, runner
-from pipeline.config import load_config
+from pipeline.config import ModelConfig, load_config
 from pipeline.errors import EXIT_USAGE, PipelineError, UsageError
 from pipeline.formats import detect_format
+from pipeline.workers import WorkerPool
 from pipeline.zoo import DEMO_MODELS
 
 
@@ -51,7 +53,48 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--out", type=Path, help="output directory (default: runs/<model name>)")
     convert.add_argument("--opset", type=int, help="ONNX opset for the export (default from config: 17)")
     convert.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+    batch = commands.add_parser(
+        "batch",
+        help="convert every model of a zoo file, reusing unchanged results",
+        description="Exit codes: 0 every model passed (disabled ones are skipped), 1 a model failed or "
+        "regressed against --baseline, 2 bad usage (zoo file, baseline, output directory locked), "
+        "130/143 interrupted (run again to resume).",
+    )
+    batch.add_argument("zoo", type=Path, metavar="ZOO", help="zoo file, e.g. configs/zoos/smoke.yaml")
+    batch.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="models converted in parallel (default: the number of cores, %(default)s here)",
+    )
+    batch.add_argument("--out", type=Path, help="output directory (default: runs/<zoo file name>)")
+    batch.add_argument("--executor", choices=("local", "ray"), default="local", help="where models run")
+    batch.add_argument(
+        "--ray-address", help="Ray cluster to join, e.g. ray://head:10001 (default: start a local Ray)"
+    )
+    batch.add_argument("--force", action="store_true", help="convert every model again, ignoring the cache")
+    batch.add_argument(
+        "--baseline", type=Path, help="an earlier run's summary.json: report models that regressed"
+    )
+    batch.add_argument(
+        "--max-rss-mb",
+        type=float,
+        help="replace a worker process that holds more memory than this after a model (default: the "
+        "zoo's max_rss_mb, else never)",
+    )
+    batch.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
 
 
 def _exit_on_sigterm(signum, frame):
@@ -63,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        return _convert(args)
+        return _batch(args) if args.command == "batch" else _convert(args)
     except PipelineError as exc:
         if args.debug:
             traceback.print_exc()
@@ -87,19 +130,45 @@ def _convert(args: argparse.Namespace) -> int:
         jobs = [(cfg, args.out or Path("runs") / _slug(cfg.model))]
     formats = [detect_format(c.model, c.format) for c, _ in jobs]  # fail on a bad path before any work
     worst = 0
-    for (job_cfg, out), fmt in zip(jobs, formats, strict=True):
-        print(f"{job_cfg.model} ({fmt}) -> {out}", flush=True)
-        try:
-            result = runner.convert(
-                job_cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True)
-            )
-        except BrokenPipeError:
-            raise
-        except OSError as exc:
-            raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
-        print(report.verdict_line(result), flush=True)
-        worst = max(worst, result["exit_code"])
+    with WorkerPool() as pool:  # the demo models share their worker processes
+        for (job_cfg, out), fmt in zip(jobs, formats, strict=True):
+            worst = max(worst, _convert_one(job_cfg, fmt, out, pool))
     return worst
+
+
+def _batch(args: argparse.Namespace) -> int:
+    from pipeline.batch import BatchOptions, run_batch
+    from pipeline.progress import make_progress
+
+    if args.ray_address and args.executor != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    options = BatchOptions(
+        zoo=args.zoo,
+        out=args.out or Path("runs") / args.zoo.stem,
+        workers=args.workers,
+        executor=args.executor,
+        ray_address=args.ray_address,
+        force=args.force,
+        baseline=args.baseline,
+        max_rss_mb=args.max_rss_mb,
+        progress=make_progress(),
+    )
+    _, code = run_batch(options)
+    return code
+
+
+def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int:
+    print(f"{cfg.model} ({fmt}) -> {out}", flush=True)
+    try:
+        result = runner.convert(
+            cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True), pool=pool
+        )
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    print(report.verdict_line(result), flush=True)
+    return result["exit_code"]
 
 
 def _slug(model: str) -> str:

@@ -3,14 +3,8 @@ writes the report. Imports neither TensorFlow nor torch."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -22,7 +16,7 @@ from pipeline import __version__, artifacts, report
 from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
-from pipeline.worker import EVENT_PREFIX
+from pipeline.workers import WorkerPool
 
 # Stage order, grouped by the process that runs them. TF stages must finish before torch starts:
 # the torch group reads the model.onnx and inputs.npz the TF group writes, and the two frameworks
@@ -54,10 +48,20 @@ VERSIONED_PACKAGES = (
 Progress = Callable[[dict[str, Any]], None]
 
 
-def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = None) -> dict[str, Any]:
+def convert(
+    cfg: ModelConfig,
+    fmt: str,
+    out: Path,
+    progress: Progress | None = None,
+    pool: WorkerPool | None = None,
+) -> dict[str, Any]:
     """Run every stage for one model; return the report (also written to out/report.json).
 
-    `progress` is called with each stage record as soon as that stage is judged (skipped ones too)."""
+    `progress` is called with each stage record as soon as that stage is judged (skipped ones too).
+    `pool` supplies the worker processes; without one, fresh workers serve this model only."""
+    if pool is None:
+        with WorkerPool() as own:
+            return convert(cfg, fmt, out, progress, own)
     progress = progress or (lambda record: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
@@ -69,7 +73,7 @@ def convert(cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = N
     workers: dict[str, dict[str, Any]] = {}
     for group, names in STAGE_GROUPS:
         failed = any(s["status"] == "error" for s in stages)
-        for record in () if failed else _run_group(group, names, cfg, fmt, out, workers):
+        for record in () if failed else _run_group(group, names, cfg, fmt, out, workers, pool):
             if record["status"] == "pass":
                 _judge(record, cfg, out)
             stages.append(record)
@@ -153,11 +157,20 @@ def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
 
 
 def _run_group(
-    group: str, names: tuple[str, ...], cfg: ModelConfig, fmt: str, out: Path, workers: dict[str, Any]
+    group: str,
+    names: tuple[str, ...],
+    cfg: ModelConfig,
+    fmt: str,
+    out: Path,
+    workers: dict[str, Any],
+    pool: WorkerPool,
 ) -> Iterator[dict[str, Any]]:
-    """Run one worker; yield each stage's record as soon as the worker reports it. The worker's wall
-    time, peak memory and exit status go into `workers[group]`."""
+    """Run one group's stages in the pool's worker; yield each stage's record as soon as the worker
+    reports it. The group's wall time, peak memory and, if the worker died, its exit status go into
+    `workers[group]`."""
     started = time.monotonic()
+    log_path = (out / artifacts.LOG_DIR / f"{group}.log").resolve()
+    log_path.write_text("")
     job_path = out / artifacts.LOG_DIR / f"{group}-job.json"
     artifacts.save_json(
         job_path,
@@ -166,81 +179,59 @@ def _run_group(
             "format": fmt,
             "out_dir": str(out.resolve()),
             "stages": list(names),
+            "log_path": str(log_path),
         },
     )
-    log_path = out / artifacts.LOG_DIR / f"{group}.log"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    worker = pool.get(group)
     reported = 0
     current: str | None = None
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.worker", str(job_path)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env=env,
-            start_new_session=True,  # its own process group, so a timeout kills its children too
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=_pump, args=(proc.stdout, lines, log), daemon=True).start()
-        deadline = time.monotonic() + cfg.timeout
-        stage_started = time.monotonic()
-        timed_out = end_of_output = False
-        try:
-            while True:
-                try:
-                    line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    timed_out = True
-                    break
-                if line is None:
-                    end_of_output = True
-                    break
-                event = json.loads(line)
-                if event["event"] == "start":
-                    current, stage_started = event["stage"], time.monotonic()
-                    continue
+    stage_started = time.monotonic()
+    timed_out = finished = False
+    usage: dict[str, Any] = {}
+    events = worker.run(job_path.resolve(), log_path, deadline=time.monotonic() + cfg.timeout)
+    try:
+        for event in events:
+            if event["event"] == "start":
+                current, stage_started = event["stage"], time.monotonic()
+            elif event["event"] == "timeout":
+                timed_out = True
+            elif event["event"] == "job_end":
+                finished = True
+                usage = event
+            else:
                 yield _record(event, group)
                 reported += 1
                 current = None
-        finally:
-            if not end_of_output:
-                _kill(proc)  # timed out, or the caller stopped listening: leave no worker behind
-        returncode, peak_rss_kb = _wait(proc)
+    finally:
+        if not finished and worker.alive:
+            worker.kill()  # the caller stopped listening (interrupt): leave no worker behind
         workers[group] = {
             "seconds": round(time.monotonic() - started, 3),
-            "peak_rss_mb": round(peak_rss_kb / 1024, 1),
-            "returncode": returncode,
+            "peak_rss_mb": usage.get("peak_rss_mb") or round(worker.peak_rss_kb / 1024, 1),
         }
-    if current is not None:
+        if worker.returncode is not None:
+            workers[group]["returncode"] = worker.returncode
+        pool.after_job(group, usage.get("rss_mb"))
+    returncode = worker.returncode
+    if not finished:
         seconds = round(time.monotonic() - stage_started, 3)
         if timed_out:
             why = (
                 f"timed out after {cfg.timeout:g} s (raise `timeout` in the config if the model needs longer)"
             )
-        elif returncode < 0:
+        elif returncode is not None and returncode < 0:
             name = signal.Signals(-returncode).name
             hint = "; SIGKILL usually means the machine ran out of memory" if name == "SIGKILL" else ""
             why = f"the {group} worker was killed by {name} (see {log_path}{hint})"
         else:
             why = f"the {group} worker exited with code {returncode} (see {log_path})"
         yield {
-            "name": current,
+            "name": current or names[min(reported, len(names) - 1)],
             "status": "error",
-            "seconds": seconds,
+            "seconds": seconds if current else 0.0,
             "error": why,
             "exit_code": EXIT_CONVERSION,
-            "details": None,
-            "comparisons": [],
-        }
-    elif not reported and returncode != 0:
-        yield {
-            "name": names[0],
-            "status": "error",
-            "seconds": 0.0,
-            "exit_code": EXIT_CONVERSION,
-            "error": f"the {group} worker failed to start (exit {returncode}; see {log_path})",
+            "worker_failure": True,  # the worker died or timed out: may not happen on a re-run
             "details": None,
             "comparisons": [],
         }
@@ -261,31 +252,6 @@ def _record(event: dict[str, Any], group: str) -> dict[str, Any]:
             error += f" (traceback in {artifacts.LOG_DIR}/{group}.log)"
         record.update(status="error", error=error, exit_code=event["exit_code"])
     return record
-
-
-def _pump(stream, lines: queue.Queue, log) -> None:
-    """Forward event lines to the runner; anything else a library printed goes to the log. An event
-    may follow text a library printed without a newline, so it is looked for anywhere in the line."""
-    for raw in stream:
-        before, marker, event = raw.partition(EVENT_PREFIX)
-        if before.strip():
-            log.write(before if before.endswith("\n") else before + "\n")
-            log.flush()
-        if marker:
-            lines.put(event)
-    lines.put(None)
-
-
-def _wait(proc: subprocess.Popen) -> tuple[int, int]:
-    """Reap the worker; return its exit status (negative: killed by that signal) and peak RSS in kB."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_maxrss
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _versions() -> dict[str, str | None]:

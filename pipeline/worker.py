@@ -1,12 +1,17 @@
-"""Child entry point: `python -m pipeline.worker JOB.json` runs the stages of one framework group.
+"""Child entry point: `python -m pipeline.worker GROUP` serves jobs for one framework group.
 
 TensorFlow and torch cannot share a process (importing torch after TensorFlow segfaults), so the
-runner starts one worker per group. The worker reports each stage as one JSON line on stdout,
-prefixed with EVENT_PREFIX; everything else the frameworks print goes to the log.
+runner keeps one worker per group. A worker reads job file paths from stdin, one per line, and runs
+each job's stages, so that a batch pays the framework import once per worker, not once per model.
+It reports each stage as one JSON line on stdout, prefixed with EVENT_PREFIX, and ends each job with
+a `job_end` event carrying the job's peak memory. While a job runs, the worker's stderr (where
+TensorFlow's C++ code logs) goes to that job's log file; the runner sends any other stdout text there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import importlib
 import json
 import os
@@ -34,10 +39,23 @@ def emit(**event) -> None:
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for line in sys.stdin:
+        job_path = line.strip()
+        if not job_path:
+            continue
+        job = json.loads(Path(job_path).read_text())
+        _reset_peak_memory()
+        with _stderr_to(job["log_path"]):
+            run_job(job)
+            _forget_models()
+        emit(event="job_end", peak_rss_mb=_memory_mb("VmHWM"), rss_mb=_memory_mb("VmRSS"))
+    return 0
+
+
+def run_job(job: dict) -> None:
     from pipeline.config import ModelConfig
     from pipeline.errors import PipelineError, first_line
 
-    job = json.loads(Path(argv[0]).read_text())
     cfg = ModelConfig.model_validate(job["config"])
     out = Path(job["out_dir"])
     state: dict = {}
@@ -57,7 +75,7 @@ def main(argv: list[str]) -> int:
                 exit_code=exc.exit_code,
                 details=getattr(exc, "ops", None),
             )
-            return 0
+            return
         except Exception as exc:
             # A library failed on a valid model: report it in one line, keep the traceback in the log.
             traceback.print_exc()
@@ -70,9 +88,46 @@ def main(argv: list[str]) -> int:
                 details=None,
                 traceback=True,
             )
-            return 0
+            return
         emit(stage=stage, event="done", seconds=time.perf_counter() - started, details=details)
-    return 0
+
+
+@contextlib.contextmanager
+def _stderr_to(path: str):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _forget_models() -> None:
+    """Free the last job's models so that the next job starts from the same state and memory."""
+    if "keras" in sys.modules:  # never import a framework the job did not need
+        sys.modules["keras"].backend.clear_session(free_memory=True)
+    gc.collect()
+
+
+def _reset_peak_memory() -> None:
+    # Linux: writing 5 resets VmHWM, so each job reports its own peak.
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _memory_mb(field: str) -> float | None:
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith(field + ":"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 if __name__ == "__main__":

@@ -10,6 +10,14 @@
       - model: keras.applications.NASNetLarge
         disabled: "331x331 minimum input; too slow for CI"   # listed as skipped, with the reason
 
+`include: [other.yaml]` appends another zoo file's entries (with that file's own `defaults`), so a
+zoo can be built from others; ids must stay unique across all of them.
+
+Batch settings may sit beside `defaults` (`tf2torch batch` reads them):
+
+    max_rss_mb: 12000        # replace a worker process once it holds more memory than this after a model
+    regression_factor: 10    # with --baseline: an error that grew more than this many times is a regression
+
 An entry's config is configs/defaults.yaml < the zoo's `defaults` < its `config` file < its inline
 keys. Every entry is validated when the zoo is loaded, disabled ones too, so a typo fails at once.
 """
@@ -25,6 +33,9 @@ from pipeline.config import ModelConfig, file_layer, load_config, read_yaml
 from pipeline.errors import ConfigError
 
 _ENTRY_KEYS = {"id", "config", "disabled"}
+_TOP_LEVEL_KEYS = {"defaults", "models", "include", "max_rss_mb", "regression_factor"}
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")  # ids name output directories
+DEFAULT_REGRESSION_FACTOR = 10.0
 
 
 @dataclass(frozen=True)
@@ -34,13 +45,31 @@ class ZooEntry:
     disabled: str | None
 
 
+@dataclass(frozen=True)
+class Zoo:
+    path: Path
+    entries: list[ZooEntry]
+    max_rss_mb: float | None
+    regression_factor: float
+
+
 def load_zoo(path: Path) -> list[ZooEntry]:
+    return read_zoo(path).entries
+
+
+def read_zoo(path: Path, _including: tuple[Path, ...] = ()) -> Zoo:
     data = read_yaml(path)
-    unknown = sorted(set(data) - {"defaults", "models"})
+    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(
-            f"{path}: unknown top-level key(s) {unknown}; a zoo file has `defaults` and `models`"
+            f"{path}: unknown top-level key(s) {unknown}; a zoo file has {', '.join(sorted(_TOP_LEVEL_KEYS))}"
         )
+    settings = {key: data.get(key) for key in ("max_rss_mb", "regression_factor")}
+    for key, value in settings.items():
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
+            raise ConfigError(f"{path}: `{key}` must be a positive number, got {value!r}")
     models = data.get("models")
     if not isinstance(models, list) or not models:
         raise ConfigError(f"{path}: `models` must be a non-empty list of entries")
@@ -53,11 +82,34 @@ def load_zoo(path: Path) -> list[ZooEntry]:
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
         entries.append(_entry(path, where, raw, defaults))
+    entries += _included(path, data.get("include"), _including)
     seen: dict[str, str] = {}
     for entry in entries:
         if entry.id in seen:
             raise ConfigError(f"{path}: two entries have the id '{entry.id}'; give one of them another `id`")
         seen[entry.id] = entry.id
+    factor = settings["regression_factor"]
+    return Zoo(
+        path,
+        entries,
+        settings["max_rss_mb"],
+        float(factor) if factor is not None else DEFAULT_REGRESSION_FACTOR,
+    )
+
+
+def _included(path: Path, include: Any, including: tuple[Path, ...]) -> list[ZooEntry]:
+    if include is None:
+        return []
+    if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
+        raise ConfigError(f"{path}: `include` must be a list of zoo file paths (relative to this file)")
+    entries: list[ZooEntry] = []
+    for name in include:
+        other = (path.parent / name).resolve()
+        if other in including or other == path.resolve():
+            raise ConfigError(f"{path}: `include` of {name} forms a cycle")
+        if not other.is_file():
+            raise ConfigError(f"{path}: included zoo file {name} not found (looked for {other})")
+        entries += read_zoo(other, (*including, path.resolve())).entries
     return entries
 
 
@@ -74,7 +126,12 @@ def _entry(path: Path, where: str, raw: dict[str, Any], defaults: dict[str, Any]
     )
     if config.model is None:
         raise ConfigError(f"{where}: no `model` (inline or in its config file)")
-    return ZooEntry(str(raw.get("id") or _slug(config.model)), config, disabled)
+    entry_id = str(raw.get("id") or _slug(config.model))
+    if not _ID_PATTERN.match(entry_id):
+        raise ConfigError(
+            f"{where}: id '{entry_id}' must start with a letter or digit and use only letters, digits and . _ @ + -"
+        )
+    return ZooEntry(entry_id, config, disabled)
 
 
 def _slug(model: str) -> str:

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.zoo_file import load_zoo
+from pipeline.zoo_file import DEFAULT_REGRESSION_FACTOR, load_zoo, read_zoo
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,13 @@ def test_entries_merge_defaults_config_file_and_inline_keys(tmp_path):
         ),
         ("models:\n  - {samples: 2}\n", "no `model`"),
         ("models:\n  - {model: demo.cnn, disabled: ''}\n", "must be a reason"),
+        ("models:\n  - {id: ../up, model: demo.cnn}\n", "id '../up' must start with a letter or digit"),
+        ("max_rss_mb: -5\nmodels:\n  - {model: demo.cnn}\n", "`max_rss_mb` must be a positive number"),
+        (
+            "include: [nowhere.yaml]\nmodels:\n  - {model: demo.cnn}\n",
+            "included zoo file nowhere.yaml not found",
+        ),
+        ("include: [zoo.yaml]\nmodels:\n  - {model: demo.cnn}\n", "forms a cycle"),
     ],
 )
 def test_bad_zoo_files_are_rejected_with_the_entry(tmp_path, text, message):
@@ -57,3 +64,32 @@ def test_bad_zoo_files_are_rejected_with_the_entry(tmp_path, text, message):
 def test_shipped_zoo_files_load():
     for path in sorted((REPO / "configs" / "zoos").glob("*.yaml")):
         assert load_zoo(path), path
+
+
+def test_included_zoos_keep_their_own_defaults_and_settings_are_read(tmp_path):
+    (tmp_path / "other.yaml").write_text(
+        "defaults: {samples: 5}\nmodels:\n  - {id: other-cnn, model: demo.cnn}\n"
+    )
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text(
+        "defaults: {samples: 2}\nmax_rss_mb: 8000\nregression_factor: 3\ninclude: [other.yaml]\n"
+        "models:\n  - {id: lin, model: demo.linear_regression}\n"
+    )
+    read = read_zoo(zoo)
+    assert [(e.id, e.config.samples) for e in read.entries] == [("lin", 2), ("other-cnn", 5)]
+    assert (read.max_rss_mb, read.regression_factor) == (8000, 3.0)
+    assert read_zoo(tmp_path / "other.yaml").regression_factor == DEFAULT_REGRESSION_FACTOR
+
+
+def test_an_id_repeated_across_an_include_is_rejected(tmp_path):
+    (tmp_path / "other.yaml").write_text("models:\n  - {id: cnn, model: demo.cnn}\n")
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text("include: [other.yaml]\nmodels:\n  - {id: cnn, model: demo.cnn}\n")
+    with pytest.raises(ConfigError, match="two entries have the id 'cnn'"):
+        read_zoo(zoo)
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "keras-applications.yaml", "families.yaml"])
+def test_shipped_zoos_load(name):
+    entries = load_zoo(REPO / "configs" / "zoos" / name)
+    assert entries

@@ -1,0 +1,165 @@
+"""`tf2torch batch ZOO`: convert every model of a zoo file, reuse unchanged results, write one summary.
+
+Each model's result goes to OUT/<id>/ (its artifacts and report, as `convert` writes them) plus
+OUT/<id>/result.json, written atomically when the model finishes: the cache record, keyed by the
+model's fingerprint. A re-run, or a run resumed after a kill, reuses every result whose fingerprint
+still matches and converts the rest. Imports neither TensorFlow nor torch: the conversions run in
+worker processes (locally or on Ray), and an unchanged zoo is answered from the cache alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pipeline import artifacts, summary
+from pipeline.errors import EXIT_USAGE, PipelineError
+from pipeline.fingerprint import fingerprint
+from pipeline.formats import detect_format
+from pipeline.lock import BatchLock
+from pipeline.zoo_file import ZooEntry, read_zoo
+
+RESULT_JSON = "result.json"
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+@dataclass
+class Task:
+    """One model to convert: everything an executor slot needs, as plain data (it may cross to Ray)."""
+
+    id: str
+    config: dict[str, Any]
+    format: str
+    out_dir: str
+    fingerprint: str
+
+
+@dataclass
+class BatchOptions:
+    zoo: Path
+    out: Path
+    workers: int
+    executor: str = "local"
+    ray_address: str | None = None
+    force: bool = False
+    baseline: Path | None = None
+    max_rss_mb: float | None = None
+    progress: Any = None  # a pipeline.progress reporter
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
+    """Run the batch; return the summary and the exit code (0 all passed, 1 a failure or regression)."""
+    started = time.time()
+    zoo = read_zoo(options.zoo)
+    baseline = summary.load_baseline(options.baseline) if options.baseline else None
+    options.out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, Any]] = {}
+    interrupted = 0  # the exit code when the batch was stopped
+    with BatchLock(options.out):
+        tasks = _plan(zoo.entries, options, rows)
+        progress = options.progress
+        progress.begin(total=len(zoo.entries), already=[rows[e.id] for e in zoo.entries if e.id in rows])
+        if tasks:
+            from pipeline.executors import make_executor
+
+            executor = make_executor(
+                options.executor, options.workers, options.max_rss_mb or zoo.max_rss_mb, options.ray_address
+            )
+            try:
+                for row in executor.run(tasks, on_start=progress.started):
+                    rows[row["id"]] = row
+                    progress.finished(row)
+            except KeyboardInterrupt:
+                interrupted = EXIT_INTERRUPTED
+            except SystemExit as exc:  # SIGTERM (the command line turns it into SystemExit)
+                interrupted = exc.code if isinstance(exc.code, int) else EXIT_INTERRUPTED
+            finally:
+                executor.close()
+        ordered = [
+            rows.get(e.id)
+            or summary.skipped_row(e.id, e.config.model, "interrupted", "the batch was stopped")
+            for e in zoo.entries
+        ]
+        found = summary.regressions(ordered, baseline, zoo.regression_factor) if baseline is not None else []
+        result = {
+            "tool": "tf2torch batch",
+            "zoo": str(options.zoo),
+            "out_dir": str(options.out),
+            "executor": options.executor,
+            "workers": options.workers,
+            "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+            "seconds": round(time.time() - started, 3),
+            "baseline": str(options.baseline) if options.baseline else None,
+            "regression_factor": zoo.regression_factor,
+            "totals": summary.totals(ordered, found),
+            "regressions": found,
+            "models": ordered,
+        }
+        summary.write(options.out, result)
+    progress.end(result)
+    if interrupted:
+        return result, interrupted
+    failed = result["totals"]["failed"] or result["totals"]["regressions"]
+    return result, EXIT_FAILED if failed else EXIT_OK
+
+
+def _plan(entries: list[ZooEntry], options: BatchOptions, rows: dict[str, dict[str, Any]]) -> list[Task]:
+    """Fill `rows` with what needs no conversion (disabled, cached, unusable entries); return the rest."""
+    tasks = []
+    for entry in entries:
+        if entry.disabled:
+            rows[entry.id] = summary.skipped_row(entry.id, entry.config.model, "skipped", entry.disabled)
+            continue
+        try:
+            fmt = detect_format(entry.config.model, entry.config.format)
+        except PipelineError as exc:  # a missing or unreadable model file fails this entry, not the batch
+            rows[entry.id] = summary.error_row(
+                entry.id, entry.config.model, "load", exc.message, exc.exit_code
+            )
+            continue
+        key = fingerprint(entry.config)
+        out_dir = options.out / entry.id
+        cached = None if options.force else _cached(out_dir, key)
+        if cached is not None:
+            rows[entry.id] = {**cached, "cached": True}
+            continue
+        tasks.append(Task(entry.id, entry.config.model_dump(mode="json"), fmt, str(out_dir), key))
+    return tasks
+
+
+def _cached(out_dir: Path, key: str) -> dict[str, Any] | None:
+    try:
+        row = json.loads((out_dir / RESULT_JSON).read_text())
+    except (OSError, ValueError):
+        return None
+    if row.get("fingerprint") != key or not (out_dir / artifacts.REPORT_JSON).exists():
+        return None
+    return row
+
+
+def convert_task(task: Task, pool) -> dict[str, Any]:
+    """Convert one model with the slot's worker pool; record the result for the cache. Runs in the
+    executor's slot (a thread locally, an actor on Ray)."""
+    from pipeline import runner
+    from pipeline.config import ModelConfig
+
+    out = Path(task.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # No result.json while the model runs: a batch killed now must not find a record next to
+    # half-deleted artifacts.
+    (out / RESULT_JSON).unlink(missing_ok=True)
+    cfg = ModelConfig.model_validate(task.config)
+    try:
+        result = runner.convert(cfg, task.format, out, pool=pool)
+    except OSError as exc:
+        return summary.error_row(task.id, cfg.model, "load", f"cannot write to {out}: {exc}", EXIT_USAGE)
+    row = summary.row_from_report(task.id, result, task.fingerprint)
+    # A crash, a timeout or an out-of-memory kill may not happen again: convert that model next time.
+    if not any(s.get("worker_failure") for s in result["stages"]):
+        artifacts.save_json(out / RESULT_JSON, row)
+    return row

@@ -1,0 +1,69 @@
+"""Benchmark of `tf2torch batch`: wall time of a zoo with 1 and 2 workers, and of a fully cached re-run.
+
+    .venv/bin/python scripts/bench_batch.py [--zoo configs/zoos/smoke.yaml] [--repeats 3]
+
+Each timed run is a fresh `tf2torch batch` process, as a user or cron job would start it. Conversions
+run with --force into a scratch directory, so every repeat converts every model; the cached re-run
+reuses the last conversion. Prints the median and all samples of each; the ratio 1/2 workers is
+measured side by side, in alternating order, because the machine's load drifts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed_batch(zoo: Path, out: Path, *extra: str) -> float:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "batch", str(zoo), "--out", str(out), *extra],
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"batch failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", type=Path, default=REPO / "configs" / "zoos" / "smoke.yaml")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    samples: dict[str, list[float]] = {"1 worker": [], "2 workers": [], "cached re-run": []}
+    with tempfile.TemporaryDirectory(prefix="tf2torch-bench-") as scratch:
+        out = Path(scratch) / "out"
+        for repeat in range(args.repeats):
+            order = ("1", "2") if repeat % 2 == 0 else ("2", "1")
+            for workers in order:
+                key = "1 worker" if workers == "1" else "2 workers"
+                samples[key].append(timed_batch(args.zoo, out, "--force", "--workers", workers))
+                print(f"repeat {repeat + 1}: {key}: {samples[key][-1]:.1f} s", flush=True)
+            samples["cached re-run"].append(timed_batch(args.zoo, out))
+            print(f"repeat {repeat + 1}: cached re-run: {samples['cached re-run'][-1]:.2f} s", flush=True)
+    models = sum(1 for line in args.zoo.read_text().splitlines() if line.strip().startswith("- "))
+    print(
+        f"\nzoo {args.zoo.relative_to(REPO) if args.zoo.is_relative_to(REPO) else args.zoo} "
+        f"({models} entries), {os.cpu_count()} cores, {args.repeats} repeats"
+    )
+    for key, values in samples.items():
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        print(f"{key:>14}: median {statistics.median(values):6.2f} s   (samples: {shown})")
+    ratio = statistics.median(a / b for a, b in zip(samples["1 worker"], samples["2 workers"], strict=True))
+    print(f"{'speed-up':>14}: 2 workers are {ratio:.2f}x as fast as 1 (median of per-repeat ratios)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""`tf2torch batch`, run for real on configs/zoos/smoke.yaml and small zoos built from it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from cli_runner import REPO
+
+SMOKE = REPO / "configs" / "zoos" / "smoke.yaml"
+SMOKE_IDS = {"linear_regression", "cnn", "lstm", "gru", "dynamic_range_tflite", "mobilenet_v3_small"}
+
+
+def batch_command(*args) -> list[str]:
+    return [sys.executable, "-m", "pipeline", "batch", *map(str, args)]
+
+
+def run_batch(*args, env: dict | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        batch_command(*args),
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def read_summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+def rows(summary: dict) -> dict[str, dict]:
+    return {row["id"]: row for row in summary["models"]}
+
+
+def write_zoo(path: Path, *entries: str, extra: str = "") -> Path:
+    """A zoo file of the given smoke.yaml entry lines (inline YAML mappings)."""
+    path.write_text(extra + "models:\n" + "".join(f"  - {e}\n" for e in entries))
+    return path
+
+
+CNN = "{id: cnn, model: demo.cnn}"
+LSTM = "{id: lstm, model: demo.lstm}"
+LINEAR = "{id: linear_regression, model: demo.linear_regression}"
+MOBILENET = (
+    "{id: mobilenet_v3_small, model: keras.applications.MobileNetV3Small, samples: 1, "
+    "inputs: [{name: image, shape: [1, 32, 32, 3]}]}"
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    """The smoke zoo converted once, with two workers; later tests re-run it from the cache."""
+    out = tmp_path_factory.mktemp("smoke")
+    done = run_batch(SMOKE, "--out", out, "--workers", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_smoke_zoo_converts_with_a_summary_per_model(smoke_run):
+    summary = read_summary(smoke_run)
+    by_id = rows(summary)
+    assert set(by_id) == SMOKE_IDS | {"efficientnet_v2_l"}
+    assert {i for i, r in by_id.items() if r["status"] == "pass"} == SMOKE_IDS
+    assert by_id["efficientnet_v2_l"]["status"] == "skipped"
+    assert "chaotic" in by_id["efficientnet_v2_l"]["message"]
+    assert summary["totals"] == {
+        "models": 7,
+        "passed": 6,
+        "failed": 0,
+        "skipped": 1,
+        "interrupted": 0,
+        "cached": 0,
+        "regressions": 0,
+    }
+    for entry_id in SMOKE_IDS:
+        row = by_id[entry_id]
+        assert set(row["worst"]) == {"tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch"}
+        assert (smoke_run / entry_id / "model.pt").is_file()
+        assert (smoke_run / entry_id / "result.json").is_file()
+    markdown = (smoke_run / "summary.md").read_text()
+    assert "**6 passed, 0 failed**" in markdown
+
+
+def test_junit_file_has_one_case_per_model(smoke_run):
+    root = ET.parse(smoke_run / "junit.xml").getroot()
+    suite = root.find("testsuite")
+    cases = {case.get("name"): case for case in suite.iter("testcase")}
+    assert set(cases) == SMOKE_IDS | {"efficientnet_v2_l"}
+    assert cases["efficientnet_v2_l"].find("skipped") is not None
+    assert all(cases[i].find("failure") is None and cases[i].find("error") is None for i in SMOKE_IDS)
+    assert suite.get("tests") == "7" and suite.get("skipped") == "1" and suite.get("failures") == "0"
+
+
+def tripwire_env(tmp_path: Path) -> dict[str, str]:
+    """Importing tensorflow, torch or onnxruntime fails in this environment: proof that a fully cached
+    batch never starts a framework."""
+    trap = tmp_path / "tripwire"
+    for name in ("tensorflow", "torch", "onnxruntime", "keras"):
+        (trap / name).mkdir(parents=True)
+        (trap / name / "__init__.py").write_text(f"raise ImportError('tripwire: {name} imported')\n")
+    return {"PYTHONPATH": f"{trap}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+
+
+def test_second_run_is_fully_cached_without_starting_a_framework(smoke_run, tmp_path):
+    reports = {i: (smoke_run / i / "report.json").stat().st_mtime_ns for i in SMOKE_IDS}
+    done = run_batch(SMOKE, "--out", smoke_run, "--workers", "2", env=tripwire_env(tmp_path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = read_summary(smoke_run)
+    assert summary["totals"]["cached"] == 6 and summary["totals"]["passed"] == 6
+    assert all(rows(summary)[i]["cached"] for i in SMOKE_IDS)
+    assert {i: (smoke_run / i / "report.json").stat().st_mtime_ns for i in SMOKE_IDS} == reports
+    assert "6 cached" in done.stdout
+
+
+def test_a_changed_config_is_converted_again(tmp_path):
+    out = tmp_path / "out"
+    zoo = write_zoo(tmp_path / "zoo.yaml", LINEAR)
+    assert run_batch(zoo, "--out", out).returncode == 0
+    write_zoo(tmp_path / "zoo.yaml", LINEAR.replace("}", ", samples: 5}"))
+    done = run_batch(zoo, "--out", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert rows(read_summary(out))["linear_regression"]["cached"] is False
+    assert run_batch(zoo, "--out", out, "--force").returncode == 0
+    assert rows(read_summary(out))["linear_regression"]["cached"] is False
+
+
+def test_failure_against_a_passing_baseline_is_a_regression(smoke_run, tmp_path):
+    # The same CNN with a tolerance it cannot meet (atol 0, rtol 0) fails where the baseline passed.
+    zoo = write_zoo(
+        tmp_path / "zoo.yaml",
+        "{id: cnn, model: demo.cnn, tolerances: {default: {atol: 0.0, rtol: 0.0}}}",
+    )
+    out = tmp_path / "out"
+    done = run_batch(zoo, "--out", out, "--baseline", smoke_run / "summary.json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    summary = read_summary(out)
+    assert [r["id"] for r in summary["regressions"]] == ["cnn"]
+    assert "passed in the baseline, now tolerance_fail" in summary["regressions"][0]["reason"]
+    failure = ET.parse(out / "junit.xml").getroot().find("testsuite/testcase/failure")
+    assert failure is not None and failure.get("message").startswith("validate:")
+
+
+def test_error_growth_past_the_zoo_factor_is_a_regression(smoke_run, tmp_path):
+    # dynamic_range_tflite differs from TF by ~3e-3 (justified in smoke.yaml); a baseline that
+    # recorded 1e-4 makes that a 30x growth, past the default factor of 10.
+    baseline = read_summary(smoke_run)
+    for row in baseline["models"]:
+        if row["id"] == "dynamic_range_tflite":
+            row["worst"]["tf_vs_onnx"] = 1e-4
+    (tmp_path / "baseline.json").write_text(json.dumps(baseline))
+    done = run_batch(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "baseline.json")
+    assert done.returncode == 1, done.stdout + done.stderr
+    found = read_summary(smoke_run)["regressions"]
+    assert [r["id"] for r in found] == ["dynamic_range_tflite"]
+    assert "tf_vs_onnx max|diff| grew from 0.0001" in found[0]["reason"]
+    # Against its own summary nothing regressed.
+    (tmp_path / "same.json").write_text((smoke_run / "summary.json").read_text())
+    assert run_batch(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "same.json").returncode == 0
+
+
+def worker_pids(batch_pid: int, group: str) -> list[int]:
+    """The batch's worker processes of one group (`python -m pipeline.worker tf`)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+        if ppid == batch_pid and b"pipeline.worker" in cmdline and group.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def wait_for(condition, timeout: float = 300, every: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+def start_batch(*args) -> subprocess.Popen:
+    return subprocess.Popen(
+        batch_command(*args),
+        cwd=REPO,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_killed_worker_fails_its_model_and_the_batch_goes_on(tmp_path):
+    out = tmp_path / "out"
+    zoo = write_zoo(tmp_path / "zoo.yaml", CNN, MOBILENET, LSTM)
+    batch = start_batch(zoo, "--out", out, "--workers", "1")
+    # MobileNetV3 takes seconds to build and export: kill its TF worker while it does.
+    wait_for(lambda: (out / "mobilenet_v3_small" / "logs" / "tf-job.json").exists())
+    victims = wait_for(lambda: worker_pids(batch.pid, "tf"))
+    os.kill(victims[0], signal.SIGKILL)
+    stdout, stderr = batch.communicate(timeout=600)
+    assert batch.returncode == 1, stdout + stderr
+    by_id = rows(read_summary(out))
+    assert by_id["mobilenet_v3_small"]["status"] == "error"
+    assert "killed by SIGKILL" in by_id["mobilenet_v3_small"]["message"]
+    assert by_id["cnn"]["status"] == "pass" and by_id["lstm"]["status"] == "pass"
+    # A crash may not repeat: it is not cached, so the next run converts that model again.
+    assert not (out / "mobilenet_v3_small" / "result.json").exists()
+
+
+def test_a_stopped_batch_resumes_without_redoing_finished_models(tmp_path):
+    out = tmp_path / "out"
+    # MobileNetV3 takes seconds: the batch is still on it when stopped.
+    zoo = write_zoo(tmp_path / "zoo.yaml", CNN, MOBILENET, LSTM)
+    batch = start_batch(zoo, "--out", out, "--workers", "1")
+    wait_for(lambda: (out / "cnn" / "result.json").exists())
+    # One batch per output directory: a second one is refused, naming the first.
+    second = run_batch(zoo, "--out", out)
+    assert second.returncode == 2
+    assert f"PID {batch.pid}" in second.stderr
+    first_report = (out / "cnn" / "report.json").stat().st_mtime_ns
+    batch.send_signal(signal.SIGTERM)
+    stdout, stderr = batch.communicate(timeout=120)
+    assert batch.returncode == 143, stdout + stderr
+    stopped = rows(read_summary(out))
+    assert stopped["cnn"]["status"] == "pass"
+    assert "interrupted" in {r["status"] for r in stopped.values()}
+    assert not worker_pids(batch.pid, "tf") and not worker_pids(batch.pid, "torch")
+
+    done = run_batch(zoo, "--out", out, "--workers", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    resumed = rows(read_summary(out))
+    assert resumed["cnn"]["cached"] is True
+    assert all(r["status"] == "pass" for r in resumed.values())
+    assert (out / "cnn" / "report.json").stat().st_mtime_ns == first_report
+
+
+def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".tf2torch-batch.lock").write_text(
+        json.dumps({"pid": dead.pid, "host": os.uname().nodename, "since": "earlier"})
+    )
+    zoo = write_zoo(tmp_path / "zoo.yaml", LINEAR)
+    done = run_batch(zoo, "--out", out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (out / ".tf2torch-batch.lock").exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["missing.yaml"], "missing.yaml"),
+        ([SMOKE, "--workers", "0"], "expected at least 1"),
+        ([SMOKE, "--baseline", "nowhere/summary.json"], "cannot read the baseline"),
+        ([SMOKE, "--ray-address", "ray://x:1"], "--ray-address needs --executor ray"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_message(args, message, tmp_path):
+    done = run_batch(*args, "--out", tmp_path / "out")
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_summary_as_the_local_one(smoke_run, tmp_path):
+    out = tmp_path / "ray"
+    done = run_batch(SMOKE, "--out", out, "--workers", "2", "--executor", "ray")
+    assert done.returncode == 0, done.stdout + done.stderr
+    local, ray = rows(read_summary(smoke_run)), rows(read_summary(out))
+    assert set(local) == set(ray)
+    for entry_id, row in local.items():
+        other = ray[entry_id]
+        assert (other["status"], other["stage"], other["cached"]) == (row["status"], row["stage"], False)
+        assert set(other["worst"]) == set(row["worst"])
+        for pair, value in row["worst"].items():
+            assert other["worst"][pair] == pytest.approx(value, rel=1e-3, abs=1e-9), (entry_id, pair)
+    assert read_summary(out)["executor"] == "ray"
+
+
+def test_nightly_script_keeps_the_last_runs_and_compares_with_the_previous(tmp_path):
+    zoo = write_zoo(tmp_path / "zoo.yaml", LINEAR)
+    env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "NIGHTLY_DIR": str(tmp_path / "nightly"),
+        "NIGHTLY_KEEP": "2",
+        "TF2TORCH": f"{sys.executable} -m pipeline",
+    }
+    for _ in range(3):
+        done = subprocess.run(
+            ["bash", str(REPO / "scripts" / "nightly.sh"), str(zoo)], env=env, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+    history = sorted((tmp_path / "nightly" / "zoo" / "history").iterdir())
+    assert len(history) == 2
+    latest = json.loads((history[-1] / "summary.json").read_text())
+    assert latest["baseline"] == str(history[0] / "summary.json")
+    assert latest["totals"]["cached"] == 1  # the night before's conversion is reused
+    assert {p.name for p in history[-1].iterdir()} == {"summary.json", "summary.md", "junit.xml"}
