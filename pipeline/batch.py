@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pipeline import artifacts, summary
-from pipeline.errors import EXIT_USAGE, PipelineError
+from pipeline.errors import EXIT_USAGE, PipelineError, UsageError
 from pipeline.fingerprint import fingerprint
 from pipeline.formats import detect_format
 from pipeline.lock import BatchLock
+from pipeline.progress import make_progress
 from pipeline.zoo_file import ZooEntry, read_zoo
 
 RESULT_JSON = "result.json"
@@ -48,8 +49,7 @@ class BatchOptions:
     force: bool = False
     baseline: Path | None = None
     max_rss_mb: float | None = None
-    progress: Any = None  # a pipeline.progress reporter
-    extra: dict[str, Any] = field(default_factory=dict)
+    progress: Any = None  # a pipeline.progress reporter; default: chosen for stdout
 
 
 def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
@@ -57,12 +57,15 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
     started = time.time()
     zoo = read_zoo(options.zoo)
     baseline = summary.load_baseline(options.baseline) if options.baseline else None
-    options.out.mkdir(parents=True, exist_ok=True)
+    try:
+        options.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create the output directory {options.out}: {exc.strerror or exc}") from None
     rows: dict[str, dict[str, Any]] = {}
     interrupted = 0  # the exit code when the batch was stopped
     with BatchLock(options.out):
         tasks = _plan(zoo.entries, options, rows)
-        progress = options.progress
+        progress = options.progress or make_progress()
         progress.begin(total=len(zoo.entries), already=[rows[e.id] for e in zoo.entries if e.id in rows])
         if tasks:
             from pipeline.executors import make_executor

@@ -8,7 +8,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from pipeline import __version__, artifacts, report
 from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
+from pipeline.fingerprint import framework_versions
 from pipeline.workers import WorkerPool
 
 # Stage order, grouped by the process that runs them. TF stages must finish before torch starts:
@@ -31,19 +31,6 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
     "validate": (("tf", "onnx"),),
     "import": (("onnx", "torch"), ("tf", "torch")),
 }
-
-VERSIONED_PACKAGES = (
-    "tensorflow-cpu",
-    "tf-keras",
-    "keras",
-    "tf2onnx",
-    "onnx",
-    "onnxruntime",
-    "onnx2torch",
-    "torch",
-    "torchvision",
-    "numpy",
-)
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -206,6 +193,7 @@ def _run_group(
         if not finished and worker.alive:
             worker.kill()  # the caller stopped listening (interrupt): leave no worker behind
         workers[group] = {
+            "pid": worker.proc.pid,  # the same across models while a batch slot reuses its worker
             "seconds": round(time.monotonic() - started, 3),
             "peak_rss_mb": usage.get("peak_rss_mb") or round(worker.peak_rss_kb / 1024, 1),
         }
@@ -255,10 +243,4 @@ def _record(event: dict[str, Any], group: str) -> dict[str, Any]:
 
 
 def _versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": sys.version.split()[0]}
-    for package in VERSIONED_PACKAGES:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
-    return found
+    return {"python": sys.version.split()[0], **framework_versions()}

@@ -223,6 +223,33 @@ def test_a_killed_worker_fails_its_model_and_the_batch_goes_on(tmp_path):
     assert not (out / "mobilenet_v3_small" / "result.json").exists()
 
 
+def test_a_model_past_its_timeout_fails_and_the_next_gets_a_fresh_worker(tmp_path):
+    out = tmp_path / "out"
+    zoo = write_zoo(tmp_path / "zoo.yaml", MOBILENET[:-1] + ", timeout: 1}", LINEAR)
+    done = run_batch(zoo, "--out", out, "--workers", "1")
+    assert done.returncode == 1, done.stdout + done.stderr
+    by_id = rows(read_summary(out))
+    assert by_id["mobilenet_v3_small"]["status"] == "error"
+    assert "timed out after 1 s" in by_id["mobilenet_v3_small"]["message"]
+    assert by_id["linear_regression"]["status"] == "pass"
+    assert (
+        by_id["linear_regression"]["workers"]["tf"]["pid"]
+        != by_id["mobilenet_v3_small"]["workers"]["tf"]["pid"]
+    )
+
+
+@pytest.mark.parametrize("ceiling, same_worker", [("", True), ("max_rss_mb: 1\n", False)])
+def test_workers_are_reused_across_models_until_past_the_memory_ceiling(tmp_path, ceiling, same_worker):
+    out = tmp_path / "out"
+    zoo = write_zoo(tmp_path / "zoo.yaml", LINEAR, CNN, extra=ceiling)
+    done = run_batch(zoo, "--out", out, "--workers", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    by_id = rows(read_summary(out))
+    for group in ("tf", "torch"):
+        pids = {by_id[i]["workers"][group]["pid"] for i in ("linear_regression", "cnn")}
+        assert (len(pids) == 1) is same_worker, (group, pids)
+
+
 def test_a_stopped_batch_resumes_without_redoing_finished_models(tmp_path):
     out = tmp_path / "out"
     # MobileNetV3 takes seconds: the batch is still on it when stopped.
