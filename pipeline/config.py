@@ -26,16 +26,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# How a tolerance is applied: element by element (with max_mismatch), or to one statistic of the
+# absolute error, which must be within atol + rtol * the same statistic of |reference|.
+STATS = ("elementwise", "max", "p99", "mean")
+
+
 class Tolerance(_Strict):
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
     max_mismatch: float | None = Field(default=None, ge=0, le=1)
+    stat: Literal[STATS] | None = None  # type: ignore[valid-type]
 
 
 class ResolvedTolerance(_Strict):
     atol: float = Field(ge=0)
     rtol: float = Field(ge=0)
     max_mismatch: float = Field(ge=0, le=1)
+    stat: Literal[STATS] = "elementwise"  # type: ignore[valid-type]
 
 
 class Tolerances(_Strict):

@@ -46,20 +46,27 @@ def markdown(result: dict[str, Any]) -> str:
             "",
             "## Comparisons",
             "",
-            "An element passes when |candidate - reference| <= atol + rtol * |reference|; a comparison passes "
-            "when the fraction of failing elements is at most max_mismatch.",
+            "Rule `elementwise`: an element passes when |candidate - reference| <= atol + rtol * |reference|, "
+            "and a comparison passes when the fraction of failing elements is at most max_mismatch. Rule "
+            "`max`/`p99`/`mean`: that statistic of the error must be <= atol + rtol * the same statistic of "
+            "|reference|. Top-1/top-5: agreement on the best class, for outputs with a last axis of scores.",
             "",
-            "| pair | output | max abs diff | max rel diff | mean abs diff | mismatch | cosine | atol | rtol | passed |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| pair | output | abs diff p50 / p90 / p99 / max | max rel diff | mismatch | cosine | top-1 | top-5 "
+            "| rule | atol | rtol | passed |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for c in rows:
             if "error" in c:
-                lines.append(f"| {c['pair']} | `{c['output']}` | {_cell(c['error'])} | | | | | | | no |")
+                lines.append(f"| {c['pair']} | `{c['output']}` | {_cell(c['error'])} | | | | | | | | | no |")
                 continue
+            spread = " / ".join(
+                f"{c[k]:.3g}" for k in ("p50_abs_diff", "p90_abs_diff", "p99_abs_diff", "max_abs_diff")
+            )
             lines.append(
-                f"| {c['pair']} | `{c['output']}` | {c['max_abs_diff']:.3g} | {c['max_rel_diff']:.3g} | "
-                f"{c['mean_abs_diff']:.3g} | {c['mismatch_fraction']:.3%} | {c['cosine_similarity']:.6f} | "
-                f"{c['atol']:g} | {c['rtol']:g} | {'yes' if c['passed'] else '**no**'} |"
+                f"| {c['pair']} | `{c['output']}` | {spread} | {c['max_rel_diff']:.3g} | "
+                f"{c['mismatch_fraction']:.3%} | {c['cosine_similarity']:.6f} | {_share(c['top1_agreement'])} | "
+                f"{_share(c['top5_agreement'])} | {c['stat']} | {c['atol']:g} | {c['rtol']:g} | "
+                f"{'yes' if c['passed'] else '**no**'} |"
             )
     if any(s["status"] == "skipped" for s in result["stages"]):
         lines += ["", "Skipped stages were not run, so nothing was compared for them."]
@@ -88,6 +95,10 @@ def stage_line(stage: dict[str, Any]) -> str:
 
 def verdict_line(result: dict[str, Any]) -> str:
     return f"  verdict: {_VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _cell(text: str) -> str:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,9 @@ class WorkerProcess:
         self._events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._log: Path | None = None  # where stray stdout text of the current job goes
         self._log_lock = threading.Lock()
-        threading.Thread(target=self._pump, daemon=True).start()
+        threading.Thread(
+            target=split_events, args=(self.proc.stdout, self._events, self._write_log), daemon=True
+        ).start()
         self.returncode: int | None = None
         self.peak_rss_kb = 0
 
@@ -100,19 +102,24 @@ class WorkerProcess:
             self.peak_rss_kb = usage.ru_maxrss
         self.returncode = self.proc.returncode if self.proc.returncode is not None else -1
 
-    def _pump(self) -> None:
-        """Forward event lines; anything else a library printed goes to the current job's log. An event
-        may follow text printed without a newline, so it is looked for anywhere in the line."""
-        for raw in self.proc.stdout:
-            before, marker, event = raw.partition(EVENT_PREFIX)
-            if before.strip():
-                with self._log_lock, contextlib.suppress(OSError):
-                    if self._log is not None:
-                        with self._log.open("a") as log:
-                            log.write(before if before.endswith("\n") else before + "\n")
-            if marker:
-                self._events.put(json.loads(event))
-        self._events.put(None)
+    def _write_log(self, text: str) -> None:
+        with self._log_lock, contextlib.suppress(OSError):
+            if self._log is not None:
+                with self._log.open("a") as log:
+                    log.write(text)
+
+
+def split_events(stream, events: queue.Queue, write_text: Callable[[str], None]) -> None:
+    """Forward a worker's event lines (parsed) to `events`; anything else a library printed goes to
+    `write_text`. An event may follow text printed without a newline, so it is looked for anywhere in
+    the line. Puts None at the end of the stream."""
+    for raw in stream:
+        before, marker, event = raw.partition(EVENT_PREFIX)
+        if before.strip():
+            write_text(before if before.endswith("\n") else before + "\n")
+        if marker:
+            events.put(json.loads(event))
+    events.put(None)
 
 
 class WorkerPool:

@@ -27,3 +27,33 @@ def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 600) ->
 
 def read_report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
+
+
+def worker_pids(parent_pid: int, group: str | None = None) -> list[int]:
+    """The worker processes (`python -m pipeline.worker GROUP`) a command started, by its PID."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # the process ended while we looked
+        ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
+        if (
+            ppid == parent_pid
+            and b"pipeline.worker" in cmdline
+            and (group is None or group.encode() in cmdline)
+        ):
+            found.append(int(proc.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "State:\tZ" not in state

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO
+from cli_runner import REPO, worker_pids
 
 SMOKE = REPO / "configs" / "zoos" / "smoke.yaml"
 SMOKE_IDS = {"linear_regression", "cnn", "lstm", "gru", "dynamic_range_tflite", "mobilenet_v3_small"}
@@ -165,23 +165,6 @@ def test_error_growth_past_the_zoo_factor_is_a_regression(smoke_run, tmp_path):
     # Against its own summary nothing regressed.
     (tmp_path / "same.json").write_text((smoke_run / "summary.json").read_text())
     assert run_batch(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "same.json").returncode == 0
-
-
-def worker_pids(batch_pid: int, group: str) -> list[int]:
-    """The batch's worker processes of one group (`python -m pipeline.worker tf`)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            status = (proc / "status").read_text()
-            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(next(line for line in status.splitlines() if line.startswith("PPid:")).split()[1])
-        if ppid == batch_pid and b"pipeline.worker" in cmdline and group.encode() in cmdline:
-            found.append(int(proc.name))
-    return found
 
 
 def wait_for(condition, timeout: float = 300, every: float = 0.05):

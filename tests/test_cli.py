@@ -9,10 +9,9 @@ import subprocess
 import sys
 import time
 import zipfile
-from pathlib import Path
 
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, alive, read_report, run_cli, worker_pids
 
 
 def _stage(report: dict, name: str) -> dict:
@@ -179,7 +178,7 @@ def test_a_worker_past_its_timeout_becomes_a_failed_stage_and_is_killed(models, 
     report = read_report(out)
     assert [s["status"] for s in report["stages"]] == ["error", "skipped", "skipped", "skipped"]
     assert "skipped" in proc.stdout  # the terminal says so too, rather than staying silent
-    assert _workers_of(out) == []
+    assert not alive(report["workers"]["tf"]["pid"])  # killed, not left running
 
 
 def test_opset_flag_reaches_the_exported_model(models, tmp_path):
@@ -210,11 +209,11 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
         stderr=subprocess.PIPE,
         text=True,
     )
-    job = out / "logs" / "tf-job.json"
     deadline = time.monotonic() + 60
-    while not _workers_of(out) and time.monotonic() < deadline:
+    while not worker_pids(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _workers_of(out), "the worker never started"
+    workers = worker_pids(proc.pid)
+    assert workers, "the worker never started"
     # Let the worker get into its TensorFlow import (about 2 s): a worker stopped earlier dies of a
     # broken pipe at its first report anyway, which would hide a missing cleanup.
     time.sleep(1.0)
@@ -222,21 +221,10 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
     proc.wait(timeout=30)
     assert proc.returncode != 0
     time.sleep(0.3)
-    assert _workers_of(out) == [], f"worker left running after {signum.name} ({job})"
+    left = [pid for pid in workers if alive(pid)]
+    assert left == [], f"worker(s) {left} left running after {signum.name}"
 
 
 def _default_signals() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def _workers_of(out: Path) -> list[str]:
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            text = cmdline.read_bytes().decode(errors="replace")
-        except OSError:
-            continue  # the process ended while we looked
-        if "pipeline.worker" in text and str(out) in text:
-            found.append(cmdline.parent.name)
-    return found

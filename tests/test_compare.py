@@ -5,8 +5,8 @@ from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import ResolvedTolerance
 
 
-def tol(atol=1e-5, rtol=1e-4, max_mismatch=0.0):
-    return ResolvedTolerance(atol=atol, rtol=rtol, max_mismatch=max_mismatch)
+def tol(atol=1e-5, rtol=1e-4, max_mismatch=0.0, stat="elementwise"):
+    return ResolvedTolerance(atol=atol, rtol=rtol, max_mismatch=max_mismatch, stat=stat)
 
 
 def test_identical_arrays_pass_with_zero_difference():
@@ -75,3 +75,65 @@ def test_integer_outputs_are_compared_exactly_with_zero_tolerance():
 def test_cosine_similarity_of_opposite_vectors():
     a = np.array([1.0, 2.0, 3.0])
     assert compare_arrays(a, -a, tol(atol=100))["cosine_similarity"] == pytest.approx(-1.0)
+
+
+def test_error_percentiles_are_reported():
+    ref = np.zeros(100)
+    cand = np.arange(100, dtype=np.float64)  # |diff| = 0..99
+    result = compare_arrays(ref, cand, tol(atol=1e9))
+    assert result["p50_abs_diff"] == pytest.approx(49.5)
+    assert result["p90_abs_diff"] == pytest.approx(89.1)
+    assert result["p99_abs_diff"] == pytest.approx(98.01)
+    assert result["max_abs_diff"] == 99
+
+
+@pytest.mark.parametrize(
+    ("stat", "atol", "passed"),
+    [
+        ("max", 0.99, False),  # max |diff| is 1.0
+        ("max", 1.0, True),
+        ("p99", 0.5, True),  # one element in 200 is off: the 99th percentile does not see it
+        ("mean", 0.004, False),  # mean |diff| is 0.005
+        ("mean", 0.005, True),
+        ("elementwise", 0.5, False),
+    ],
+)
+def test_statistic_rules_judge_one_statistic_of_the_error(stat, atol, passed):
+    ref = np.zeros(200)
+    cand = ref.copy()
+    cand[7] = 1.0
+    assert compare_arrays(ref, cand, tol(atol=atol, rtol=0, stat=stat))["passed"] is passed
+
+
+def test_statistic_rule_scales_rtol_by_the_same_statistic_of_the_reference():
+    ref = np.array([100.0, 0.0, 0.0, 0.0])
+    cand = np.array([100.0, 0.05, 0.05, 0.05])  # elementwise the zeros fail; against max|ref| it is small
+    assert not compare_arrays(ref, cand, tol(atol=0, rtol=1e-3))["passed"]
+    assert compare_arrays(ref, cand, tol(atol=0, rtol=1e-3, stat="max"))["passed"]
+
+
+def test_statistic_rule_still_fails_on_nan_mismatch():
+    ref = np.array([1.0, np.nan])
+    cand = np.array([1.0, 2.0])
+    assert not compare_arrays(ref, cand, tol(atol=1e9, stat="max"))["passed"]
+
+
+def test_top_k_agreement_for_score_outputs():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal((1, 4, 10)).astype(np.float32)  # samples, batch, classes
+    cand = ref.copy()
+    best = ref[0, 0].argmax()
+    second = np.argsort(ref[0, 0])[-2]
+    cand[0, 0, second] = ref[0, 0, best] + 1  # row 0: top-1 moves to the runner-up, still in the top 5
+    result = compare_arrays(ref, cand, tol(atol=1e9))
+    assert result["top1_agreement"] == 0.75
+    assert result["top5_agreement"] == 1.0
+
+
+def test_top_k_is_not_reported_for_non_score_outputs():
+    single = compare_arrays(np.zeros((2, 3, 1), np.float32), np.zeros((2, 3, 1), np.float32), tol())
+    assert single["top1_agreement"] is None and single["top5_agreement"] is None
+    ints = compare_arrays(np.zeros((2, 3), np.int64), np.zeros((2, 3), np.int64), tol())
+    assert ints["top1_agreement"] is None
+    few = compare_arrays(np.eye(3, dtype=np.float32), np.eye(3, dtype=np.float32), tol())
+    assert few["top1_agreement"] == 1.0 and few["top5_agreement"] is None

@@ -30,6 +30,7 @@ def test_tolerance_resolution_most_specific_wins(write_config):
         "atol": 1e-5,
         "rtol": 1e-4,
         "max_mismatch": 0,
+        "stat": "elementwise",
     }
     assert resolve_tolerance(t, "tf_vs_torch", "probs").atol == 1e-4
     logits = resolve_tolerance(t, "tf_vs_torch", "logits")

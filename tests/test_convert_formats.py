@@ -49,7 +49,8 @@ def test_every_stage_passes_and_the_report_says_so(converted, case):
     assert [s["name"] for s in report["stages"]] == ["load", "export", "validate", "import"]
     assert all(s["status"] == "pass" and s["error"] is None for s in report["stages"])
     # both workers were measured; importing TensorFlow or torch alone takes well over 100 MB
-    assert {name: w["returncode"] for name, w in report["workers"].items()} == {"tf": 0, "torch": 0}
+    assert set(report["workers"]) == {"tf", "torch"}
+    assert not any("returncode" in w for w in report["workers"].values())  # no worker died
     assert all(w["peak_rss_mb"] > 100 and w["seconds"] > 0 for w in report["workers"].values())
     # plain models convert to torch and onnx2torch classes only, so model.pt loads without tf2torch
     assert report["stages"][-1]["details"]["model_pt_needs_tf2torch"] == []

@@ -3,17 +3,18 @@ import queue
 import subprocess
 import sys
 
-from pipeline.runner import STAGE_COMPARISONS, STAGE_GROUPS, _pump
+from pipeline.runner import STAGE_COMPARISONS, STAGE_GROUPS
 from pipeline.worker import EVENT_PREFIX, STAGE_FUNCTIONS
+from pipeline.workers import split_events
 
 
 def test_events_are_found_even_after_text_a_library_printed_without_newline():
     stream = io.StringIO("Saved artifact at /tmp/x\n" + "progress 50%" + EVENT_PREFIX + '{"stage": "load"}\n')
-    lines: queue.Queue = queue.Queue()
+    events: queue.Queue = queue.Queue()
     log = io.StringIO()
-    _pump(stream, lines, log)
-    assert lines.get_nowait() == '{"stage": "load"}\n'
-    assert lines.get_nowait() is None  # end of output
+    split_events(stream, events, log.write)
+    assert events.get_nowait() == {"stage": "load"}
+    assert events.get_nowait() is None  # end of output
     assert log.getvalue() == "Saved artifact at /tmp/x\nprogress 50%\n"
 
 
@@ -36,7 +37,10 @@ def _imported_after(statement: str) -> set[str]:
 
 
 def test_the_orchestrator_imports_neither_framework():
-    modules = _imported_after("import pipeline.cli, pipeline.runner, pipeline.report, pipeline.compare")
+    modules = _imported_after(
+        "import pipeline.cli, pipeline.runner, pipeline.report, pipeline.compare, pipeline.batch, "
+        "pipeline.executors, pipeline.workers, pipeline.summary, pipeline.progress"
+    )
     assert not {"tensorflow", "torch", "keras", "onnx2torch"} & modules
 
 
