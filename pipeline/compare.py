@@ -45,7 +45,7 @@ def compare_arrays(reference: np.ndarray, candidate: np.ndarray, tol: ResolvedTo
     if tol.stat == "elementwise":
         passed = mismatch_fraction <= tol.max_mismatch
     else:
-        nonfinite_failing = bool((~finite & ~nonfinite_ok).any())
+        nonfinite_failing = bool(failing[~finite].any())  # NaN/Inf disagreements
         passed = not nonfinite_failing and _stat(diff, tol.stat) <= tol.atol + tol.rtol * _stat(
             abs_ref, tol.stat
         )

@@ -105,6 +105,8 @@ def graph_def_to_onnx(
             exc,
         )
         onnx_graph = None
+    if onnx_graph is None:
+        # Outside the except block, so the failed attempt's traceback (and its graph) can be freed.
         gc.collect()
         onnx_graph = optimizer.optimize_graph(build(), catch_errors=True, optimizers=optimizers)
     return onnx_graph.make_model("converted by tf2torch with tf2onnx")
