@@ -3,6 +3,13 @@
 Models are built from code with seeded initialisers (no weights can be downloaded). Weights that
 Keras initialises to constants (biases, BatchNorm statistics) are re-drawn from the same seed so that
 a conversion bug cannot hide behind zeros and ones.
+
+The scale at the end of each residual branch (the BatchNorm or ConvNeXt LayerScale whose output is
+added back to the trunk) is drawn from U(0.1, 0.3), as trained residual networks end up and as
+"zero-init residual" training starts them. Left at Keras's initial values, the branches either
+compound (gamma 1: 100+ EfficientNetV2 blocks drive logits to 1e4 and float32 rounding makes the
+network disagree with itself) or vanish (LayerScale 1e-6: every ConvNeXt block's output is invisible
+at any useful tolerance, so a conversion bug inside one could not be seen).
 """
 
 from __future__ import annotations
@@ -86,7 +93,9 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
         raise ConfigError(_unknown(model_id))
     if isinstance(model, bytes):
         return model
-    _randomize_constant_weights(model, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    _randomize_constant_weights(model, rng)
+    _scale_residual_branches(model, rng)
     return model
 
 
@@ -126,6 +135,46 @@ def _randomize_constant_weights(model, rng: np.random.Generator) -> None:
             # logits reached 398 and float32 rounding alone made the frameworks differ by 1.2.
             drawn = value * rng.uniform(0.8, 1.2, size=value.shape)
         variable.assign(drawn.astype(value.dtype))
+
+
+# Layers that pass values through unchanged at inference, between a residual branch's last scale and
+# the Add that closes the branch.
+_INFERENCE_IDENTITY = ("Dropout", "StochasticDepth")
+_BRANCH_SCALES = {"BatchNormalization": "gamma", "LayerScale": "gamma"}
+
+
+def _scale_residual_branches(model, rng: np.random.Generator) -> None:
+    """Draws the last scale of every branch that an Add puts back onto an identity skip."""
+    # `operations`, not `layers`: ConvNeXt closes its blocks with `inputs + x`, an op that is no layer.
+    for operation in getattr(model, "operations", ()):
+        if type(operation).__name__ != "Add":
+            continue
+        for node in operation._inbound_nodes:
+            sources = [t._keras_history.operation for t in node.input_tensors]
+            # The identity skip is the tensor the branch forked from: it has other consumers too.
+            # (ResNet's projection shortcut, BatchNorm on both sides, has no such fork: left alone.)
+            if not any(len(source._outbound_nodes) > 1 for source in sources):
+                continue
+            for source in sources:
+                producer = _skip_identities(source)
+                attribute = _BRANCH_SCALES.get(type(producer).__name__)
+                if attribute is None or len(source._outbound_nodes) > 1:
+                    continue
+                scale = getattr(producer, attribute)
+                scale.assign(rng.uniform(0.1, 0.3, size=tuple(scale.shape)).astype(scale.dtype))
+
+
+def _skip_identities(layer):
+    while _is_inference_identity(layer) and layer._inbound_nodes:
+        layer = layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+    return layer
+
+
+def _is_inference_identity(layer) -> bool:
+    name = type(layer).__name__
+    if name == "Activation":  # ConvNeXt closes its blocks with Activation("linear")
+        return getattr(layer.activation, "__name__", "") == "linear"
+    return name in _INFERENCE_IDENTITY
 
 
 def _unknown(model_id: str) -> str:

@@ -1,5 +1,9 @@
 """Built-in zoo ids: keras.applications models built offline with weights=None."""
 
+import json
+import subprocess
+import sys
+
 import pytest
 from cli_runner import REPO, read_report, run_cli
 
@@ -22,3 +26,53 @@ def test_unknown_zoo_id_suggests_close_matches(tmp_path):
     assert proc.returncode == 2
     assert "unknown zoo id 'keras.applications.MobileNetv2'" in proc.stdout
     assert "keras.applications.MobileNetV2" in proc.stdout.split("did you mean", 1)[1]
+
+
+# Prints, per model, the layers whose scale (BatchNorm or LayerScale gamma) lies in [0.1, 0.3], the
+# range zoo.py draws for the scale closing a residual branch; other gammas are Keras's 1.0 x U(0.8, 1.2).
+_LIST_BRANCH_SCALES = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np
+from pipeline import zoo
+found = {}
+for name in sys.argv[1:]:
+    model = zoo.build("keras.applications." + name, (32, 32, 3), seed=0)
+    found[name] = sorted(
+        layer.name for layer in model.layers
+        if getattr(layer, "gamma", None) is not None
+        and 0.1 <= np.asarray(layer.gamma).min() and np.asarray(layer.gamma).max() <= 0.3
+    )
+print(json.dumps(found))
+"""
+
+
+def test_each_residual_branch_closes_with_a_small_scale():
+    """The scale before each identity-skip Add is drawn small, and no other: counted per architecture."""
+    names = ["ResNet50", "MobileNetV2", "EfficientNetB0", "ConvNeXtTiny"]
+    proc = subprocess.run(
+        [sys.executable, "-c", _LIST_BRANCH_SCALES, *names],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    # ResNet50: stages of 3, 4, 6, 3 bottlenecks; the first of each has a projection shortcut (a
+    # BatchNorm on both sides of its Add, no identity skip), the other 12 end in `_3_bn`.
+    blocks = {2: 3, 3: 4, 4: 6, 5: 3}
+    assert found["ResNet50"] == sorted(
+        f"conv{stage}_block{k}_3_bn" for stage, n in blocks.items() for k in range(2, n + 1)
+    )
+    # MobileNetV2: inverted residuals with a skip in blocks 2, 4-5, 7-9, 11-12, 14-15.
+    assert found["MobileNetV2"] == sorted(f"block_{i}_project_BN" for i in (2, 4, 5, 7, 8, 9, 11, 12, 14, 15))
+    # EfficientNetB0: repeats 1, 2, 2, 3, 3, 4, 1; every block but the first of a stage has a skip.
+    assert found["EfficientNetB0"] == sorted(
+        f"block{s}{c}_project_bn" for s, c in ["2b", "3b", "4b", "4c", "5b", "5c", "6b", "6c", "6d"]
+    )
+    # ConvNeXtTiny: 3, 3, 9, 3 blocks, each closed by a LayerScale (Keras initialises it to 1e-6).
+    depths = [3, 3, 9, 3]
+    assert found["ConvNeXtTiny"] == sorted(
+        f"convnext_tiny_stage_{s}_block_{b}_layer_scale" for s, d in enumerate(depths) for b in range(d)
+    )
