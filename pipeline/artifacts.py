@@ -23,6 +23,8 @@ REPORT_MD = "report.md"
 LOG_DIR = "logs"
 # Outputs of each framework on inputs.npz, one array per output with a leading samples axis.
 OUTPUTS = {"tf": "tf_outputs.npz", "onnx": "onnx_outputs.npz", "torch": "torch_outputs.npz"}
+# Localisation: TF's intermediate values by ONNX value name, on the first input batch.
+LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

@@ -18,7 +18,14 @@ from pathlib import Path
 
 from pipeline import __version__, report, runner
 from pipeline.config import ModelConfig, load_config
-from pipeline.errors import EXIT_USAGE, PipelineError, UsageError
+from pipeline.errors import (
+    EXIT_CONVERSION,
+    EXIT_PASS,
+    EXIT_TOLERANCE,
+    EXIT_USAGE,
+    PipelineError,
+    UsageError,
+)
 from pipeline.formats import detect_format
 from pipeline.workers import WorkerPool
 from pipeline.zoo import DEMO_MODELS
@@ -52,7 +59,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--out", type=Path, help="output directory (default: runs/<model name>)")
     convert.add_argument("--opset", type=int, help="ONNX opset for the export (default from config: 17)")
+    where = convert.add_mutually_exclusive_group()
+    where.add_argument(
+        "--localize",
+        dest="localize",
+        action="store_const",
+        const="always",
+        help="name the op where outputs diverge even when every comparison passes",
+    )
+    where.add_argument(
+        "--no-localize",
+        dest="localize",
+        action="store_const",
+        const="never",
+        help="do not localise a failing comparison (default: localise it, config key `localize`)",
+    )
     convert.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
+    localize = commands.add_parser(
+        "localize",
+        help="name the op where outputs diverge, on the artifacts of an earlier convert run",
+        description="Reads RUN_DIR/report.json (its resolved config) and RUN_DIR/model.onnx as they are "
+        "now, compares every intermediate value of TF, onnxruntime and torch, and adds the result to the "
+        "report. Exit codes: 0 no node diverges, 1 a diverging node was named, 2 bad usage, 3 it could "
+        "not run.",
+    )
+    localize.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output directory of `convert`")
+    localize.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
     batch = commands.add_parser(
         "batch",
@@ -106,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        return _batch(args) if args.command == "batch" else _convert(args)
+        commands = {"batch": _batch, "convert": _convert, "localize": _localize}
+        return commands[args.command](args)
     except PipelineError as exc:
         if args.debug:
             traceback.print_exc()
@@ -122,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (("model", args.model), ("opset", args.opset)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (("model", args.model), ("opset", args.opset), ("localize", args.localize))
+        if v is not None
+    }
     cfg = load_config(args.config, overrides)
     if cfg.model is None:
         jobs = [(cfg.model_copy(update={"model": m}), (args.out or Path("runs")) / m) for m in DEMO_MODELS]
@@ -168,7 +206,35 @@ def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int
     except OSError as exc:
         raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
     print(report.verdict_line(result), flush=True)
+    for line in report.localization_lines(result):
+        print(line, flush=True)
     return result["exit_code"]
+
+
+def _localize(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline import artifacts
+
+    path = args.run_dir / artifacts.REPORT_JSON
+    try:
+        result = json.loads(path.read_text())
+        cfg = ModelConfig.model_validate({**result["config"], "localize": "always"})
+        fmt, stages = result["format"], result["stages"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"{path} is not the report of a `tf2torch convert` run: {exc}") from None
+    print(f"{cfg.model} ({fmt}) -> {args.run_dir}: localising", flush=True)
+    with WorkerPool() as pool:
+        result["localization"] = runner.localize(cfg, fmt, args.run_dir, stages, pool)
+    artifacts.save_json(path, result)
+    artifacts.save_text(args.run_dir / artifacts.REPORT_MD, report.markdown(result))
+    for line in report.localization_lines(result):
+        print(line, flush=True)
+    localization = result["localization"]
+    if localization["status"] != "done":
+        return EXIT_CONVERSION
+    diverges = any(p.get("culprit") for p in localization["pairs"].values())
+    return EXIT_TOLERANCE if diverges else EXIT_PASS
 
 
 def _slug(model: str) -> str:

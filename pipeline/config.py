@@ -20,6 +20,7 @@ DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "defaults.y
 FORMATS = ("auto", "keras", "h5", "saved_model", "frozen_graph", "tflite", "zoo")
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 PAIRS = ("tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch")
+LOCALIZE_MODES = ("auto", "always", "never")
 
 
 class _Strict(BaseModel):
@@ -80,6 +81,10 @@ class ModelConfig(_Strict):
     batch_size: int = Field(default=2, ge=1)
     timeout: float = Field(default=900, gt=0)
     tolerances: Tolerances = Tolerances()
+    # auto: localise when a comparison fails; always: also when all pass; never.
+    localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
+    # Python files with extra or replacement onnx2torch converters (pipeline/converters/plugins.py).
+    converters: list[str] = []
 
 
 def resolve_tolerance(tolerances: Tolerances, pair: str, output: str) -> ResolvedTolerance:
@@ -150,13 +155,22 @@ def load_config(
 
 
 def file_layer(path: Path, data: dict[str, Any], name: str | None = None) -> Layer:
-    """A layer read from `path`: a relative model path in it is relative to that file, so configs can
-    move with their models."""
+    """A layer read from `path`: relative model and converter paths in it are relative to that file,
+    so configs can move with their models."""
     model = data.get("model")
     if isinstance(model, str) and not Path(model).is_absolute():
         candidate = path.parent / model
         if candidate.exists():
             data = {**data, "model": str(candidate)}
+    converters = data.get("converters")
+    if isinstance(converters, list):
+        data = {
+            **data,
+            "converters": [
+                str(path.parent / c) if isinstance(c, str) and not Path(c).is_absolute() else c
+                for c in converters
+            ],
+        }
     return (name or str(path), data)
 
 

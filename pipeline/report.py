@@ -70,8 +70,71 @@ def markdown(result: dict[str, Any]) -> str:
             )
     if any(s["status"] == "skipped" for s in result["stages"]):
         lines += ["", "Skipped stages were not run, so nothing was compared for them."]
+    lines += _localization_markdown(result.get("localization"))
     lines.append("")
     return "\n".join(lines)
+
+
+def _localization_markdown(localization: dict[str, Any] | None) -> list[str]:
+    if localization is None:
+        return []
+    lines = ["", "## Localisation", ""]
+    if localization["status"] != "done":
+        return lines + [
+            f"{localization['status']}: {localization.get('error') or localization.get('reason')}"
+        ]
+    lines += [
+        "Every intermediate value was compared on the first input batch; the culprit is the first node "
+        "(in graph order) whose output is outside tolerance while all it reads is within.",
+    ]
+    for pair, found in localization["pairs"].items():
+        lines += ["", f"### {pair}", "", _pair_summary(found)]
+        culprit = found.get("culprit")
+        if not culprit:
+            continue
+        lines += ["", "Error along the path from the inputs to the failing output:", ""]
+        lines += ["| value | node | op | max abs diff | within tolerance |", "|---|---|---|---|---|"]
+        for row in culprit["path"]:
+            marker = " **<- culprit**" if row["node"] == culprit["node"] else ""
+            diff = "-" if row["max_abs_diff"] is None else f"{row['max_abs_diff']:.3g}"
+            lines.append(
+                f"| `{row['value']}` | `{row['node'] or '-'}`{marker} | {row['op_type']} | {diff} | "
+                f"{'yes' if row['passed'] else '**no**'} |"
+            )
+    return lines
+
+
+def _pair_summary(found: dict[str, Any]) -> str:
+    if found["status"] in ("skipped", "error"):
+        return f"{found['status']}: {found.get('reason') or found.get('error')}"
+    culprit = found.get("culprit")
+    if culprit is None:
+        tail = f"; {found['failing']} failing" if found["failing"] else ""
+        return f"no node diverges ({found['compared']} values compared{tail})"
+    worst_in = max((i.get("max_abs_diff") or 0.0 for i in culprit["inputs"]), default=0.0)
+    worst_out = max(o.get("max_abs_diff") or 0.0 for o in culprit["outputs"] if not o["passed"])
+    layouts = {
+        tuple(v["permutation"]) for v in culprit["outputs"] + culprit["inputs"] if v.get("permutation")
+    }
+    layout = f"; compared after permuting axes {', '.join(map(str, sorted(layouts)))}" if layouts else ""
+    return (
+        f"first diverging node `{culprit['node']}` ({culprit['op_type']}): inputs max|diff| "
+        f"{worst_in:.2e} (within tolerance), output max|diff| {worst_out:.2e}{layout}"
+    )
+
+
+def localization_lines(result: dict[str, Any]) -> list[str]:
+    """Terminal lines for the localisation, if it ran."""
+    localization = result.get("localization")
+    if localization is None:
+        return []
+    if localization["status"] != "done":
+        reason = localization.get("error") or localization.get("reason")
+        return [f"  localize  {localization['status']}: {reason}"]
+    return [
+        f"  localize  {pair}: {_pair_summary(found).replace('`', chr(39))}"
+        for pair, found in localization["pairs"].items()
+    ]
 
 
 def stage_line(stage: dict[str, Any]) -> str:

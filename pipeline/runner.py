@@ -32,6 +32,14 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
     "import": (("onnx", "torch"), ("tf", "torch")),
 }
 
+# Localisation runs after the stages, when a comparison failed (or always, if configured): the TF
+# worker writes TF's intermediate values, then the torch worker computes onnxruntime's and torch's and
+# compares all three. It only explains a verdict; it never changes one.
+LOCALIZE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tf", ("localize_tf",)),
+    ("torch", ("localize",)),
+)
+
 Progress = Callable[[dict[str, Any]], None]
 
 
@@ -52,7 +60,13 @@ def convert(
     progress = progress or (lambda record: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
-    for stale in (*artifacts.OUTPUTS.values(), artifacts.ONNX_MODEL, artifacts.TORCH_MODEL, artifacts.INPUTS):
+    for stale in (
+        *artifacts.OUTPUTS.values(),
+        artifacts.ONNX_MODEL,
+        artifacts.TORCH_MODEL,
+        artifacts.INPUTS,
+        artifacts.LOCALIZE_TF_VALUES,
+    ):
         # Outputs of an earlier run must not be compared as if this run had produced them.
         (out / stale).unlink(missing_ok=True)
     started = time.time()
@@ -87,9 +101,50 @@ def convert(
         "workers": workers,
     }
     result["status"], result["exit_code"] = _overall(stages)
+    localization = localize(cfg, fmt, out, stages, pool)
+    if localization is not None:
+        result["localization"] = localization
     artifacts.save_json(out / artifacts.REPORT_JSON, result)
     artifacts.save_text(out / artifacts.REPORT_MD, report.markdown(result))
     return result
+
+
+def localize(
+    cfg: ModelConfig, fmt: str, out: Path, stages: list[dict[str, Any]], pool: WorkerPool
+) -> dict[str, Any] | None:
+    """Name the op where outputs part ways, per stage pair; None when localisation is not wanted."""
+    if cfg.localize == "never":
+        return None
+    compared = [c for s in stages for c in s["comparisons"]]
+    failing_pairs = {c["pair"] for c in compared if not c["passed"]}
+    if cfg.localize == "auto" and not failing_pairs:
+        return None
+    validated = any(s["name"] == "validate" and s["status"] in ("pass", "tolerance_fail") for s in stages)
+    if not validated:
+        return {"status": "skipped", "reason": "the ONNX model did not run in onnxruntime", "pairs": {}}
+    started = time.monotonic()
+    want_tf = cfg.localize == "always" or bool(failing_pairs & {"tf_vs_onnx", "tf_vs_torch"})
+    workers: dict[str, Any] = {}
+    tf_note = "not needed: TF and onnxruntime agree" if not want_tf else None
+    pairs: dict[str, Any] = {}
+    for group, names in LOCALIZE_GROUPS:
+        if group == "tf" and not want_tf:
+            continue
+        for record in _run_group(group, names, cfg, fmt, out, workers, pool, label=f"localize-{group}"):
+            if record["status"] == "error":
+                return {"status": "error", "error": f"{record['name']}: {record['error']}", "pairs": pairs}
+            details = record["details"] or {}
+            if group == "tf" and details.get("skipped"):
+                tf_note = details["skipped"]
+            pairs.update(details.get("pairs", {}))
+    if tf_note and "tf_vs_onnx" in pairs:
+        pairs["tf_vs_onnx"] = {"status": "skipped", "reason": tf_note}
+    return {
+        "status": "done",
+        "pairs": pairs,
+        "seconds": round(time.monotonic() - started, 3),
+        "workers": workers,
+    }
 
 
 def _overall(stages: list[dict[str, Any]]) -> tuple[str, int]:
@@ -151,14 +206,15 @@ def _run_group(
     out: Path,
     workers: dict[str, Any],
     pool: WorkerPool,
+    label: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run one group's stages in the pool's worker; yield each stage's record as soon as the worker
     reports it. The group's wall time, peak memory and, if the worker died, its exit status go into
     `workers[group]`."""
     started = time.monotonic()
-    log_path = (out / artifacts.LOG_DIR / f"{group}.log").resolve()
+    log_path = (out / artifacts.LOG_DIR / f"{label or group}.log").resolve()
     log_path.write_text("")
-    job_path = out / artifacts.LOG_DIR / f"{group}-job.json"
+    job_path = out / artifacts.LOG_DIR / f"{label or group}-job.json"
     artifacts.save_json(
         job_path,
         {

@@ -30,6 +30,24 @@ def keras_two_inputs(out: Path) -> None:
     keras.Model([tokens, image], [logits, score]).save(out / "two_inputs.keras")
 
 
+def keras_for_localization(out: Path) -> None:
+    """A convolution (NHWC in TF, NCHW in ONNX), a sigmoid gate and logits: the localisation tests
+    break one node of it and expect that node to be named."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3), name="image"),
+            keras.layers.Conv2D(4, 3, activation="relu", bias_initializer="random_normal", name="conv"),
+            keras.layers.GlobalAveragePooling2D(name="pool"),
+            keras.layers.Dense(6, activation="sigmoid", name="gate"),
+            keras.layers.Dense(3, name="logits"),
+        ]
+    )
+    model.save(out / "localize.keras")
+
+
 def keras2_h5(out: Path) -> None:
     import tf_keras
 
@@ -114,7 +132,15 @@ def unsupported(out: Path) -> None:
         tf.saved_model.save(module, str(out / name), signatures={"serving_default": module.serve})
 
 
-BUILDERS = (keras_two_inputs, keras2_h5, saved_model, frozen_graph, tflite, unsupported)
+BUILDERS = (
+    keras_two_inputs,
+    keras_for_localization,
+    keras2_h5,
+    saved_model,
+    frozen_graph,
+    tflite,
+    unsupported,
+)
 
 if __name__ == "__main__":
     target = Path(sys.argv[1])

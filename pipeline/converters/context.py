@@ -18,8 +18,9 @@ def ir_version() -> int:
     return _MODEL.get().ir_version
 
 
-def convert(model: onnx.ModelProto):
-    """onnx2torch.convert with this project's converters registered and its graph fixes applied."""
+def convert(model: onnx.ModelProto, attach_onnx_mapping: bool = False):
+    """onnx2torch.convert with this project's converters registered and its graph fixes applied.
+    With `attach_onnx_mapping`, each node's module carries the ONNX value names it reads and writes."""
     from onnx2torch import convert as onnx2torch_convert
 
     from pipeline.converters import register
@@ -31,6 +32,6 @@ def convert(model: onnx.ModelProto):
     route_graph_outputs(fixed.graph)
     token = _MODEL.set(fixed)
     try:
-        return onnx2torch_convert(fixed)
+        return onnx2torch_convert(fixed, attach_onnx_mapping=attach_onnx_mapping)
     finally:
         _MODEL.reset(token)

@@ -1,7 +1,8 @@
 """Loaders for every TensorFlow format, behind one small interface.
 
 Each loader returns a TFModel: its declared inputs and output names in a fixed order, `run` to
-compute reference outputs natively, and `to_onnx` to export it with tf2onnx. The ONNX graph's inputs
+compute reference outputs natively, `frozen_graph` for the optimized GraphDef that tf2onnx converts
+(None for TFLite, which has none), and `to_onnx` to export it with tf2onnx. The ONNX graph's inputs
 and outputs come back in the same order as `inputs` and `outputs`.
 """
 
@@ -11,7 +12,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, NamedTuple, Protocol
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -31,6 +32,27 @@ class TFModel(Protocol):
 
     def to_onnx(self, opset: int):  # -> onnx.ModelProto
         ...
+
+    def frozen_graph(self) -> FrozenTFGraph | None: ...
+
+
+class FrozenTFGraph(NamedTuple):
+    """What tf2onnx converts: a frozen, grappler-optimized GraphDef; its input and output tensors in
+    the model's order; the renames giving ONNX graph inputs and outputs the model's names."""
+
+    graph_def: Any
+    inputs: list[str]
+    outputs: list[str]
+    renames: dict[str, str]
+    tables: Any = None
+
+
+def graph_to_onnx(graph: FrozenTFGraph, opset: int):
+    from pipeline.stages import tf_to_onnx
+
+    return tf_to_onnx.graph_def_to_onnx(
+        graph.graph_def, graph.inputs, graph.outputs, graph.renames, opset, graph.tables
+    )
 
 
 def _dims(shape) -> tuple[int | None, ...] | None:
@@ -53,14 +75,15 @@ class KerasModel:
         return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result), strict=True)}
 
     def to_onnx(self, opset):
+        return graph_to_onnx(self.frozen_graph(), opset)
+
+    def frozen_graph(self):
         # model.export() writes a SavedModel whose variables tf2onnx's saved-model path freezes;
         # tf2onnx.convert.from_keras is broken on Keras 3 and from_function turns captured constants
         # (Normalization layers) into extra graph inputs.
         with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
             self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
-            return saved_model_to_onnx(
-                tmp, "serving_default", [i.name for i in self.inputs], self.outputs, opset
-            )
+            return saved_model_graph(tmp, "serving_default", [i.name for i in self.inputs], self.outputs)
 
 
 def load_keras(path: Path) -> KerasModel:
@@ -123,15 +146,16 @@ class SavedModel:
         return {name: result[name].numpy() for name in self.outputs}
 
     def to_onnx(self, opset):
-        return saved_model_to_onnx(
-            str(self.path), self.signature, [i.name for i in self.inputs], self.outputs, opset
-        )
+        return graph_to_onnx(self.frozen_graph(), opset)
+
+    def frozen_graph(self):
+        return saved_model_graph(str(self.path), self.signature, [i.name for i in self.inputs], self.outputs)
 
 
-def saved_model_to_onnx(
-    path: str, signature: str, input_order: list[str], output_order: list[str], opset: int
-):
-    """Export one signature; the ONNX graph's inputs and outputs are named after the signature's keys."""
+def saved_model_graph(
+    path: str, signature: str, input_order: list[str], output_order: list[str]
+) -> FrozenTFGraph:
+    """Freeze one signature; the ONNX graph's inputs and outputs are named after the signature's keys."""
     from pipeline.stages import tf_to_onnx
 
     graph_def, in_tensors, out_tensors, renames, tables = tf_to_onnx.freeze_saved_model(path, signature)
@@ -146,7 +170,7 @@ def saved_model_to_onnx(
     in_tensors = [tensor_of[n] for n in input_order]
     out_tensors = [tensor_of[n] for n in output_order]
     graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors)
-    return tf_to_onnx.graph_def_to_onnx(graph_def, in_tensors, out_tensors, renames, opset, tables)
+    return FrozenTFGraph(graph_def, in_tensors, out_tensors, renames, tables)
 
 
 # --- TF1 frozen GraphDef --------------------------------------------------------------------
@@ -193,6 +217,9 @@ class FrozenGraph:
         return dict(zip(self.outputs, fetched, strict=True))
 
     def to_onnx(self, opset):
+        return graph_to_onnx(self.frozen_graph(), opset)
+
+    def frozen_graph(self):
         from pipeline.stages import tf_to_onnx
 
         in_names = [_tensor_name(i.name) for i in self.inputs]
@@ -204,7 +231,7 @@ class FrozenGraph:
         # The conversion consumes the GraphDef (it moves the weights); the session keeps its own copy.
         graph_def, self.graph_def = self.graph_def, None
         graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_names, out_names)
-        return tf_to_onnx.graph_def_to_onnx(graph_def, in_names, out_names, renames, opset)
+        return FrozenTFGraph(graph_def, in_names, out_names, renames)
 
 
 def _node_name(name: str) -> str:
@@ -287,6 +314,9 @@ class TFLiteModel:
 
         model_proto, _ = tf2onnx.convert.from_tflite(str(self.path), opset=opset)
         return model_proto
+
+    def frozen_graph(self):
+        return None  # tf2onnx reads the flatbuffer directly; there is no TF graph to run
 
 
 # --- dispatch -------------------------------------------------------------------------------

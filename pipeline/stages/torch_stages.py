@@ -15,6 +15,22 @@ from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, UnsupportedOpsError, first_line
 from pipeline.inputs import run_samples
 
+# The reference run computes the graph's own arithmetic. Otherwise onnxruntime fuses
+# DynamicQuantizeLinear/DequantizeLinear/MatMul into an integer kernel that, on CPUs with AVX2 but no
+# VNNI, multiplies u8 by s8 with 16-bit saturation (onnxruntime's quantization docs) and moves a
+# dynamic-range quantized model's outputs by 6e-2 where TF and torch agree to 3e-3.
+SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
+
+
+def onnxruntime_session(model: str | bytes):
+    """An onnxruntime CPU session for a model path (external data allowed) or serialized model."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    for key, value in SESSION_CONFIG.items():
+        options.add_session_config_entry(key, value)
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
 
 def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     import onnxruntime as ort
@@ -32,13 +48,7 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         raise ConversionError(f"ONNX shape inference failed on {path.name}: {first_line(exc)}") from None
     state["onnx"] = model
 
-    options = ort.SessionOptions()
-    # The reference run computes the graph's own arithmetic. Otherwise onnxruntime fuses
-    # DynamicQuantizeLinear/DequantizeLinear/MatMul into an integer kernel that, on CPUs with AVX2 but no
-    # VNNI, multiplies u8 by s8 with 16-bit saturation (onnxruntime's quantization docs) and moves a
-    # dynamic-range quantized model's outputs by 6e-2 where TF and torch agree to 3e-3.
-    options.add_session_config_entry("session.disable_quant_qdq", "1")
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(str(path))
     names = [o.name for o in session.get_outputs()]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
 
@@ -50,7 +60,7 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         "onnxruntime": ort.__version__,
         "checker": "full_check passed",
         "shape_inference": "strict passed",
-        "session_options": {"session.disable_quant_qdq": "1"},
+        "session_options": SESSION_CONFIG,
     }
 
 
@@ -80,18 +90,25 @@ def _all_nodes(graph: onnx.GraphProto):
                 yield from _all_nodes(sub)
 
 
+def to_torch(model: onnx.ModelProto, cfg: ModelConfig, attach_onnx_mapping: bool = False):
+    """The onnx2torch module in eval mode, with the project's and the config's converters."""
+    from pipeline.converters import context
+    from pipeline.converters.plugins import user_converters
+
+    with user_converters(cfg.converters):
+        missing = unsupported_by_onnx2torch(model)
+        if missing:
+            raise UnsupportedOpsError("import", "onnx2torch", missing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return context.convert(model, attach_onnx_mapping).eval()
+
+
 def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from pipeline.converters import context
-
     model = state.get("onnx") or onnx.load(str(out / artifacts.ONNX_MODEL))
-    missing = unsupported_by_onnx2torch(model)
-    if missing:
-        raise UnsupportedOpsError("import", "onnx2torch", missing)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        module = context.convert(model).eval()
+    module = to_torch(model, cfg)
     input_names = [i.name for i in model.graph.input]
     output_names = [o.name for o in model.graph.output]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)

@@ -1,0 +1,95 @@
+"""Localisation: a real model with one node broken on purpose, and the node named.
+
+The torch side is broken through a user converter (the config's `converters:` key) that replaces
+onnx2torch's Sigmoid with x * 0.5 + 0.5; the ONNX side by editing one Conv weight in model.onnx after a
+passing conversion, then `tf2torch localize` on that run."""
+
+from __future__ import annotations
+
+import onnx
+from cli_runner import read_report, run_cli
+from onnx import numpy_helper
+
+WRONG_SIGMOID = '''
+import torch
+from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+
+from pipeline.converters.plugins import replace_converter
+
+
+class HalfLinear(torch.nn.Module):
+    """Wrong on purpose: the tangent of the sigmoid at 0, not the sigmoid."""
+
+    def forward(self, x):
+        return x * 0.5 + 0.5
+
+
+@replace_converter("Sigmoid", version=13)
+def convert(node, graph):
+    return OperationConverterResult(torch_module=HalfLinear(), onnx_mapping=onnx_mapping_from_node(node))
+'''
+
+
+def test_a_wrong_converter_is_named_as_the_diverging_node(models, tmp_path, write_config):
+    (tmp_path / "wrong_sigmoid.py").write_text(WRONG_SIGMOID)
+    config = write_config("converters: [wrong_sigmoid.py]\n")
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "localize.keras", "--config", config, "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    pairs = read_report(out)["localization"]["pairs"]
+    culprit = pairs["onnx_vs_torch"]["culprit"]
+    assert culprit["op_type"] == "Sigmoid"
+    assert "/gate_1/Sigmoid" in culprit["node"]
+    assert all(i["passed"] for i in culprit["inputs"]) and culprit["inputs"]
+    assert not any(o["passed"] for o in culprit["outputs"])
+    # The path runs from the input through the culprit to the failing output.
+    path = culprit["path"]
+    assert path[0]["passed"] and not path[-1]["passed"]
+    assert path[-1]["value"] == "output_0"
+    # TF and onnxruntime agree, and the localisation says so rather than blaming a node.
+    assert pairs["tf_vs_onnx"]["status"] == "no divergence"
+    assert "onnx_vs_torch: first diverging node" in proc.stdout and "(Sigmoid)" in proc.stdout
+
+
+def test_an_edited_onnx_weight_is_named_across_the_nhwc_nchw_layouts(models, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "localize.keras", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "localization" not in read_report(out)  # auto: nothing failed, nothing to localise
+
+    model = onnx.load(str(out / "model.onnx"))
+    conv = next(n for n in model.graph.node if n.op_type == "Conv")
+    weight = next(t for t in model.graph.initializer if t.name == conv.input[1])
+    values = numpy_helper.to_array(weight).copy()
+    values.flat[0] += 0.5
+    weight.CopyFrom(numpy_helper.from_array(values, weight.name))
+    onnx.save(model, str(out / "model.onnx"))
+
+    proc = run_cli("localize", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    pairs = read_report(out)["localization"]["pairs"]
+    culprit = pairs["tf_vs_onnx"]["culprit"]
+    assert culprit["op_type"] == "Conv" and "/conv_1/" in culprit["node"]
+    # TF holds the convolution's output NHWC, ONNX NCHW: compared after moving the channels back.
+    assert culprit["outputs"][0]["permutation"] == [0, 2, 3, 1]
+    assert all(i["passed"] for i in culprit["inputs"])
+    # onnx2torch imports the edited graph faithfully: torch follows onnxruntime.
+    assert pairs["onnx_vs_torch"]["status"] == "no divergence"
+    assert "Localisation" in (out / "report.md").read_text()
+
+
+def test_localize_on_a_directory_without_a_report_is_a_usage_error(tmp_path):
+    proc = run_cli("localize", tmp_path)
+    assert proc.returncode == 2
+    assert "is not the report of a `tf2torch convert` run" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_no_localize_turns_it_off(models, tmp_path, write_config):
+    (tmp_path / "wrong_sigmoid.py").write_text(WRONG_SIGMOID)
+    config = write_config("converters: [wrong_sigmoid.py]\n")
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "localize.keras", "--config", config, "--out", out, "--no-localize")
+    assert proc.returncode == 1
+    assert "localization" not in read_report(out)
+    assert (out / "torch_outputs.npz").exists()  # the conversion itself still ran to the end
