@@ -23,6 +23,10 @@ REPORT_MD = "report.md"
 LOG_DIR = "logs"
 # Outputs of each framework on inputs.npz, one array per output with a leading samples axis.
 OUTPUTS = {"tf": "tf_outputs.npz", "onnx": "onnx_outputs.npz", "torch": "torch_outputs.npz"}
+# Gradients of the projected outputs with respect to each floating-point input (pipeline/gradients.py).
+GRADIENTS = {"tf": "tf_gradients.npz", "torch": "torch_gradients.npz"}
+# Every file a stage comparison reads, by the keys runner.STAGE_COMPARISONS uses.
+COMPARED = {**OUTPUTS, **{f"{k}_gradients": v for k, v in GRADIENTS.items()}}
 # Localisation: TF's intermediate values by ONNX value name, on the first input batch.
 LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 

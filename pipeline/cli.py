@@ -59,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     convert.add_argument("--out", type=Path, help="output directory (default: runs/<model name>)")
     convert.add_argument("--opset", type=int, help="ONNX opset for the export (default from config: 17)")
+    convert.add_argument(
+        "--gradients",
+        action="store_const",
+        const=True,
+        help="also compare TF's and torch's gradients with respect to the inputs (config: gradients)",
+    )
     where = convert.add_mutually_exclusive_group()
     where.add_argument(
         "--localize",
@@ -158,7 +164,12 @@ def main(argv: list[str] | None = None) -> int:
 def _convert(args: argparse.Namespace) -> int:
     overrides = {
         k: v
-        for k, v in (("model", args.model), ("opset", args.opset), ("localize", args.localize))
+        for k, v in (
+            ("model", args.model),
+            ("opset", args.opset),
+            ("localize", args.localize),
+            ("gradients", args.gradients),
+        )
         if v is not None
     }
     cfg = load_config(args.config, overrides)

@@ -51,6 +51,8 @@ class Tolerances(_Strict):
     tf_vs_onnx: Tolerance = Tolerance()
     onnx_vs_torch: Tolerance = Tolerance()
     tf_vs_torch: Tolerance = Tolerance()
+    # d(projected outputs)/d(inputs), TF against torch (`gradients: true`); keys are input names.
+    gradients: Tolerance = Tolerance()
     outputs: dict[str, Tolerance] = {}
 
 
@@ -81,6 +83,8 @@ class ModelConfig(_Strict):
     batch_size: int = Field(default=2, ge=1)
     timeout: float = Field(default=900, gt=0)
     tolerances: Tolerances = Tolerances()
+    # Compare TF's and torch's gradients with respect to the inputs (pipeline/gradients.py).
+    gradients: bool = False
     # auto: localise when a comparison fails; always: also when all pass; never.
     localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
     # Python files with extra or replacement onnx2torch converters (pipeline/converters/plugins.py).

@@ -7,6 +7,17 @@ takes the keras module and returns an uncompiled model with named inputs.
 from __future__ import annotations
 
 
+def _mlp(keras):
+    return keras.Sequential(
+        [
+            keras.Input((10,), name="features"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.Dense(16, activation="tanh"),
+            keras.layers.Dense(4),
+        ]
+    )
+
+
 def _gru(keras):
     return keras.Sequential(
         [keras.Input((None, 6), name="sequence"), keras.layers.GRU(12), keras.layers.Dense(3)]
@@ -148,6 +159,7 @@ def _int8_tflite(keras) -> bytes:
 
 
 BUILDERS = {
+    "family.mlp": _mlp,
     "family.gru": _gru,
     "family.bidirectional_gru": _bidirectional_gru,
     "family.bidirectional_lstm": _bidirectional_lstm,

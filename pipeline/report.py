@@ -130,16 +130,16 @@ def localization_lines(result: dict[str, Any]) -> list[str]:
         return []
     if localization["status"] != "done":
         reason = localization.get("error") or localization.get("reason")
-        return [f"  localize  {localization['status']}: {reason}"]
+        return [f"  {'localize':<12} {localization['status']}: {reason}"]
     return [
-        f"  localize  {pair}: {_pair_summary(found).replace('`', chr(39))}"
+        f"  {'localize':<12} {pair}: {_pair_summary(found).replace('`', chr(39))}"
         for pair, found in localization["pairs"].items()
     ]
 
 
 def stage_line(stage: dict[str, Any]) -> str:
     """One terminal line per stage: verdict, time, and the worst comparison or the error."""
-    text = f"  {stage['name']:<9} {_VERDICT[stage['status']]:<15} {stage['seconds']:6.1f}s"
+    text = f"  {stage['name']:<12} {_VERDICT[stage['status']]:<15} {stage['seconds']:6.1f}s"
     compared = [c for c in stage["comparisons"] if "max_abs_diff" in c]
     if stage["status"] in ("pass", "tolerance_fail") and compared:
         parts = []

@@ -26,10 +26,16 @@ STAGE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("torch", ("validate", "import")),
 )
 
-# Which outputs each stage is judged on, as (reference, candidate) pairs of OUTPUTS keys.
-STAGE_COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
-    "validate": (("tf", "onnx"),),
-    "import": (("onnx", "torch"), ("tf", "torch")),
+# With `gradients: true`, each group gains a stage after its others: TF's gradients need the loaded
+# model, torch's the imported module (`tf_gradients` never fails the run: it skips, with the reason).
+GRADIENT_STAGES = {"tf": "tf_gradients", "torch": "gradients"}
+
+# Which arrays each stage is judged on: (pair, reference, candidate), the last two keys of
+# artifacts.COMPARED. The pair names the tolerance (`tolerances.<pair>`).
+STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "validate": (("tf_vs_onnx", "tf", "onnx"),),
+    "import": (("onnx_vs_torch", "onnx", "torch"), ("tf_vs_torch", "tf", "torch")),
+    "gradients": (("gradients", "tf_gradients", "torch_gradients"),),
 }
 
 # Localisation runs after the stages, when a comparison failed (or always, if configured): the TF
@@ -61,7 +67,7 @@ def convert(
     out.mkdir(parents=True, exist_ok=True)
     (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
     for stale in (
-        *artifacts.OUTPUTS.values(),
+        *artifacts.COMPARED.values(),
         artifacts.ONNX_MODEL,
         artifacts.TORCH_MODEL,
         artifacts.INPUTS,
@@ -72,7 +78,7 @@ def convert(
     started = time.time()
     stages: list[dict[str, Any]] = []
     workers: dict[str, dict[str, Any]] = {}
-    for group, names in STAGE_GROUPS:
+    for group, names in stage_groups(cfg):
         failed = any(s["status"] == "error" for s in stages)
         for record in () if failed else _run_group(group, names, cfg, fmt, out, workers, pool):
             if record["status"] == "pass":
@@ -107,6 +113,12 @@ def convert(
     artifacts.save_json(out / artifacts.REPORT_JSON, result)
     artifacts.save_text(out / artifacts.REPORT_MD, report.markdown(result))
     return result
+
+
+def stage_groups(cfg: ModelConfig) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    if not cfg.gradients:
+        return STAGE_GROUPS
+    return tuple((group, (*names, GRADIENT_STAGES[group])) for group, names in STAGE_GROUPS)
 
 
 def localize(
@@ -170,10 +182,9 @@ def _skipped(name: str, reason: str) -> dict[str, Any]:
 
 def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
     """Compare this stage's outputs with the earlier stages' and set its status accordingly."""
-    for ref_key, cand_key in STAGE_COMPARISONS.get(record["name"], ()):
-        pair = f"{ref_key}_vs_{cand_key}"
-        reference = artifacts.load_arrays(out / artifacts.OUTPUTS[ref_key])
-        candidate = artifacts.load_arrays(out / artifacts.OUTPUTS[cand_key])
+    for pair, ref_key, cand_key in STAGE_COMPARISONS.get(record["name"], ()):
+        reference = artifacts.load_arrays(out / artifacts.COMPARED[ref_key])
+        candidate = artifacts.load_arrays(out / artifacts.COMPARED[cand_key])
         if list(reference) != list(candidate):
             record.update(
                 status="error",
@@ -290,6 +301,9 @@ def _record(event: dict[str, Any], group: str) -> dict[str, Any]:
         "details": event.get("details"),
         "comparisons": [],
     }
+    skipped = (event.get("details") or {}).get("skipped") if event["event"] == "done" else None
+    if skipped:
+        record.update(status="skipped", reason=skipped)
     if event["event"] == "error":
         error = event["error"]
         if event.get("traceback"):

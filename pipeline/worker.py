@@ -29,6 +29,8 @@ STAGE_FUNCTIONS = {
     "export": "pipeline.stages.tf_stages:export",
     "validate": "pipeline.stages.torch_stages:validate",
     "import": "pipeline.stages.torch_stages:import_torch",
+    "tf_gradients": "pipeline.stages.gradients_tf:tf_gradients",
+    "gradients": "pipeline.stages.gradients_torch:torch_gradients",
     "localize_tf": "pipeline.stages.localize_tf:localize_tf",
     "localize": "pipeline.stages.localize_torch:localize",
 }

@@ -3,7 +3,8 @@ import queue
 import subprocess
 import sys
 
-from pipeline.runner import STAGE_COMPARISONS, STAGE_GROUPS
+from pipeline.config import ModelConfig
+from pipeline.runner import LOCALIZE_GROUPS, STAGE_COMPARISONS, STAGE_GROUPS, stage_groups
 from pipeline.worker import EVENT_PREFIX, STAGE_FUNCTIONS
 from pipeline.workers import split_events
 
@@ -19,13 +20,25 @@ def test_events_are_found_even_after_text_a_library_printed_without_newline():
 
 
 def test_every_stage_has_a_function_and_tf_stages_run_before_torch_stages():
-    names = [n for _, group in STAGE_GROUPS for n in group]
-    assert names == ["load", "export", "validate", "import"]
-    assert set(names) == set(STAGE_FUNCTIONS)
-    assert set(STAGE_COMPARISONS) <= set(names)
-    # the torch worker must never import a module that imports TensorFlow
-    for name in dict(STAGE_GROUPS)["torch"]:
-        assert STAGE_FUNCTIONS[name].startswith("pipeline.stages.torch_stages:")
+    assert [n for _, group in STAGE_GROUPS for n in group] == ["load", "export", "validate", "import"]
+    with_gradients = stage_groups(ModelConfig(gradients=True))
+    assert dict(with_gradients) == {
+        "tf": ("load", "export", "tf_gradients"),
+        "torch": ("validate", "import", "gradients"),
+    }
+    every = [(g, n) for groups in (with_gradients, LOCALIZE_GROUPS) for g, names in groups for n in names]
+    assert {n for _, n in every} == set(STAGE_FUNCTIONS)
+    assert set(STAGE_COMPARISONS) <= {n for _, n in every}
+    # the torch worker must never import a module that imports TensorFlow (checked below)
+    torch_modules = {STAGE_FUNCTIONS[n].split(":")[0] for g, n in every if g == "torch"}
+    assert torch_modules == TORCH_STAGE_MODULES
+
+
+TORCH_STAGE_MODULES = {
+    "pipeline.stages.torch_stages",
+    "pipeline.stages.gradients_torch",
+    "pipeline.stages.localize_torch",
+}
 
 
 def _imported_after(statement: str) -> set[str]:
@@ -45,5 +58,5 @@ def test_the_orchestrator_imports_neither_framework():
 
 
 def test_the_torch_worker_stages_never_import_tensorflow():
-    modules = _imported_after("import pipeline.stages.torch_stages, pipeline.converters.lstm")
+    modules = _imported_after(f"import {', '.join(sorted(TORCH_STAGE_MODULES))}, pipeline.converters.lstm")
     assert "torch" in modules and "tensorflow" not in modules and "keras" not in modules

@@ -35,6 +35,33 @@ class TFModel(Protocol):
 
     def frozen_graph(self) -> FrozenTFGraph | None: ...
 
+    # Optional (not for TFLite): gradients of sum(project(name, shape) * output) over the outputs,
+    # with respect to the named inputs.
+    # def input_gradients(self, feeds, names, project) -> dict[str, np.ndarray]
+
+
+def _projected_sum(output_names, outputs, project):
+    """sum over float outputs of <project(name, shape), output>, in float64."""
+    total = tf.constant(0.0, tf.float64)
+    for name, value in zip(output_names, outputs, strict=True):
+        if value.dtype.is_floating:
+            direction = tf.constant(project(name, tuple(value.shape)))
+            total += tf.reduce_sum(tf.cast(value, tf.float64) * direction)
+    return total
+
+
+def _tape_gradients(call, feeds, names, output_names, project) -> dict[str, np.ndarray]:
+    tensors = {n: tf.constant(v) for n, v in feeds.items()}
+    with tf.GradientTape() as tape:
+        for name in names:
+            tape.watch(tensors[name])
+        total = _projected_sum(output_names, call(tensors), project)
+    grads = tape.gradient(total, [tensors[n] for n in names])
+    # An input the outputs do not depend on has no gradient: zero, as torch reports it.
+    return {
+        n: np.zeros_like(feeds[n]) if g is None else np.asarray(g) for n, g in zip(names, grads, strict=True)
+    }
+
 
 class FrozenTFGraph(NamedTuple):
     """What tf2onnx converts: a frozen, grappler-optimized GraphDef; its input and output tensors in
@@ -73,6 +100,13 @@ class KerasModel:
         args = [feeds[i.name] for i in self.inputs]
         result = self.model(args if len(args) > 1 else args[0], training=False)
         return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result), strict=True)}
+
+    def input_gradients(self, feeds, names, project):
+        def call(tensors):
+            args = [tensors[i.name] for i in self.inputs]
+            return tf.nest.flatten(self.model(args if len(args) > 1 else args[0], training=False))
+
+        return _tape_gradients(call, feeds, names, self.outputs, project)
 
     def to_onnx(self, opset):
         return graph_to_onnx(self.frozen_graph(), opset)
@@ -145,6 +179,13 @@ class SavedModel:
         result = self._fn(**{name: tf.constant(value) for name, value in feeds.items()})
         return {name: result[name].numpy() for name in self.outputs}
 
+    def input_gradients(self, feeds, names, project):
+        def call(tensors):
+            result = self._fn(**tensors)
+            return [result[name] for name in self.outputs]
+
+        return _tape_gradients(call, feeds, names, self.outputs, project)
+
     def to_onnx(self, opset):
         return graph_to_onnx(self.frozen_graph(), opset)
 
@@ -215,6 +256,33 @@ class FrozenGraph:
             [_tensor_name(o) for o in self.outputs], {_tensor_name(k): v for k, v in feeds.items()}
         )
         return dict(zip(self.outputs, fetched, strict=True))
+
+    def input_gradients(self, feeds, names, project):
+        with self._graph.as_default():
+            outputs = [self._graph.get_tensor_by_name(_tensor_name(o)) for o in self.outputs]
+            directions = {
+                o: tf.compat.v1.placeholder(tf.float64, name=f"tf2torch_projection_{i}")
+                for i, o in enumerate(self.outputs)
+            }
+            total = tf.add_n(
+                [
+                    tf.reduce_sum(tf.cast(t, tf.float64) * directions[o])
+                    for o, t in zip(self.outputs, outputs, strict=True)
+                    if t.dtype.is_floating
+                ]
+            )
+            wrt = [self._graph.get_tensor_by_name(_tensor_name(n)) for n in names]
+            grads = tf.gradients(total, wrt)
+        feed = {_tensor_name(k): v for k, v in feeds.items()}
+        values = self._session.run(outputs, feed)
+        for (name, placeholder), value in zip(directions.items(), values, strict=True):
+            feed[placeholder] = project(name, value.shape)
+        fetch = [g for g in grads if g is not None]
+        fetched = iter(self._session.run(fetch, feed)) if fetch else iter(())
+        return {
+            n: np.zeros_like(feeds[n]) if g is None else next(fetched)
+            for n, g in zip(names, grads, strict=True)
+        }
 
     def to_onnx(self, opset):
         return graph_to_onnx(self.frozen_graph(), opset)

@@ -126,6 +126,7 @@ def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
 
     artifacts.save_arrays(out / artifacts.OUTPUTS["torch"], run_samples(run, feeds, output_names))
     artifacts.write_atomic(out / artifacts.TORCH_MODEL, lambda tmp: torch.save(module, str(tmp)))
+    state.update(torch_module=module, input_names=input_names, output_names=output_names)
     params = sum(p.numel() for p in module.parameters())
     buffers = sum(b.numel() for b in module.buffers())
     # Most project converters emit plain torch code; the Loop converter's module is a class of this package.
