@@ -20,6 +20,7 @@ ONNX_MODEL = "model.onnx"
 TORCH_MODEL = "model.pt"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+REPORT_HTML = "report.html"
 LOG_DIR = "logs"
 # Outputs of each framework on inputs.npz, one array per output with a leading samples axis.
 OUTPUTS = {"tf": "tf_outputs.npz", "onnx": "onnx_outputs.npz", "torch": "torch_outputs.npz"}

@@ -16,7 +16,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from pipeline import __version__, report, runner
+from pipeline import __version__, report, report_html, runner
 from pipeline.config import ModelConfig, load_config
 from pipeline.errors import (
     EXIT_CONVERSION,
@@ -239,6 +239,7 @@ def _localize(args: argparse.Namespace) -> int:
         result["localization"] = runner.localize(cfg, fmt, args.run_dir, stages, pool)
     artifacts.save_json(path, result)
     artifacts.save_text(args.run_dir / artifacts.REPORT_MD, report.markdown(result))
+    report_html.write(args.run_dir, result)
     for line in report.localization_lines(result):
         print(line, flush=True)
     localization = result["localization"]

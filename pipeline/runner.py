@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__, artifacts, report
+from pipeline import __version__, artifacts, report, report_html
 from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
@@ -112,6 +112,7 @@ def convert(
         result["localization"] = localization
     artifacts.save_json(out / artifacts.REPORT_JSON, result)
     artifacts.save_text(out / artifacts.REPORT_MD, report.markdown(result))
+    report_html.write(out, result)
     return result
 
 

@@ -6,8 +6,12 @@ passing conversion, then `tf2torch localize` on that run."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import onnx
-from cli_runner import read_report, run_cli
+import pytest
+from cli_runner import REPO, read_report, run_cli
 from onnx import numpy_helper
 
 WRONG_SIGMOID = '''
@@ -30,11 +34,17 @@ def convert(node, graph):
 '''
 
 
-def test_a_wrong_converter_is_named_as_the_diverging_node(models, tmp_path, write_config):
-    (tmp_path / "wrong_sigmoid.py").write_text(WRONG_SIGMOID)
-    config = write_config("converters: [wrong_sigmoid.py]\n")
-    out = tmp_path / "run"
-    proc = run_cli("convert", models / "localize.keras", "--config", config, "--out", out)
+@pytest.fixture(scope="module")
+def wrong_sigmoid_run(models, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    base = tmp_path_factory.mktemp("wrong_sigmoid")
+    (base / "wrong_sigmoid.py").write_text(WRONG_SIGMOID)
+    (base / "config.yaml").write_text("converters: [wrong_sigmoid.py]\n")
+    out = base / "run"
+    return out, run_cli("convert", models / "localize.keras", "--config", base / "config.yaml", "--out", out)
+
+
+def test_a_wrong_converter_is_named_as_the_diverging_node(wrong_sigmoid_run):
+    out, proc = wrong_sigmoid_run
     assert proc.returncode == 1, proc.stdout + proc.stderr
     pairs = read_report(out)["localization"]["pairs"]
     culprit = pairs["onnx_vs_torch"]["culprit"]
@@ -44,11 +54,27 @@ def test_a_wrong_converter_is_named_as_the_diverging_node(models, tmp_path, writ
     assert not any(o["passed"] for o in culprit["outputs"])
     # The path runs from the input through the culprit to the failing output.
     path = culprit["path"]
-    assert path[0]["passed"] and not path[-1]["passed"]
-    assert path[-1]["value"] == "output_0"
+    assert path[0]["op_type"] == "input" and path[0]["passed"]
+    assert path[-1]["value"] == "output_0" and not path[-1]["passed"]
     # TF and onnxruntime agree, and the localisation says so rather than blaming a node.
     assert pairs["tf_vs_onnx"]["status"] == "no divergence"
     assert "onnx_vs_torch: first diverging node" in proc.stdout and "(Sigmoid)" in proc.stdout
+
+
+def test_report_html_renders_in_headless_chromium(wrong_sigmoid_run, tmp_path):
+    out, _ = wrong_sigmoid_run
+    render = REPO / "scripts" / "render_report.sh"
+    dom = subprocess.run([render, out / "report.html"], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr
+    # Chromium parsed the page: the verdict, the three error histograms' figure and two localisation
+    # plots (one per pair), and the culprit in the path table.
+    assert "TOLERANCE FAIL" in dom.stdout
+    assert dom.stdout.count("<svg") == 3
+    assert "culprit" in dom.stdout and "/gate_1/Sigmoid" in dom.stdout
+    shot = tmp_path / "report.png"
+    done = subprocess.run([render, out / "report.html", shot], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000
 
 
 def test_an_edited_onnx_weight_is_named_across_the_nhwc_nchw_layouts(models, tmp_path):
