@@ -13,7 +13,7 @@ fi
 profile=$(mktemp -d)
 trap 'rm -rf "$profile"' EXIT
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking
-       --disable-component-update --disable-sync --user-data-dir="$profile" --window-size=1280,2400)
+       --disable-component-update --disable-sync --user-data-dir="$profile" --window-size=${WINDOW:-1280,2400})
 if [ $# -ge 2 ]; then
     "$chromium" "${flags[@]}" --screenshot="$(realpath -m "$2")" "file://$html" 2>/dev/null
     [ -s "$2" ] || { echo "error: no screenshot written" >&2; exit 1; }
