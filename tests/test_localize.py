@@ -119,3 +119,30 @@ def test_no_localize_turns_it_off(models, tmp_path, write_config):
     assert proc.returncode == 1
     assert "localization" not in read_report(out)
     assert (out / "torch_outputs.npz").exists()  # the conversion itself still ran to the end
+
+
+@pytest.mark.parametrize(
+    "model, config",
+    [
+        # LayerNormalization's SquaredDifference and Rsqrt are decomposed by tf2onnx into two ONNX
+        # nodes each, the first keeping the TF name: compared by name alone, they were false culprits.
+        ("family.transformer_block", "inputs: [{name: tokens, shape: [2, 9, 32]}]\n"),
+        # Grouped convolutions: TF's own graph optimizer would fuse them into a kernel its CPU build
+        # lacks, which made TF's side fail.
+        pytest.param(
+            "keras.applications.ConvNeXtTiny",
+            "samples: 1\ninputs: [{name: image, shape: [2, 32, 32, 3]}]\n",
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
+def test_a_correct_conversion_has_no_culprit(model, config, tmp_path, write_config):
+    out = tmp_path / "run"
+    proc = run_cli("convert", model, "--config", write_config(config), "--localize", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    localization = read_report(out)["localization"]
+    assert localization["status"] == "done"
+    for pair in ("tf_vs_onnx", "onnx_vs_torch"):
+        found = localization["pairs"][pair]
+        assert found["status"] == "no divergence", (pair, found.get("culprit"))
+        assert found["compared"] > 50  # the intermediates were really compared, not just the outputs
