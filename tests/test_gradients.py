@@ -36,7 +36,11 @@ RESNET50_32 = "samples: 1\ninputs: [{name: image, shape: [1, 32, 32, 3]}]\n"
 
 @pytest.mark.parametrize(
     "model, config",
-    [("demo.cnn", ""), ("family.mlp", ""), ("keras.applications.ResNet50", RESNET50_32)],
+    [
+        ("demo.cnn", ""),
+        ("family.mlp", ""),
+        pytest.param("keras.applications.ResNet50", RESNET50_32, marks=pytest.mark.slow),
+    ],
 )
 def test_gradients_match_on_demo_models_and_a_keras_application(model, config, tmp_path, write_config):
     out = tmp_path / "run"
