@@ -123,6 +123,17 @@ def _pair_summary(found: dict[str, Any]) -> str:
     )
 
 
+def culprit_note(result: dict[str, Any]) -> str | None:
+    """One line naming each pair's diverging node, for batch summaries; None if none was named."""
+    pairs = (result.get("localization") or {}).get("pairs", {})
+    named = [
+        f"{pair} diverges first at {c['node']} ({c['op_type']})"
+        for pair, f in pairs.items()
+        if (c := f.get("culprit"))
+    ]
+    return "; ".join(named) or None
+
+
 def localization_lines(result: dict[str, Any]) -> list[str]:
     """Terminal lines for the localisation, if it ran."""
     localization = result.get("localization")

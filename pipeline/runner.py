@@ -13,7 +13,7 @@ from typing import Any
 
 from pipeline import __version__, artifacts, report, report_html
 from pipeline.compare import StructureMismatch, compare_arrays
-from pipeline.config import ModelConfig, resolve_tolerance
+from pipeline.config import PAIRS, ModelConfig, resolve_tolerance
 from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
 from pipeline.fingerprint import framework_versions
 from pipeline.workers import WorkerPool
@@ -129,13 +129,15 @@ def localize(
     if cfg.localize == "never":
         return None
     compared = [c for s in stages for c in s["comparisons"]]
-    failing_pairs = {c["pair"] for c in compared if not c["passed"]}
+    # Gradients are not localised: only a failing output comparison makes `auto` run.
+    failing_pairs = {c["pair"] for c in compared if not c["passed"]} & set(PAIRS)
     if cfg.localize == "auto" and not failing_pairs:
         return None
     validated = any(s["name"] == "validate" and s["status"] in ("pass", "tolerance_fail") for s in stages)
     if not validated:
         return {"status": "skipped", "reason": "the ONNX model did not run in onnxruntime", "pairs": {}}
     started = time.monotonic()
+    (out / artifacts.LOCALIZE_TF_VALUES).unlink(missing_ok=True)  # an earlier localisation's
     want_tf = cfg.localize == "always" or bool(failing_pairs & {"tf_vs_onnx", "tf_vs_torch"})
     workers: dict[str, Any] = {}
     tf_note = "not needed: TF and onnxruntime agree" if not want_tf else None

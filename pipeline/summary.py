@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from pipeline import artifacts
+from pipeline import artifacts, report
 from pipeline.errors import UsageError
 
 SUMMARY_JSON = "summary.json"
@@ -28,6 +28,9 @@ def row_from_report(entry_id: str, result: dict[str, Any], fingerprint: str | No
                 pair = comparison["pair"]
                 worst[pair] = max(worst.get(pair, 0.0), comparison["max_abs_diff"])
     bad = next((s for s in result["stages"] if s["status"] in FAILED), None)
+    message = bad["error"] if bad else None
+    if message and (culprit := report.culprit_note(result)):
+        message += f" ({culprit})"
     return {
         "id": entry_id,
         "model": result["model"],
@@ -36,7 +39,7 @@ def row_from_report(entry_id: str, result: dict[str, Any], fingerprint: str | No
         "cached": False,
         "seconds": result["seconds"],
         "stage": bad["name"] if bad else None,
-        "message": bad["error"] if bad else None,
+        "message": message,
         "worst": worst,
         "workers": result.get("workers", {}),
         "out_dir": result["out_dir"],

@@ -111,3 +111,36 @@ def test_live_progress_prints_each_model_and_the_totals():
     text = screen.getvalue()
     assert "a PASS" in text and "b TOLERANCE FAIL at validate" in text
     assert "1 passed, 1 failed, 0 skipped, 0 cached; summary: /runs/x/summary.md" in text
+
+
+def test_a_failed_model_row_names_the_diverging_node_when_localisation_found_one():
+    comparison = {"pair": "onnx_vs_torch", "output": "y", "max_abs_diff": 0.3, "passed": False}
+    result = {
+        "model": "m.keras",
+        "status": "tolerance_fail",
+        "exit_code": 1,
+        "seconds": 2.0,
+        "out_dir": "/runs/m",
+        "stages": [
+            {
+                "name": "import",
+                "status": "tolerance_fail",
+                "error": "outside tolerance: onnx_vs_torch 'y'",
+                "comparisons": [comparison],
+            },
+        ],
+        "localization": {
+            "status": "done",
+            "pairs": {
+                "tf_vs_onnx": {"status": "no divergence", "culprit": None},
+                "onnx_vs_torch": {
+                    "status": "diverges",
+                    "culprit": {"node": "gate/Sigmoid", "op_type": "Sigmoid"},
+                },
+            },
+        },
+    }
+    message = summary.row_from_report("m", result, None)["message"]
+    assert message == (
+        "outside tolerance: onnx_vs_torch 'y' (onnx_vs_torch diverges first at gate/Sigmoid (Sigmoid))"
+    )
