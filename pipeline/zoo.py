@@ -161,6 +161,8 @@ def _scale_residual_branches(model, rng: np.random.Generator) -> None:
                 if attribute is None or len(source._outbound_nodes) > 1:
                     continue
                 scale = getattr(producer, attribute)
+                if scale is None:  # BatchNormalization(scale=False)
+                    continue
                 scale.assign(rng.uniform(0.1, 0.3, size=tuple(scale.shape)).astype(scale.dtype))
 
 
