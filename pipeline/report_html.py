@@ -40,7 +40,7 @@ def _head(result: dict[str, Any]) -> str:
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>tf2torch: {_e(result["model"])}</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 72em; color: #1f2328; }}
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; padding: 0 1.5em; max-width: 72em; color: #1f2328; }}
 table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #d0d7de; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }}
 th {{ background: #f6f8fa; }}
@@ -121,6 +121,8 @@ def _error_histograms(out: Path, result: dict[str, Any]) -> str:
         nonzero = diffs[diffs > 0]
         if nonzero.size:
             ax.hist(np.log10(nonzero), bins=40, color="#0969da")
+        else:  # log scale has no place for zero: say it rather than draw an empty plot
+            ax.text(0.5, 0.5, "every element equal", transform=ax.transAxes, ha="center", fontsize=9)
         ax.axvline(
             np.log10(rows[0]["atol"]) if rows[0]["atol"] > 0 else -12,
             color="#cf222e",
