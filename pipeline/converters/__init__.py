@@ -3,7 +3,8 @@
 `register()` imports them, which adds them to onnx2torch's registry. Converters return standard
 torch modules or torch.fx GraphModules traced from them, so a saved model.pt loads wherever torch and
 onnx2torch are installed, without this package; the one exception is Loop (see loop.py). Modules whose
-names start with `_` hold shared helpers; `context` and `graph_fixes` drive the conversion.
+names start with `_` hold shared helpers; `context`, `graph_fixes` and `plugins` (the config's own
+converters) drive the conversion.
 """
 
 _MODULES = (
