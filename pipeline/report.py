@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-_VERDICT = {"pass": "PASS", "tolerance_fail": "TOLERANCE FAIL", "error": "ERROR", "skipped": "skipped"}
+VERDICT = {"pass": "PASS", "tolerance_fail": "TOLERANCE FAIL", "error": "ERROR", "skipped": "skipped"}
 
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Conversion report: {result['model']}",
         "",
-        f"- **Verdict: {_VERDICT[result['status']]}** (exit code {result['exit_code']})",
+        f"- **Verdict: {VERDICT[result['status']]}** (exit code {result['exit_code']})",
         f"- Format: `{result['format']}`, opset {result['config']['opset']}, seed {result['config']['seed']}, "
         f"{result['config']['samples']} sample batch(es)",
         f"- Started {result['started_at']}, took {result['seconds']:.1f} s",
@@ -38,7 +38,7 @@ def markdown(result: dict[str, Any]) -> str:
     for stage in result["stages"]:
         note = stage.get("error") or stage.get("reason") or ""
         lines.append(
-            f"| {stage['name']} | {_VERDICT[stage['status']]} | {stage['seconds']:.2f} | {_cell(note)} |"
+            f"| {stage['name']} | {VERDICT[stage['status']]} | {stage['seconds']:.2f} | {_cell(note)} |"
         )
     rows = [c for s in result["stages"] for c in s["comparisons"]]
     if rows:
@@ -150,7 +150,7 @@ def localization_lines(result: dict[str, Any]) -> list[str]:
 
 def stage_line(stage: dict[str, Any]) -> str:
     """One terminal line per stage: verdict, time, and the worst comparison or the error."""
-    text = f"  {stage['name']:<12} {_VERDICT[stage['status']]:<15} {stage['seconds']:6.1f}s"
+    text = f"  {stage['name']:<12} {VERDICT[stage['status']]:<15} {stage['seconds']:6.1f}s"
     compared = [c for c in stage["comparisons"] if "max_abs_diff" in c]
     if stage["status"] in ("pass", "tolerance_fail") and compared:
         parts = []
@@ -168,7 +168,7 @@ def stage_line(stage: dict[str, Any]) -> str:
 
 
 def verdict_line(result: dict[str, Any]) -> str:
-    return f"  verdict: {_VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+    return f"  verdict: {VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
 
 
 def _share(value: float | None) -> str:

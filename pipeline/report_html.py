@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 
 from pipeline import artifacts
+from pipeline.report import VERDICT as _VERDICT
 
 _COLOURS = {"pass": "#1a7f37", "tolerance_fail": "#cf222e", "error": "#cf222e", "skipped": "#6e7781"}
-_VERDICT = {"pass": "PASS", "tolerance_fail": "TOLERANCE FAIL", "error": "ERROR", "skipped": "skipped"}
 
 
 def write(out: Path, result: dict[str, Any]) -> None:
