@@ -23,13 +23,29 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 LOG_DIR = "logs"
 # Outputs of each framework on inputs.npz, one array per output with a leading samples axis.
-OUTPUTS = {"tf": "tf_outputs.npz", "onnx": "onnx_outputs.npz", "torch": "torch_outputs.npz"}
+OUTPUTS = {
+    "tf": "tf_outputs.npz",
+    "onnx": "onnx_outputs.npz",
+    "torch": "torch_outputs.npz",
+    "native": "native_outputs.npz",  # model.py with model.safetensors
+    "exported": "exported_outputs.npz",  # model.pt2 (torch.export)
+    "compiled": "compiled_outputs.npz",  # torch.compile of the native model
+}
 # Gradients of the projected outputs with respect to each floating-point input (pipeline/gradients.py).
 GRADIENTS = {"tf": "tf_gradients.npz", "torch": "torch_gradients.npz"}
 # Every file a stage comparison reads, by the keys runner.STAGE_COMPARISONS uses.
 COMPARED = {**OUTPUTS, **{f"{k}_gradients": v for k, v in GRADIENTS.items()}}
 # Localisation: TF's intermediate values by ONNX value name, on the first input batch.
 LOCALIZE_TF_VALUES = "localize/tf_values.npz"
+# The Keras model's variables (by key) and its layers with their variables' names, trainability and
+# keys: what the native passes use to name parameters after TF variables (pipeline/native/).
+TF_WEIGHTS = "tf_weights.npz"
+TF_LAYERS = "tf_layers.json"
+# The native PyTorch model (pipeline/native/): its code, weights, TF variable map, torch.export program.
+NATIVE_CODE = "model.py"
+NATIVE_WEIGHTS = "model.safetensors"
+WEIGHTS_MAP = "weights_map.json"
+EXPORTED_PROGRAM = "model.pt2"
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

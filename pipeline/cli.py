@@ -65,6 +65,21 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="also compare TF's and torch's gradients with respect to the inputs (config: gradients)",
     )
+    convert.add_argument(
+        "--train-check",
+        dest="train_check",
+        action="store_const",
+        const=True,
+        help="run 20 SGD steps of the native model and check the loss falls and every parameter "
+        "gets a gradient (config: train_check)",
+    )
+    convert.add_argument(
+        "--no-compile",
+        dest="torch_compile",
+        action="store_const",
+        const=False,
+        help="do not torch.compile the native model (config: torch_compile)",
+    )
     where = convert.add_mutually_exclusive_group()
     where.add_argument(
         "--localize",
@@ -169,6 +184,8 @@ def _convert(args: argparse.Namespace) -> int:
             ("opset", args.opset),
             ("localize", args.localize),
             ("gradients", args.gradients),
+            ("train_check", args.train_check),
+            ("torch_compile", args.torch_compile),
         )
         if v is not None
     }

@@ -20,6 +20,13 @@ DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "defaults.y
 FORMATS = ("auto", "keras", "h5", "saved_model", "frozen_graph", "tflite", "zoo")
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
 PAIRS = ("tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch")
+# Comparisons of the native model's forms use the tolerance of the onnx2torch module they derive from.
+TOLERANCE_OF_PAIR = {
+    "onnx_vs_native": "onnx_vs_torch",
+    "tf_vs_native": "tf_vs_torch",
+    "onnx_vs_exported": "onnx_vs_torch",
+    "onnx_vs_compiled": "onnx_vs_torch",
+}
 LOCALIZE_MODES = ("auto", "always", "never")
 
 
@@ -89,10 +96,29 @@ class ModelConfig(_Strict):
     localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
     # Python files with extra or replacement onnx2torch converters (pipeline/converters/plugins.py).
     converters: list[str] = []
+    # The native PyTorch model (pipeline/native/): graph passes, model.py + model.safetensors.
+    native: bool = True
+    # The class model.py defines.
+    class_name: str = Field(default="ConvertedModel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    # torch.export of the native model (batch dimension dynamic) into model.pt2; needs `native`.
+    torch_export: bool = True
+    # torch.compile of the native model, run and compared (compiling takes seconds to minutes).
+    torch_compile: bool = True
+    # 20 SGD steps of the native model on random targets: the loss falls, every parameter learns.
+    train_check: bool = False
+    train_check_lr: float = Field(default=0.01, gt=0)
+
+    @model_validator(mode="after")
+    def _needs_native(self) -> ModelConfig:
+        needing = [k for k in ("torch_export", "train_check") if getattr(self, k)]
+        if needing and not self.native:
+            raise ValueError(f"{' and '.join(needing)} need `native: true` (they run on the native model)")
+        return self
 
 
 def resolve_tolerance(tolerances: Tolerances, pair: str, output: str) -> ResolvedTolerance:
     """Most specific wins: per-output override > per-pair setting > default."""
+    pair = TOLERANCE_OF_PAIR.get(pair, pair)
     resolved = tolerances.default.model_dump()
     for layer in (getattr(tolerances, pair), tolerances.outputs.get(output)):
         if layer is not None:

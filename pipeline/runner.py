@@ -25,6 +25,9 @@ STAGE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("tf", ("load", "export")),
     ("torch", ("validate", "import")),
 )
+# The native model is derived from the imported module, export and training check from the native
+# model: each optional, in this order, after `import` (config keys native, torch_export, train_check).
+NATIVE_STAGES = ("native", "torch_export", "train_check")
 
 # With `gradients: true`, each group gains a stage after its others: TF's gradients need the loaded
 # model, torch's the imported module (`tf_gradients` never fails the run: it skips, with the reason).
@@ -36,6 +39,8 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "validate": (("tf_vs_onnx", "tf", "onnx"),),
     "import": (("onnx_vs_torch", "onnx", "torch"), ("tf_vs_torch", "tf", "torch")),
     "gradients": (("gradients", "tf_gradients", "torch_gradients"),),
+    "native": (("onnx_vs_native", "onnx", "native"), ("tf_vs_native", "tf", "native")),
+    "torch_export": (("onnx_vs_exported", "onnx", "exported"), ("onnx_vs_compiled", "onnx", "compiled")),
 }
 
 # Localisation runs after the stages, when a comparison failed (or always, if configured): the TF
@@ -70,6 +75,12 @@ def convert(
         *artifacts.COMPARED.values(),
         artifacts.ONNX_MODEL,
         artifacts.TORCH_MODEL,
+        artifacts.NATIVE_CODE,
+        artifacts.NATIVE_WEIGHTS,
+        artifacts.WEIGHTS_MAP,
+        artifacts.EXPORTED_PROGRAM,
+        artifacts.TF_WEIGHTS,
+        artifacts.TF_LAYERS,
         artifacts.INPUTS,
         artifacts.LOCALIZE_TF_VALUES,
     ):
@@ -117,9 +128,11 @@ def convert(
 
 
 def stage_groups(cfg: ModelConfig) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    native = tuple(name for name in NATIVE_STAGES if getattr(cfg, name))
+    groups = tuple((g, (*names, *native) if g == "torch" else names) for g, names in STAGE_GROUPS)
     if not cfg.gradients:
-        return STAGE_GROUPS
-    return tuple((group, (*names, GRADIENT_STAGES[group])) for group, names in STAGE_GROUPS)
+        return groups
+    return tuple((group, (*names, GRADIENT_STAGES[group])) for group, names in groups)
 
 
 def localize(
@@ -186,6 +199,8 @@ def _skipped(name: str, reason: str) -> dict[str, Any]:
 def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
     """Compare this stage's outputs with the earlier stages' and set its status accordingly."""
     for pair, ref_key, cand_key in STAGE_COMPARISONS.get(record["name"], ()):
+        if cand_key == "compiled" and not cfg.torch_compile:
+            continue  # the stage's details say "skipped (torch_compile: false)"
         reference = artifacts.load_arrays(out / artifacts.COMPARED[ref_key])
         candidate = artifacts.load_arrays(out / artifacts.COMPARED[cand_key])
         if list(reference) != list(candidate):

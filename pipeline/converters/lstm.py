@@ -101,6 +101,9 @@ def convert_lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     wrapper = _LSTMWrapper(lstm, direction == "reverse", len(node.output_values))
     concrete = {k: None for k, present in (("initial_h", h_name), ("initial_c", c_name)) if not present}
     module = fx.symbolic_trace(wrapper, concrete_args=concrete)
+    # Kept out of the module tree (no second owner of the weights) but in `meta`, which deepcopy
+    # keeps: the native passes re-trace it without initial states when those are zeros.
+    module.meta["tf2torch_lstm"] = wrapper
     return OperationConverterResult(
         torch_module=module,
         # An empty name in the middle makes onnx2torch pass the later state by keyword.
@@ -108,6 +111,14 @@ def convert_lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
             inputs=_strip_trailing_empty((x_name, h_name, c_name)), outputs=node.output_values
         ),
     )
+
+
+def rebuild_without_states(module: fx.GraphModule) -> fx.GraphModule:
+    """The same LSTM call traced without initial states (nn.LSTM then starts from zeros)."""
+    wrapper = module.meta["tf2torch_lstm"]
+    traced = fx.symbolic_trace(wrapper, concrete_args={"initial_h": None, "initial_c": None})
+    traced.meta["tf2torch_lstm"] = wrapper
+    return traced
 
 
 def _strip_trailing_empty(names: tuple[str, ...]) -> tuple[str, ...]:

@@ -111,6 +111,11 @@ class KerasModel:
     def to_onnx(self, opset):
         return graph_to_onnx(self.frozen_graph(), opset)
 
+    def write_weights(self, out: Path) -> dict:
+        from pipeline.stages import keras_weights
+
+        return keras_weights.write(self.model, out)
+
     def frozen_graph(self):
         # model.export() writes a SavedModel whose variables tf2onnx's saved-model path freezes;
         # tf2onnx.convert.from_keras is broken on Keras 3 and from_function turns captured constants

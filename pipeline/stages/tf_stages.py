@@ -26,7 +26,9 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     artifacts.save_arrays(out / artifacts.INPUTS, feeds)
     artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], outputs)
     state["model"] = model
+    weights = model.write_weights(out) if hasattr(model, "write_weights") else None
     return {
+        "keras_weights": weights,
         "inputs": [s.to_json() for s in specs],
         "outputs": [
             {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()

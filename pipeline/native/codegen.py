@@ -1,0 +1,167 @@
+"""model.py: the native module as standalone code (torch only), with its weights in model.safetensors.
+
+`__init__` constructs each submodule from its repr (torch.nn's reprs are their constructor calls) and
+declares the tensors; `forward` is the fx graph, one line per node, named after what computes it.
+Anything that cannot be written this way raises CodegenError with the node.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import math
+import operator
+import re
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+
+class CodegenError(Exception):
+    pass
+
+
+# torch.nn classes whose repr is a valid constructor call (checked again by loading model.py).
+_REPR_CLASSES = {
+    nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
+    nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.GELU, nn.SiLU, nn.Hardswish,
+    nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+    nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding,
+}  # fmt: skip
+
+_OPERATORS = {
+    operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
+    operator.matmul: "@", operator.pow: "**", operator.floordiv: "//",
+}  # fmt: skip
+
+
+def generate(
+    gm: fx.GraphModule,
+    class_name: str,
+    input_names: list[str],
+    header: list[str],
+) -> str:
+    names = _value_names(gm, input_names)
+    init = ["        super().__init__()"]
+    for name, module in gm.named_children():
+        init.append(f"        self.{name} = {_construct(name, module)}")
+        for param_name, param in module.named_parameters():
+            if not param.requires_grad:
+                init.append(
+                    f"        self.{name}.{param_name}.requires_grad_(False)  # frozen: no trainable TF variable behind it"
+                )
+    for name, param in gm.named_parameters(recurse=False):
+        init.append(f"        self.{name} = nn.Parameter(torch.empty({_shape(param)}, dtype={param.dtype}))")
+    for name, buffer in gm.named_buffers(recurse=False):
+        init.append(f'        self.register_buffer("{name}", torch.empty({_shape(buffer)}, dtype={buffer.dtype}))')
+    body = [_statement(node, names) for node in gm.graph.nodes if node.op not in ("placeholder",)]
+    args = ", ".join(names[n.name] for n in gm.graph.nodes if n.op == "placeholder")
+    uses_f = any("F." in line for line in body)
+    lines = [*(f"# {h}" if h else "#" for h in header), "", "import torch"]
+    lines += ["import torch.nn.functional as F"] if uses_f else []
+    lines += ["from torch import nn", "", "", f"class {class_name}(nn.Module):"]
+    lines += ["    def __init__(self):", *init, "", f"    def forward(self, {args}):"]
+    lines += [f"        {line}" for line in body if line]
+    return "\n".join(lines) + "\n"
+
+
+def _construct(name: str, module: nn.Module) -> str:
+    if type(module) not in _REPR_CLASSES:
+        raise CodegenError(f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}")
+    return "nn." + repr(module).replace("\n", " ")
+
+
+def _shape(t: torch.Tensor) -> str:
+    return repr(tuple(t.shape))
+
+
+def _value_names(gm: fx.GraphModule, input_names: list[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    taken = set(keyword.kwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F"}
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node, wanted in zip(placeholders, input_names + [n.name for n in placeholders][len(input_names):], strict=True):
+        names[node.name] = _unique(wanted, taken)
+    for node in gm.graph.nodes:
+        if node.op != "placeholder":
+            names[node.name] = _unique(node.name, taken)
+    return names
+
+
+def _unique(hint: str, taken: set[str]) -> str:
+    base = re.sub(r"\W", "_", hint).strip("_") or "x"
+    if base[0].isdigit():
+        base = "x_" + base
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
+    return name
+
+
+def _statement(node: fx.Node, names: dict[str, str]) -> str:
+    def arg(a: Any) -> str:
+        return _format(a, names)
+
+    target = names[node.name]
+    if node.op == "output":
+        return f"return {arg(node.args[0])}"
+    if node.op == "get_attr":
+        return f"{target} = self.{node.target}"
+    args = [arg(a) for a in node.args] + [f"{k}={arg(v)}" for k, v in node.kwargs.items()]
+    if node.op == "call_module":
+        return f"{target} = self.{node.target}({', '.join(args)})"
+    if node.op == "call_method":
+        return f"{target} = {args[0]}.{node.target}({', '.join(args[1:])})"
+    fn = node.target
+    if fn in _OPERATORS and len(node.args) == 2 and not node.kwargs:
+        return f"{target} = {args[0]} {_OPERATORS[fn]} {args[1]}"
+    if fn is operator.getitem:
+        index = node.args[1]
+        if isinstance(index, (list, tuple)):  # x[a:b, c] rather than x[(a:b, c)]
+            return f"{target} = {args[0]}[{', '.join(_format(i, names) for i in index)}]"
+        return f"{target} = {args[0]}[{args[1]}]"
+    if fn is operator.neg:
+        return f"{target} = -{args[0]}"
+    return f"{target} = {_function_name(fn)}({', '.join(args)})"
+
+
+def _function_name(fn) -> str:
+    name = getattr(fn, "__name__", None)
+    if name and getattr(F, name, None) is fn:
+        return f"F.{name}"
+    if name and getattr(torch, name, None) is fn:
+        return f"torch.{name}"
+    if name and getattr(math, name, None) is fn:
+        raise CodegenError(f"math.{name} in the graph")
+    raise CodegenError(f"function {fn!r} has no torch or torch.nn.functional name")
+
+
+def _format(a: Any, names: dict[str, str]) -> str:
+    if isinstance(a, fx.Node):
+        return names[a.name]
+    if isinstance(a, torch.Size):
+        return repr(tuple(a))
+    if isinstance(a, tuple):
+        inner = ", ".join(_format(x, names) for x in a)
+        return f"({inner},)" if len(a) == 1 else f"({inner})"
+    if isinstance(a, list):
+        return "[" + ", ".join(_format(x, names) for x in a) + "]"
+    if isinstance(a, slice):
+        # ONNX writes "to the end" as INT64_MAX and a unit step explicitly; Python leaves both out.
+        stop = None if isinstance(a.stop, int) and a.stop >= 2**31 - 1 else a.stop
+        step = None if a.step == 1 else a.step
+        parts = [_format(x, names) if x is not None else "" for x in (a.start, stop, step)]
+        return ":".join(parts[:2]) + (f":{parts[2]}" if parts[2] else "")
+    if isinstance(a, torch.dtype):
+        return str(a)
+    if isinstance(a, torch.device):
+        return f'torch.device("{a}")'
+    if isinstance(a, (bool, int, str)) or a is None:
+        return repr(a)
+    if isinstance(a, float):
+        return repr(a) if math.isfinite(a) else f'float("{a}")'
+    if isinstance(a, torch.memory_format):
+        return str(a)
+    raise CodegenError(f"cannot write the argument {a!r} ({type(a).__name__}) as code")

@@ -1,0 +1,52 @@
+"""What every pass gets: the sample inputs (two batch sizes) and the TF model's variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from pipeline.native import fxutil
+
+
+@dataclass
+class TFVariable:
+    layer: str
+    layer_class: str
+    name: str  # kernel, bias, gamma, moving_mean, ...
+    path: str
+    value: np.ndarray
+    trainable: bool
+    config: dict[str, Any]
+
+
+@dataclass
+class PassContext:
+    inputs_a: list[torch.Tensor]  # one sample of inputs.npz
+    inputs_b: list[torch.Tensor]  # the same with one more row: only the batch size differs
+    tf_variables: list[TFVariable] | None  # None: the source had no Keras variables (graph, TFLite)
+    counts: dict[str, int] = field(default_factory=dict)
+    # ONNX-side weight name -> (TF variable path, transform), filled by the layer passes.
+    sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def values(self, gm: fx.GraphModule) -> tuple[dict[str, Any], dict[str, Any]]:
+        return fxutil.record(gm, self.inputs_a), fxutil.record(gm, self.inputs_b)
+
+    def count(self, name: str, n: int) -> None:
+        self.counts[name] = self.counts.get(name, 0) + n
+
+    def layer_variables(self, layer_class: str | tuple[str, ...]) -> dict[str, dict[str, TFVariable]]:
+        """{layer name: {variable name: variable}} for the layers of these classes."""
+        classes = (layer_class,) if isinstance(layer_class, str) else layer_class
+        found: dict[str, dict[str, TFVariable]] = {}
+        for v in self.tf_variables or []:
+            if v.layer_class in classes:
+                found.setdefault(v.layer, {})[v.name] = v
+        return found
+
+
+def with_extra_row(arrays: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate([a, a[:1]], axis=0) if a.ndim else a for a in arrays]

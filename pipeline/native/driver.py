@@ -1,0 +1,94 @@
+"""The pass sequence: each pass runs on a copy, and the copy is kept only if it still matches
+onnxruntime within the model's onnx_vs_torch tolerance. A pass that fails or breaks the numbers is
+reverted and reported; it never changes the model's outputs beyond the tolerance."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import fx
+
+from pipeline.compare import compare_arrays
+from pipeline.config import ModelConfig, resolve_tolerance
+from pipeline.native import fold, inline, layers, naming, tidy_ops
+from pipeline.native.context import PassContext
+
+Pass = Callable[[fx.GraphModule, PassContext], list[str]]
+
+# Order matters: zero LSTM states and batch-dependent reshapes need onnx2torch's modules (they read
+# the recorded shapes around them); folding first turns the Shape chains into constants so that the
+# wrappers can be traced with those constants bound; the layer passes match the plain torch calls the
+# inlining produced; naming comes last because it rebuilds the module tree.
+PASSES: tuple[tuple[str, Pass], ...] = (
+    ("drop_zero_states", inline.drop_zero_states),
+    ("fold_constants", fold.fold_constants),
+    ("reshape_by_shape", fold.reshape_by_shape),
+    ("inline_wrappers", inline.inline_wrappers),
+    ("fold_constants_again", fold.fold_constants),
+    ("linear", layers.linear),
+    ("conv_weights", layers.conv_weights),
+    ("batchnorm", layers.batchnorm),
+    ("lstm_weights", layers.lstm_weights),
+    ("fold_padding", tidy_ops.fold_padding),
+    ("cancel_transposes", tidy_ops.cancel_transposes),
+    ("parameters_and_names", naming.parameters_and_names),
+)
+
+
+def run_passes(
+    gm: fx.GraphModule,
+    ctx: PassContext,
+    samples: list[list[torch.Tensor]],
+    references: list[dict[str, np.ndarray]],
+    output_names: list[str],
+    cfg: ModelConfig,
+) -> tuple[fx.GraphModule, list[dict[str, Any]]]:
+    log = []
+    for name, func in PASSES:
+        started = time.perf_counter()
+        candidate = copy.deepcopy(gm)
+        entry: dict[str, Any] = {"pass": name}
+        try:
+            notes = func(candidate, ctx)
+            worst = _verify(candidate, samples, references, output_names, cfg)
+        except Exception as exc:
+            entry.update(status="reverted", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+        else:
+            if worst["passed"]:
+                gm = candidate
+                entry.update(status="applied", max_abs_diff=worst["max_abs_diff"])
+            else:
+                entry.update(status="reverted", reason=f"outputs moved by {worst['max_abs_diff']:.3g}")
+            if notes:
+                entry["left_as_is"] = notes[:20] + ([f"... and {len(notes) - 20} more"] if len(notes) > 20 else [])
+        entry["changes"] = ctx.counts.get(name.removesuffix("_again"), 0)
+        entry["seconds"] = round(time.perf_counter() - started, 3)
+        log.append(entry)
+    return gm, log
+
+
+def run_module(module: torch.nn.Module, args: list[torch.Tensor]) -> list[np.ndarray]:
+    with torch.no_grad():
+        result = module(*args)
+    results = result if isinstance(result, (tuple, list)) else (result,)
+    return [r.detach().cpu().numpy() for r in results]
+
+
+def _verify(gm, samples, references, output_names, cfg) -> dict[str, Any]:
+    """The worst comparison against onnxruntime over all samples and outputs."""
+    worst = {"passed": True, "max_abs_diff": 0.0}
+    for args, reference in zip(samples, references, strict=True):
+        got = run_module(gm, args)
+        if len(got) != len(output_names):
+            return {"passed": False, "max_abs_diff": float("inf")}
+        for name, value in zip(output_names, got, strict=True):
+            tol = resolve_tolerance(cfg.tolerances, "onnx_vs_torch", name)
+            row = compare_arrays(reference[name], value, tol)
+            worst["max_abs_diff"] = max(worst["max_abs_diff"], float(row["max_abs_diff"]))
+            worst["passed"] = worst["passed"] and row["passed"]
+    return worst

@@ -1,0 +1,154 @@
+"""Small torch.fx helpers the passes share: recorded values, constants, module lookup, inlining."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+# How a value depends on the model's inputs: constants only, only the inputs' shapes, or their data.
+CONST, SHAPE, DATA = 0, 1, 2
+
+
+class Recorder(fx.Interpreter):
+    """Runs the module and keeps every node's output by node name."""
+
+    def __init__(self, gm: fx.GraphModule):
+        super().__init__(gm, garbage_collect_values=False)
+        self.values: dict[str, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        value = super().run_node(n)
+        self.values[n.name] = value
+        return value
+
+
+def record(gm: fx.GraphModule, args: list[torch.Tensor]) -> dict[str, Any]:
+    recorder = Recorder(gm)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recorder.run(*args)
+    return recorder.values
+
+
+def dependencies(gm: fx.GraphModule) -> dict[str, int]:
+    """CONST, SHAPE or DATA for every node: a Shape op turns DATA into SHAPE."""
+    kinds: dict[str, int] = {}
+    for node in gm.graph.nodes:
+        inputs = [kinds[a.name] for a in node.all_input_nodes]
+        if node.op == "placeholder":
+            kinds[node.name] = DATA
+        elif node.op == "get_attr":
+            kinds[node.name] = CONST
+        elif is_shape_op(gm, node):
+            kinds[node.name] = min(SHAPE, max(inputs, default=CONST))
+        else:
+            kinds[node.name] = max(inputs, default=CONST)
+    return kinds
+
+
+def is_shape_op(gm: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return type(module_of(gm, node)).__name__ == "OnnxShape"
+    if node.op == "call_method":
+        return node.target in ("size", "dim")
+    return node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",)
+
+
+def module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
+    return gm.get_submodule(node.target)
+
+
+def attr_of(gm: fx.GraphModule, node: fx.Node) -> Any:
+    value: Any = gm
+    for part in node.target.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def constant(gm: fx.GraphModule, arg: Any) -> torch.Tensor | None:
+    """The tensor behind a get_attr argument, or None."""
+    if isinstance(arg, fx.Node) and arg.op == "get_attr":
+        value = attr_of(gm, arg)
+        return value if isinstance(value, torch.Tensor) else None
+    return None
+
+
+def add_constant(gm: fx.GraphModule, value: torch.Tensor, hint: str) -> str:
+    """Registers `value` as a buffer of the root under a fresh name; returns that name."""
+    name = fresh_name(gm, hint)
+    gm.register_buffer(name, value.detach().clone())
+    return name
+
+
+def fresh_name(gm: nn.Module, hint: str) -> str:
+    base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint).strip("_") or "value"
+    if base[0].isdigit():
+        base = "_" + base
+    name, i = base, 1
+    while hasattr(gm, name):
+        name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def inline(gm: fx.GraphModule, node: fx.Node, sub: fx.GraphModule, args: list[Any]) -> fx.Node | None:
+    """Replaces the call `node` with the nodes of `sub`'s graph, fed with `args`; returns the node now
+    standing for the call's result (None if the subgraph returns a constant)."""
+    env: dict[fx.Node, Any] = {}
+    placeholders = iter(args)
+    result: Any = None
+    with gm.graph.inserting_before(node):
+        for sub_node in sub.graph.nodes:
+            if sub_node.op == "placeholder":
+                env[sub_node] = next(placeholders, None)
+            elif sub_node.op == "output":
+                result = fx.node.map_arg(sub_node.args[0], lambda n: env[n])
+            elif sub_node.op == "call_function" and sub_node.target is torch._assert:
+                continue
+            elif sub_node.op == "get_attr":
+                value = attr_of(sub, sub_node)
+                if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+                    env[sub_node] = value.item()  # a traced index or dim: a Python number in code
+                    continue
+                name = fresh_name(gm, sub_node.target)
+                if isinstance(value, nn.Parameter):
+                    gm.register_parameter(name, value)
+                elif isinstance(value, torch.Tensor):
+                    gm.register_buffer(name, value)
+                else:
+                    setattr(gm, name, value)
+                env[sub_node] = gm.graph.get_attr(name)
+            elif sub_node.op == "call_module":
+                name = fresh_name(gm, sub_node.target.split(".")[-1])
+                gm.add_submodule(name, sub.get_submodule(sub_node.target))
+                copy = gm.graph.node_copy(sub_node, lambda n: env[n])
+                copy.target = name
+                env[sub_node] = copy
+            else:
+                env[sub_node] = gm.graph.node_copy(sub_node, lambda n: env[n])
+    if isinstance(result, fx.Node) or result is None:
+        node.replace_all_uses_with(result) if result is not None else None
+    else:
+        # A tuple result: the call's users index it with getitem; give them the element itself.
+        for user in list(node.users):
+            if user.op == "call_function" and user.target.__name__ == "getitem":
+                user.replace_all_uses_with(result[user.args[1]])
+                gm.graph.erase_node(user)
+    if not node.users:
+        gm.graph.erase_node(node)
+    return result if isinstance(result, fx.Node) else None
+
+
+def tidy(gm: fx.GraphModule) -> None:
+    """Drops dead nodes, then submodules and attributes nothing uses any more, and recompiles."""
+    gm.graph.eliminate_dead_code()
+    used = {n.target for n in gm.graph.nodes if n.op in ("call_module", "get_attr")}
+    for name, _ in list(gm.named_children()):
+        if not any(t == name or t.startswith(name + ".") for t in used):
+            delattr(gm, name)
+    for name in list(gm._buffers) + list(gm._parameters):
+        if name not in used:
+            delattr(gm, name)
+    gm.recompile()

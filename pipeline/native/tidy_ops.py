@@ -1,0 +1,99 @@
+"""Local rewrites that make the inlined code read like hand-written PyTorch.
+
+- Zero padding before a Conv2d goes into the Conv2d's `padding` when symmetric, else nn.ZeroPad2d.
+- A permute followed by its inverse disappears; so does a reshape to the shape it already has.
+- A global average pool over the spatial dims then a squeeze of them -> `x.mean((2, 3))`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from pipeline.native import fxutil
+from pipeline.native.context import PassContext
+
+
+def fold_padding(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    done = 0
+    for node in list(gm.graph.nodes):
+        pads = _zero_pads_2d(node)
+        if pads is None:
+            continue
+        left, right, top, bottom = pads
+        users = list(node.users)
+        conv = fxutil.module_of(gm, users[0]) if len(users) == 1 and users[0].op == "call_module" else None
+        if (
+            isinstance(conv, nn.Conv2d)
+            and conv.padding == (0, 0)
+            and conv.padding_mode == "zeros"
+            and (left, top) == (right, bottom)
+        ):
+            conv.padding = (top, left)
+            node.replace_all_uses_with(node.args[0])
+        else:
+            name = fxutil.fresh_name(gm, "zero_pad2d")
+            gm.add_submodule(name, nn.ZeroPad2d((left, right, top, bottom)))
+            with gm.graph.inserting_before(node):
+                node.replace_all_uses_with(gm.graph.call_module(name, (node.args[0],)))
+        done += 1
+    fxutil.tidy(gm)
+    ctx.count("fold_padding", done)
+    return []
+
+
+def _zero_pads_2d(node: fx.Node) -> tuple[int, ...] | None:
+    if node.op != "call_function" or node.target is not F.pad:
+        return None
+    pads = node.args[1] if len(node.args) > 1 else node.kwargs.get("pad")
+    mode = node.kwargs.get("mode", "constant")
+    value = node.kwargs.get("value", 0.0)
+    if mode != "constant" or value not in (0, 0.0, None) or not isinstance(pads, (list, tuple)):
+        return None
+    pads = list(pads) + [0] * (8 - len(pads))
+    if len(pads) != 8 or any(pads[4:]):  # only the two spatial dims of an NCHW tensor
+        return None
+    return tuple(int(p) for p in pads[:4])
+
+
+def cancel_transposes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    a, b = ctx.values(gm)
+    removed = 0
+    for node in list(gm.graph.nodes):
+        perm = _permutation(node)
+        if perm is not None and len(node.users) == 1:
+            user = next(iter(node.users))
+            inverse = _permutation(user)
+            if inverse is not None and [perm[i] for i in inverse] == list(range(len(perm))):
+                user.replace_all_uses_with(node.args[0])
+                removed += 1
+                continue
+        if _is_reshape(node) and isinstance(node.args[0], fx.Node):
+            source = node.args[0].name
+            if all(
+                tuple(values[node.name].shape) == tuple(values[source].shape) for values in (a, b)
+            ):
+                node.replace_all_uses_with(node.args[0])
+                removed += 1
+    fxutil.tidy(gm)
+    ctx.count("cancel_transposes", removed)
+    return []
+
+
+def _permutation(node: fx.Node) -> list[int] | None:
+    if node.op == "call_method" and node.target == "permute":
+        dims = node.args[1:]
+    elif node.op == "call_function" and node.target is torch.permute:
+        dims = node.args[1:]
+    else:
+        return None
+    if len(dims) == 1 and isinstance(dims[0], (list, tuple)):
+        dims = dims[0]
+    return [int(d) for d in dims] if all(isinstance(d, int) for d in dims) else None
+
+
+def _is_reshape(node: fx.Node) -> bool:
+    return (node.op == "call_function" and node.target is torch.reshape) or (
+        node.op == "call_method" and node.target in ("reshape", "view")
+    )

@@ -1,0 +1,74 @@
+"""The Keras model's layers and variables, written for the torch side (TF worker).
+
+The frozen graph tf2onnx converts has lost the variables' names (Keras 3 exports them as `unknown`) and
+which of them are trainable; BatchNorm is folded into Mul/Add or into the preceding Conv. The native
+passes (pipeline/native/) find each TF variable in the ONNX graph by value, so they need the variables
+themselves: `tf_weights.npz` holds the arrays, `tf_layers.json` the layers with their variables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import artifacts
+
+# Layer config keys the torch side uses (BatchNorm's epsilon and momentum, Dropout's rate, ...).
+_CONFIG_KEYS = ("epsilon", "momentum", "rate", "axis", "use_bias", "center", "scale", "activation")
+
+
+def write(model, out: Path) -> dict[str, Any]:
+    layers, arrays = [], {}
+    for layer in _leaf_layers(model):
+        weights = []
+        for variable in layer.weights:
+            key = f"w{len(arrays)}"
+            arrays[key] = np.asarray(variable.numpy())
+            weights.append(
+                {
+                    "key": key,
+                    "name": _short_name(variable, layer),
+                    "path": getattr(variable, "path", None) or variable.name,
+                    "shape": list(arrays[key].shape),
+                    "trainable": bool(variable.trainable),
+                }
+            )
+        if not weights:
+            continue
+        config = layer.get_config()
+        layers.append(
+            {
+                "name": layer.name,
+                "class": type(layer).__name__,
+                "config": {k: _plain(config[k]) for k in _CONFIG_KEYS if k in config},
+                "weights": weights,
+            }
+        )
+    artifacts.save_arrays(out / artifacts.TF_WEIGHTS, arrays)
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    non_trainable = int(sum(np.prod(v.shape) for v in model.non_trainable_weights))
+    summary = {"layers": layers, "trainable_elements": trainable, "non_trainable_elements": non_trainable}
+    artifacts.save_json(out / artifacts.TF_LAYERS, summary)
+    return {"trainable_elements": trainable, "non_trainable_elements": non_trainable}
+
+
+def _leaf_layers(model):
+    """Layers that own variables directly, nested models opened up, in the model's order."""
+    for layer in model.layers:
+        if hasattr(layer, "layers") and layer.layers:
+            yield from _leaf_layers(layer)
+        else:
+            yield layer
+            # Wrappers (Bidirectional, TimeDistributed) own their variables through a sub-layer.
+
+
+def _short_name(variable, layer) -> str:
+    # Keras 3: variable.name is 'kernel'; tf_keras: 'dense/kernel:0'.
+    name = variable.name.split("/")[-1].split(":")[0]
+    return name or layer.name
+
+
+def _plain(value):
+    return value if isinstance(value, (int, float, str, bool, type(None), list)) else str(value)

@@ -1,0 +1,136 @@
+"""Stage `native` (torch worker): the graph passes, then model.py + model.safetensors + weights_map.json,
+and the outputs of model.py itself, loaded fresh from the files it wrote."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline import __version__, artifacts
+from pipeline.config import ModelConfig, resolve_tolerance
+from pipeline.inputs import run_samples
+from pipeline.native import codegen, driver, layers
+from pipeline.native.context import PassContext, TFVariable, with_extra_row
+
+
+def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    input_names, output_names = state["input_names"], state["output_names"]
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    reference = artifacts.load_arrays(out / artifacts.OUTPUTS["onnx"])
+    count = len(feeds[input_names[0]])
+    samples = [[torch.from_numpy(np.ascontiguousarray(feeds[n][i])) for n in input_names] for i in range(count)]
+    references = [{k: v[i] for k, v in reference.items()} for i in range(count)]
+    tf_variables, tf_summary = _tf_variables(out)
+    first = [s.numpy() for s in samples[0]]
+    ctx = PassContext(samples[0], [torch.from_numpy(a) for a in with_extra_row(first)], tf_variables)
+    module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
+    module.eval()
+
+    leftover = sorted({type(m).__name__ for m in module.children() if type(m) not in codegen._REPR_CLASSES})
+    details: dict[str, Any] = {"passes": passes, "left_as_onnx2torch": leftover}
+    details.update(_parameter_counts(module, tf_summary))
+    weights_map = _weights_map(module, ctx)
+    artifacts.save_json(out / artifacts.WEIGHTS_MAP, weights_map)
+    details["weights_mapped"] = len(weights_map)
+
+    for stale in (artifacts.NATIVE_CODE, artifacts.NATIVE_WEIGHTS):
+        (out / stale).unlink(missing_ok=True)
+    try:
+        source = codegen.generate(module, cfg.class_name, input_names, _header(cfg, fmt))
+    except codegen.CodegenError as exc:
+        details["model_py"] = f"not written: {exc}"
+        runnable = module
+    else:
+        artifacts.save_text(out / artifacts.NATIVE_CODE, source)
+        artifacts.write_atomic(out / artifacts.NATIVE_WEIGHTS, lambda tmp: _save_weights(module, tmp))
+        runnable = load_native(out, cfg.class_name)
+        details["model_py"] = f"{artifacts.NATIVE_CODE} + {artifacts.NATIVE_WEIGHTS}"
+        details["model_py_lines"] = source.count("\n")
+    state["native_module"] = runnable
+
+    def run(feed):
+        results = driver.run_module(runnable, [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
+        return dict(zip(output_names, results, strict=True))
+
+    artifacts.save_arrays(out / artifacts.OUTPUTS["native"], run_samples(run, feeds, output_names))
+    details["tolerance"] = resolve_tolerance(cfg.tolerances, "onnx_vs_torch", output_names[0]).model_dump()
+    return details
+
+
+def load_native(out: Path, class_name: str) -> torch.nn.Module:
+    """model.py's class built and loaded strictly from model.safetensors, as a user would."""
+    from safetensors.torch import load_file
+
+    spec = importlib.util.spec_from_file_location(f"tf2torch_native_{abs(hash(str(out)))}", out / artifacts.NATIVE_CODE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = getattr(module, class_name)()
+    model.load_state_dict(load_file(str(out / artifacts.NATIVE_WEIGHTS)), strict=True)
+    return model.eval()
+
+
+def _save_weights(module: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}, str(path))
+
+
+def _tf_variables(out: Path) -> tuple[list[TFVariable] | None, dict[str, Any] | None]:
+    layers_path = out / artifacts.TF_LAYERS
+    if not layers_path.is_file():
+        return None, None
+    summary = json.loads(layers_path.read_text())
+    arrays = artifacts.load_arrays(out / artifacts.TF_WEIGHTS)
+    variables = [
+        TFVariable(layer["name"], layer["class"], w["name"], w["path"], arrays[w["key"]], w["trainable"], layer["config"])
+        for layer in summary["layers"]
+        for w in layer["weights"]
+    ]
+    return variables, summary
+
+
+def _parameter_counts(module: torch.nn.Module, tf_summary: dict[str, Any] | None) -> dict[str, Any]:
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    counts = {
+        "trainable_elements": trainable,
+        "frozen_parameter_elements": sum(p.numel() for p in module.parameters() if not p.requires_grad),
+        "buffer_elements": sum(b.numel() for b in module.buffers()),
+    }
+    if tf_summary is not None:
+        counts["tf_trainable_elements"] = tf_summary["trainable_elements"]
+        counts["trainable_matches_tf"] = trainable == tf_summary["trainable_elements"]
+    return counts
+
+
+def _weights_map(module: torch.nn.Module, ctx: PassContext) -> list[dict[str, Any]]:
+    """TF variable -> PyTorch parameter or buffer, with the transform between them."""
+    rows = []
+    state = module.state_dict()
+    for name, child in module.named_modules():
+        for param_name, (path, transform) in child.__dict__.get(layers.SOURCE, {}).items():
+            key = f"{name}.{param_name}" if name else param_name
+            rows.append({"tf": path, "torch": key, "shape": list(state[key].shape), "transform": transform})
+    for key, (path, transform) in ctx.sources.items():
+        if key in state:
+            rows.append({"tf": path, "torch": key, "shape": list(state[key].shape), "transform": transform})
+    return rows
+
+
+def _header(cfg: ModelConfig, fmt: str) -> list[str]:
+    tol = cfg.tolerances
+    onnx_tol = resolve_tolerance(tol, "onnx_vs_torch", "")
+    tf_tol = resolve_tolerance(tol, "tf_vs_torch", "")
+    return [
+        f"Generated by tf2torch {__version__} on {datetime.now(UTC):%Y-%m-%d} from {cfg.model} ({fmt}).",
+        "Weights: model.safetensors (load_state_dict(..., strict=True)); TF variable names: weights_map.json.",
+        f"Verified on seeded inputs against onnxruntime (atol={onnx_tol.atol:g}, rtol={onnx_tol.rtol:g})",
+        f"and against TensorFlow (atol={tf_tol.atol:g}, rtol={tf_tol.rtol:g}); see report.json.",
+        f"torch {torch.__version__}, python {sys.version.split()[0]}.",
+    ]

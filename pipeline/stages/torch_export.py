@@ -1,0 +1,121 @@
+"""Stages `torch_export` and `train_check` (torch worker), on the native model of stage `native`.
+
+torch_export: torch.export.export with the batch dimension dynamic, saved as model.pt2 and run again
+(at the samples' batch size and one more, to prove the batch is dynamic); then torch.compile of the
+native model (`torch_compile: true`). Their outputs are compared with onnxruntime's and TF's.
+
+train_check: 20 SGD steps on random targets; the loss must fall and every trainable parameter get a
+gradient.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipeline import artifacts
+from pipeline.config import ModelConfig
+from pipeline.errors import ConversionError
+from pipeline.inputs import run_samples
+from pipeline.native.context import with_extra_row
+from pipeline.native.driver import run_module
+
+TRAIN_STEPS = 20
+
+
+def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    model = state["native_module"]
+    input_names, output_names = state["input_names"], state["output_names"]
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    first = [np.ascontiguousarray(feeds[n][0]) for n in input_names]
+    # An example batch of 1 would make torch.export specialise the batch to 1.
+    example = first if first[0].shape[0] > 1 else with_extra_row(first)
+    args = tuple(torch.from_numpy(a) for a in example)
+    details: dict[str, Any] = {}
+    (out / artifacts.EXPORTED_PROGRAM).unlink(missing_ok=True)
+    started = time.perf_counter()
+    batch = torch.export.Dim("batch")
+    try:
+        program = torch.export.export(model, args, dynamic_shapes=tuple({0: batch} for _ in args))
+    except Exception as exc:
+        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        return {"skipped": f"torch.export failed: {type(exc).__name__}: {message}"}
+    artifacts.write_atomic(out / artifacts.EXPORTED_PROGRAM, lambda tmp: torch.export.save(program, str(tmp)))
+    details["export_seconds"] = round(time.perf_counter() - started, 3)
+    exported = torch.export.load(str(out / artifacts.EXPORTED_PROGRAM)).module()
+    larger = [torch.from_numpy(a) for a in with_extra_row(example)]
+    got = run_module(exported, larger)[0]
+    details["dynamic_batch_checked"] = [int(args[0].shape[0]), int(got.shape[0])]
+    if got.shape[0] != larger[0].shape[0]:
+        raise ConversionError(f"model.pt2 returned batch {got.shape[0]} for an input batch of {larger[0].shape[0]}")
+    _save_outputs(exported, "exported", feeds, input_names, output_names, out)
+
+    if cfg.torch_compile:
+        started = time.perf_counter()
+        compiled = torch.compile(model)
+        _save_outputs(compiled, "compiled", feeds, input_names, output_names, out)
+        details["compile_seconds"] = round(time.perf_counter() - started, 3)
+    else:
+        details["compile"] = "skipped (torch_compile: false)"
+    return details
+
+
+def train_check(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """20 SGD steps of the native model on random targets: the loss falls, every parameter learns."""
+    model = copy.deepcopy(state["native_module"]).train()
+    input_names = state["input_names"]
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    arrays = [np.ascontiguousarray(feeds[n][0]) for n in input_names]
+    while arrays[0].shape[0] < 4:  # BatchNorm in training mode needs more than one value per channel
+        arrays = with_extra_row(arrays)
+    args = [torch.from_numpy(a) for a in arrays]
+    generator = torch.Generator().manual_seed(cfg.seed)
+    with torch.no_grad():
+        targets = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in _outputs(model, args)]
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConversionError("train check: the model has no trainable parameters")
+    optimizer = torch.optim.SGD(params, lr=cfg.train_check_lr)
+    losses, missing = [], []
+    for step in range(TRAIN_STEPS):
+        optimizer.zero_grad()
+        outputs = _outputs(model, args)
+        loss = sum(torch.nn.functional.mse_loss(o, t) for o, t in zip(outputs, targets, strict=True))
+        loss.backward()
+        if step == 0:
+            missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+        optimizer.step()
+        losses.append(float(loss))
+    details = {
+        "steps": TRAIN_STEPS,
+        "optimizer": f"SGD(lr={cfg.train_check_lr:g})",
+        "loss": "sum of MSE to random targets",
+        "batch": int(args[0].shape[0]),
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "trainable_tensors": len(params),
+        "frozen_tensors": [n for n, p in model.named_parameters() if not p.requires_grad],
+    }
+    if missing:
+        raise ConversionError(f"train check: no gradient reached {', '.join(missing[:5])}")
+    if not np.isfinite(losses).all() or losses[-1] >= losses[0]:
+        raise ConversionError(f"train check: the loss did not fall ({losses[0]:.4g} -> {losses[-1]:.4g})")
+    return details
+
+
+def _outputs(model: torch.nn.Module, args: list[torch.Tensor]) -> list[torch.Tensor]:
+    result = model(*args)
+    return list(result) if isinstance(result, (tuple, list)) else [result]
+
+
+def _save_outputs(module, key: str, feeds, input_names, output_names, out: Path) -> None:
+    def run(feed):
+        results = run_module(module, [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
+        return dict(zip(output_names, results, strict=True))
+
+    artifacts.save_arrays(out / artifacts.OUTPUTS[key], run_samples(run, feeds, output_names))
