@@ -74,11 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "gets a gradient (config: train_check)",
     )
     convert.add_argument(
-        "--no-compile",
+        "--compile",
         dest="torch_compile",
         action="store_const",
-        const=False,
-        help="do not torch.compile the native model (config: torch_compile)",
+        const=True,
+        help="also torch.compile the native model and compare its outputs (config: torch_compile)",
     )
     where = convert.add_mutually_exclusive_group()
     where.add_argument(

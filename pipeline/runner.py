@@ -128,7 +128,7 @@ def convert(
 
 
 def stage_groups(cfg: ModelConfig) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    native = tuple(name for name in NATIVE_STAGES if getattr(cfg, name))
+    native = tuple(name for name in NATIVE_STAGES if cfg.native and getattr(cfg, name))
     groups = tuple((g, (*names, *native) if g == "torch" else names) for g, names in STAGE_GROUPS)
     if not cfg.gradients:
         return groups

@@ -55,6 +55,7 @@ def run_passes(
         entry: dict[str, Any] = {"pass": name}
         try:
             notes = func(candidate, ctx)
+            candidate.eval()  # modules a pass creates start in training mode
             worst = _verify(candidate, samples, references, output_names, cfg)
         except Exception as exc:
             entry.update(status="reverted", reason=f"{type(exc).__name__}: {str(exc)[:300]}")

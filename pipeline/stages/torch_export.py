@@ -26,6 +26,7 @@ from pipeline.native.context import with_extra_row
 from pipeline.native.driver import run_module
 
 TRAIN_STEPS = 20
+TRAIN_BATCH = 4
 
 
 def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -70,11 +71,8 @@ def train_check(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     model = copy.deepcopy(state["native_module"]).train()
     input_names = state["input_names"]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
-    arrays = [np.ascontiguousarray(feeds[n][0]) for n in input_names]
-    while arrays[0].shape[0] < 4:  # BatchNorm in training mode needs more than one value per channel
-        arrays = with_extra_row(arrays)
-    args = [torch.from_numpy(a) for a in arrays]
     generator = torch.Generator().manual_seed(cfg.seed)
+    args = [_training_batch(feeds[n], generator) for n in input_names]
     with torch.no_grad():
         targets = [torch.randn(o.shape, generator=generator, dtype=o.dtype) for o in _outputs(model, args)]
     params = [p for p in model.parameters() if p.requires_grad]
@@ -106,6 +104,17 @@ def train_check(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     if not np.isfinite(losses).all() or losses[-1] >= losses[0]:
         raise ConversionError(f"train check: the loss did not fall ({losses[0]:.4g} -> {losses[-1]:.4g})")
     return details
+
+
+def _training_batch(samples: np.ndarray, generator: torch.Generator, rows: int = TRAIN_BATCH) -> torch.Tensor:
+    """`rows` distinct rows like the samples' (BatchNorm in training mode normalises over the batch:
+    repeated rows would have zero variance and give gamma no gradient)."""
+    seen = torch.from_numpy(np.ascontiguousarray(samples.reshape(-1, *samples.shape[2:])))
+    if not seen.is_floating_point():
+        picks = torch.randint(0, seen.numel(), (rows, *seen.shape[1:]), generator=generator)
+        return seen.flatten()[picks]
+    mean, std = seen.float().mean(), seen.float().std().clamp_min(1e-3)
+    return (mean + std * torch.randn((rows, *seen.shape[1:]), generator=generator)).to(seen.dtype)
 
 
 def _outputs(model: torch.nn.Module, args: list[torch.Tensor]) -> list[torch.Tensor]:

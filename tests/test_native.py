@@ -1,0 +1,214 @@
+"""The native PyTorch model (issue: a PyTorch model people can keep): trainable parameters counted
+like Keras counts them, torch.export, a standalone model.py, and the fine-tune smoke."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from cli_runner import REPO, read_report, run_cli
+from torch import fx, nn
+
+from pipeline.config import ModelConfig
+from pipeline.native import driver
+from pipeline.native.context import PassContext
+
+# Trainable element counts computed from the architectures, not read from the code under test.
+CNN = 3 * 3 * 1 * 32 + 32 + 13 * 13 * 32 * 10 + 10  # Conv2D(32, 3x3) on 1 channel, Dense(10)
+MLP = (10 * 16 + 16) + (16 * 16 + 16) + (16 * 4 + 4)
+LSTM = 4 * 64 * (8 + 64 + 1) + (64 + 1)  # Keras LSTM: kernel, recurrent kernel, one bias; Dense(1)
+# Keras' published figures for the 1000-class models (keras.io/api/applications): ResNet50 has
+# 25,636,712 parameters of which 53,120 are BatchNorm moving statistics; MobileNetV2 3,538,984 / 34,112.
+RESNET50 = 25_636_712 - 53_120
+MOBILENET_V2 = 3_538_984 - 34_112
+
+FAST = [("demo.cnn", [], CNN), ("family.mlp", [], MLP), ("demo.lstm", [], LSTM)]
+APPLICATIONS = [
+    ("keras.applications.MobileNetV2", MOBILENET_V2),
+    ("keras.applications.ResNet50", RESNET50),
+]
+
+# Runs model.py in a fresh interpreter in which onnx2torch, onnx, tensorflow and this package cannot be
+# imported, loads model.safetensors strictly and prints the outputs' distance to TF's.
+_STANDALONE = """
+import importlib.abc, json, sys
+BLOCKED = ("onnx2torch", "onnx", "onnxruntime", "tensorflow", "keras", "tf2onnx", "pipeline")
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{name} is blocked in this test")
+sys.meta_path.insert(0, Block())
+run = sys.argv[1]
+sys.path.insert(0, run)
+import numpy as np, torch
+from safetensors.torch import load_file
+from model import ConvertedModel
+model = ConvertedModel()
+model.load_state_dict(load_file(run + "/model.safetensors"), strict=True)
+model.eval()
+inputs = np.load(run + "/inputs.npz")
+expected = np.load(run + "/tf_outputs.npz")
+names = json.loads(sys.argv[2])
+worst = 0.0
+for i in range(len(inputs[names[0]])):
+    with torch.no_grad():
+        got = model(*[torch.from_numpy(inputs[n][i]) for n in names])
+    got = got if isinstance(got, tuple) else (got,)
+    for key, value in zip(expected.files, got):
+        ok = np.allclose(value.numpy(), expected[key][i], atol=1e-5, rtol=1e-4)
+        worst = max(worst, float(np.abs(value.numpy() - expected[key][i]).max()))
+        assert ok, (key, worst)
+blocked = [m for m in sys.modules if m.split(".")[0] in BLOCKED]
+print(json.dumps({"worst": worst, "imported_blocked": blocked}))
+"""
+
+
+def _convert(model: str, out, *extra: str):
+    proc = run_cli("convert", model, "--out", out, "--train-check", *extra, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return read_report(out)
+
+
+def _stage(report: dict, name: str) -> dict:
+    return next(s for s in report["stages"] if s["name"] == name)
+
+
+def _check_native_model(out, report: dict, trainable: int) -> None:
+    native = _stage(report, "native")
+    assert native["status"] == "pass"
+    assert native["details"]["trainable_elements"] == trainable
+    assert native["details"]["left_as_onnx2torch"] == []
+    assert {c["pair"] for c in native["comparisons"]} == {"onnx_vs_native", "tf_vs_native"}
+    assert all(c["passed"] for c in native["comparisons"])
+
+    exported = _stage(report, "torch_export")
+    assert exported["status"] == "pass", exported.get("reason")
+    assert (out / "model.pt2").is_file()
+    low, high = exported["details"]["dynamic_batch_checked"]
+    assert high == low + 1  # model.pt2 ran at a batch size it was not exported with
+
+    train = _stage(report, "train_check")
+    assert train["status"] == "pass"
+    assert train["details"]["last_loss"] < train["details"]["first_loss"]
+
+    names = [i["name"] for i in report["inputs"]]
+    proc = subprocess.run(
+        [sys.executable, "-c", _STANDALONE, str(out), json.dumps(names)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["imported_blocked"] == []
+
+
+@pytest.mark.parametrize(("model", "extra", "trainable"), FAST, ids=[m for m, _, _ in FAST])
+def test_native_model_of_the_small_models(model, extra, trainable, tmp_path):
+    out = tmp_path / "run"
+    report = _convert(model, out, *extra)
+    _check_native_model(out, report, trainable)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "trainable"), APPLICATIONS, ids=[m.split(".")[-1] for m, _ in APPLICATIONS])
+def test_native_model_of_keras_applications(model, trainable, tmp_path, write_config):
+    config = write_config(f"model: {model}\nsamples: 1\ninputs: [{{name: image, shape: [1, 32, 32, 3]}}]\n")
+    out = tmp_path / "run"
+    proc = run_cli("convert", "--config", config, "--out", out, "--train-check", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = read_report(out)
+    _check_native_model(out, report, trainable)
+    # BatchNorm statistics are buffers, gamma and beta parameters, all named after the Keras layers.
+    mapped = json.loads((out / "weights_map.json").read_text())
+    bn = [row for row in mapped if row["tf"].endswith("moving_variance")]
+    assert bn and all(row["torch"].endswith(".running_var") for row in bn)
+
+
+def test_demo_cnn_reads_like_hand_written_pytorch(tmp_path):
+    out = tmp_path / "run"
+    report = _convert("demo.cnn", out, "--compile")
+    code = (out / "model.py").read_text()
+    for expected in (
+        "class ConvertedModel(nn.Module):",
+        "self.conv2d = nn.Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1))",
+        "nn.MaxPool2d(",
+        "self.dense = nn.Linear(in_features=5408, out_features=10, bias=True)",
+        "torch.flatten(",
+        "nn.Softmax(",
+        "def forward(self, image):",
+    ):
+        assert expected in code, code
+    assert "onnx" not in code.split("# ", 6)[-1].lower()  # no onnx2torch wrappers below the header
+    assert "getattr(" not in code
+    compiled = [c for c in _stage(report, "torch_export")["comparisons"] if c["pair"] == "onnx_vs_compiled"]
+    assert compiled and compiled[0]["passed"]
+    rows = {row["tf"]: row for row in json.loads((out / "weights_map.json").read_text())}
+    assert rows["cnn/conv2d/kernel"]["torch"] == "conv2d.weight"
+    assert rows["cnn/conv2d/kernel"]["shape"] == [32, 1, 3, 3]
+    assert rows["cnn/dense/kernel"]["torch"] == "dense.weight"
+    assert rows["cnn/dense/kernel"]["transform"] == "transpose"
+
+
+def test_lstm_keeps_one_trainable_bias_like_keras(tmp_path):
+    out = tmp_path / "run"
+    report = _convert("demo.lstm", out)
+    train = _stage(report, "train_check")["details"]
+    assert train["frozen_tensors"] == ["lstm.bias_hh_l0"]
+    code = (out / "model.py").read_text()
+    assert "self.lstm = nn.LSTM(8, 64)" in code
+    assert "self.lstm.bias_hh_l0.requires_grad_(False)" in code
+
+
+def test_a_pass_that_moves_the_outputs_is_reverted():
+    """The driver keeps a pass only if onnxruntime's outputs still match; here a pass that scales a
+    weight is undone and reported, and the model that comes out computes what came in."""
+
+    class Small(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return torch.relu(self.linear(x))
+
+    torch.manual_seed(0)
+    gm = fx.symbolic_trace(Small())
+    x = torch.randn(2, 3)
+    reference = {"y": gm(x).detach().numpy()}
+
+    def breaks_numbers(module, ctx):
+        with torch.no_grad():
+            module.linear.weight.mul_(1.01)
+        return []
+
+    def renames(module, ctx):
+        return ["nothing to rename"]
+
+    ctx = PassContext([x], [torch.cat([x, x[:1]])], None)
+    passes = (("breaks_numbers", breaks_numbers), ("renames", renames))
+    original = driver.PASSES
+    driver.PASSES = passes
+    try:
+        result, log = driver.run_passes(gm, ctx, [[x]], [reference], ["y"], ModelConfig())
+    finally:
+        driver.PASSES = original
+    assert log[0]["status"] == "reverted" and "outputs moved" in log[0]["reason"]
+    assert log[1]["status"] == "applied" and log[1]["left_as_is"] == ["nothing to rename"]
+    assert np.array_equal(result(x).detach().numpy(), reference["y"])
+
+
+def test_without_the_native_model_there_is_nothing_to_export_or_train(tmp_path, write_config):
+    config = write_config("native: false\n")
+    out = tmp_path / "run"
+    proc = run_cli("convert", "demo.linear_regression", "--config", config, "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert [s["name"] for s in read_report(out)["stages"]] == ["load", "export", "validate", "import"]
+    assert not (out / "model.py").exists()
+    proc = run_cli("convert", "demo.cnn", "--config", config, "--train-check", "--out", out)
+    assert proc.returncode == 2
+    assert "train_check needs `native: true`" in proc.stdout + proc.stderr
