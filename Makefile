@@ -13,7 +13,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert zoo test test-fast bench lint format clean
+.PHONY: setup convert zoo test test-fast bench bench-native lint format clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,14 @@ zoo: setup
 # Batch wall time with 1 and 2 workers and a fully cached re-run (prints figures; not a test).
 bench: setup
 	$(BIN)/python scripts/bench_batch.py
+
+# Latency of onnx2torch's module vs the native model.py vs onnxruntime, batch 1 and 32 (figures).
+BENCH_RUNS ?= runs/bench/cnn runs/bench/mobilenet_v2 runs/bench/resnet50
+bench-native: setup
+	$(BIN)/tf2torch convert demo.cnn --out runs/bench/cnn > /dev/null
+	$(BIN)/tf2torch convert --config configs/models/mobilenet_v2.yaml --out runs/bench/mobilenet_v2 > /dev/null
+	$(BIN)/tf2torch convert --config configs/models/resnet50.yaml --out runs/bench/resnet50 > /dev/null
+	$(BIN)/python scripts/bench_native.py $(BENCH_RUNS)
 
 # The whole suite, slow model-zoo tests included (what CI runs).
 test: setup

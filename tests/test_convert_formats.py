@@ -10,7 +10,12 @@ from cli_runner import read_report, run_cli
 
 from pipeline import artifacts
 
-PAIRS = {"validate": ["tf_vs_onnx"], "import": ["onnx_vs_torch", "tf_vs_torch"]}
+PAIRS = {
+    "validate": ["tf_vs_onnx"],
+    "import": ["onnx_vs_torch", "tf_vs_torch"],
+    "native": ["onnx_vs_native", "tf_vs_native"],
+    "torch_export": ["onnx_vs_exported"],
+}
 FROZEN_CONFIG = "inputs:\n  - name: features:0\noutputs: [probabilities:0]\n"
 
 # model file, config text, expected format, input names in order, output names in order
@@ -46,14 +51,15 @@ def test_every_stage_passes_and_the_report_says_so(converted, case):
     _, _, fmt, input_names, output_names = CASES[case]
     assert report["status"] == "pass" and report["exit_code"] == 0
     assert report["format"] == fmt
-    assert [s["name"] for s in report["stages"]] == ["load", "export", "validate", "import"]
+    names = ["load", "export", "validate", "import", "native", "torch_export"]
+    assert [s["name"] for s in report["stages"]] == names
     assert all(s["status"] == "pass" and s["error"] is None for s in report["stages"])
     # both workers were measured; importing TensorFlow or torch alone takes well over 100 MB
     assert set(report["workers"]) == {"tf", "torch"}
     assert not any("returncode" in w for w in report["workers"].values())  # no worker died
     assert all(w["peak_rss_mb"] > 100 and w["seconds"] > 0 for w in report["workers"].values())
     # plain models convert to torch and onnx2torch classes only, so model.pt loads without tf2torch
-    assert report["stages"][-1]["details"]["model_pt_needs_tf2torch"] == []
+    assert report["stages"][3]["details"]["model_pt_needs_tf2torch"] == []
     if input_names:
         assert [i["name"] for i in report["inputs"]] == input_names
     outputs = list(artifacts.load_arrays(out / "tf_outputs.npz"))

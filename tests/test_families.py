@@ -49,7 +49,7 @@ def test_family_converts_end_to_end(entry, zoo_run):
     assert row["status"] == "pass", f"{row['stage']}: {row['message']}"
     report = read_report(out / entry.id)
     comparisons = [c for s in report["stages"] for c in s["comparisons"]]
-    assert {c["pair"] for c in comparisons} == PAIRS
+    assert {c["pair"] for c in comparisons} >= PAIRS
     assert all(c["passed"] for c in comparisons)
-    needs = report["stages"][-1]["details"]["model_pt_needs_tf2torch"]
+    needs = next(s for s in report["stages"] if s["name"] == "import")["details"]["model_pt_needs_tf2torch"]
     assert needs == (["OnnxLoop"] if "Loop" in report["stages"][1]["details"]["op_types"] else [])

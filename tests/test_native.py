@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import read_report, run_cli
 from torch import fx, nn
 
 from pipeline.config import ModelConfig
@@ -115,7 +115,9 @@ def test_native_model_of_the_small_models(model, extra, trainable, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "trainable"), APPLICATIONS, ids=[m.split(".")[-1] for m, _ in APPLICATIONS])
+@pytest.mark.parametrize(
+    ("model", "trainable"), APPLICATIONS, ids=[m.split(".")[-1] for m, _ in APPLICATIONS]
+)
 def test_native_model_of_keras_applications(model, trainable, tmp_path, write_config):
     config = write_config(f"model: {model}\nsamples: 1\ninputs: [{{name: image, shape: [1, 32, 32, 3]}}]\n")
     out = tmp_path / "run"

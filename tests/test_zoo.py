@@ -17,7 +17,14 @@ def test_mobilenet_v2_from_its_shipped_config(tmp_path):
     assert report["status"] == "pass"
     assert report["inputs"][0]["shape"] == [1, 96, 96, 3]
     rows = [c for s in report["stages"] for c in s["comparisons"]]
-    assert {c["pair"] for c in rows} == {"tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch"}
+    assert {c["pair"] for c in rows} == {
+        "tf_vs_onnx",
+        "onnx_vs_torch",
+        "tf_vs_torch",
+        "onnx_vs_native",
+        "tf_vs_native",
+        "onnx_vs_exported",
+    }
     assert all(c["passed"] and c["cosine_similarity"] > 0.9999 for c in rows)
 
 

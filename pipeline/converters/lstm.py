@@ -101,9 +101,9 @@ def convert_lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     wrapper = _LSTMWrapper(lstm, direction == "reverse", len(node.output_values))
     concrete = {k: None for k, present in (("initial_h", h_name), ("initial_c", c_name)) if not present}
     module = fx.symbolic_trace(wrapper, concrete_args=concrete)
-    # Kept out of the module tree (no second owner of the weights) but in `meta`, which deepcopy
-    # keeps: the native passes re-trace it without initial states when those are zeros.
-    module.meta["tf2torch_lstm"] = wrapper
+    # Plain data in `meta` (deepcopy keeps it; model.pt pickles no class of this package): the native
+    # passes re-trace the call without initial states when those are zeros.
+    module.meta["tf2torch_lstm"] = {"reverse": wrapper.reverse, "num_outputs": wrapper.num_outputs}
     return OperationConverterResult(
         torch_module=module,
         # An empty name in the middle makes onnx2torch pass the later state by keyword.
@@ -115,9 +115,10 @@ def convert_lstm(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
 
 def rebuild_without_states(module: fx.GraphModule) -> fx.GraphModule:
     """The same LSTM call traced without initial states (nn.LSTM then starts from zeros)."""
-    wrapper = module.meta["tf2torch_lstm"]
+    settings = module.meta["tf2torch_lstm"]
+    wrapper = _LSTMWrapper(module.lstm, settings["reverse"], settings["num_outputs"])
     traced = fx.symbolic_trace(wrapper, concrete_args={"initial_h": None, "initial_c": None})
-    traced.meta["tf2torch_lstm"] = wrapper
+    traced.meta["tf2torch_lstm"] = dict(settings)
     return traced
 
 

@@ -55,7 +55,9 @@ def generate(
     for name, param in gm.named_parameters(recurse=False):
         init.append(f"        self.{name} = nn.Parameter(torch.empty({_shape(param)}, dtype={param.dtype}))")
     for name, buffer in gm.named_buffers(recurse=False):
-        init.append(f'        self.register_buffer("{name}", torch.empty({_shape(buffer)}, dtype={buffer.dtype}))')
+        init.append(
+            f'        self.register_buffer("{name}", torch.empty({_shape(buffer)}, dtype={buffer.dtype}))'
+        )
     body = [_statement(node, names) for node in gm.graph.nodes if node.op not in ("placeholder",)]
     args = ", ".join(names[n.name] for n in gm.graph.nodes if n.op == "placeholder")
     uses_f = any("F." in line for line in body)
@@ -81,7 +83,9 @@ def _value_names(gm: fx.GraphModule, input_names: list[str]) -> dict[str, str]:
     names: dict[str, str] = {}
     taken = set(keyword.kwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F"}
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    for node, wanted in zip(placeholders, input_names + [n.name for n in placeholders][len(input_names):], strict=True):
+    for node, wanted in zip(
+        placeholders, input_names + [n.name for n in placeholders][len(input_names) :], strict=True
+    ):
         names[node.name] = _unique(wanted, taken)
     for node in gm.graph.nodes:
         if node.op != "placeholder":

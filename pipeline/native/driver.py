@@ -66,7 +66,9 @@ def run_passes(
             else:
                 entry.update(status="reverted", reason=f"outputs moved by {worst['max_abs_diff']:.3g}")
             if notes:
-                entry["left_as_is"] = notes[:20] + ([f"... and {len(notes) - 20} more"] if len(notes) > 20 else [])
+                entry["left_as_is"] = notes[:20] + (
+                    [f"... and {len(notes) - 20} more"] if len(notes) > 20 else []
+                )
         entry["changes"] = ctx.counts.get(name.removesuffix("_again"), 0)
         entry["seconds"] = round(time.perf_counter() - started, 3)
         log.append(entry)

@@ -83,8 +83,5 @@ def _rewrite(shape_in: tuple, out_a: tuple, out_b: tuple) -> tuple[Any, tuple] |
 
 def _same(x: torch.Tensor, y: Any) -> bool:
     return (
-        isinstance(y, torch.Tensor)
-        and x.shape == y.shape
-        and x.dtype == y.dtype
-        and bool(torch.equal(x, y))
+        isinstance(y, torch.Tensor) and x.shape == y.shape and x.dtype == y.dtype and bool(torch.equal(x, y))
     )

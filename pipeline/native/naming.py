@@ -36,7 +36,11 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 value = fxutil.attr_of(gm, node)
                 source = _tf_source(value, trainable) if ctx.tf_variables is not None else None
                 is_weight = _is_weight(value, ctx, source)
-                hint = source[0].replace("/", "_") if source else f"{_consumer(node)}_{'weight' if is_weight else 'const'}"
+                hint = (
+                    source[0].replace("/", "_")
+                    if source
+                    else f"{_consumer(node)}_{'weight' if is_weight else 'const'}"
+                )
                 attrs[node.target] = _unique(hint, taken)
                 if source:
                     ctx.sources[attrs[node.target]] = source

@@ -71,9 +71,7 @@ def cancel_transposes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 continue
         if _is_reshape(node) and isinstance(node.args[0], fx.Node):
             source = node.args[0].name
-            if all(
-                tuple(values[node.name].shape) == tuple(values[source].shape) for values in (a, b)
-            ):
+            if all(tuple(values[node.name].shape) == tuple(values[source].shape) for values in (a, b)):
                 node.replace_all_uses_with(node.args[0])
                 removed += 1
     fxutil.tidy(gm)
@@ -82,9 +80,7 @@ def cancel_transposes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
 
 
 def _permutation(node: fx.Node) -> list[int] | None:
-    if node.op == "call_method" and node.target == "permute":
-        dims = node.args[1:]
-    elif node.op == "call_function" and node.target is torch.permute:
+    if node.op == "call_method" and node.target == "permute" or node.op == "call_function" and node.target is torch.permute:
         dims = node.args[1:]
     else:
         return None

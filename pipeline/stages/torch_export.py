@@ -53,7 +53,9 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     got = run_module(exported, larger)[0]
     details["dynamic_batch_checked"] = [int(args[0].shape[0]), int(got.shape[0])]
     if got.shape[0] != larger[0].shape[0]:
-        raise ConversionError(f"model.pt2 returned batch {got.shape[0]} for an input batch of {larger[0].shape[0]}")
+        raise ConversionError(
+            f"model.pt2 returned batch {got.shape[0]} for an input batch of {larger[0].shape[0]}"
+        )
     _save_outputs(exported, "exported", feeds, input_names, output_names, out)
 
     if cfg.torch_compile:
@@ -86,7 +88,11 @@ def train_check(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
         loss = sum(torch.nn.functional.mse_loss(o, t) for o, t in zip(outputs, targets, strict=True))
         loss.backward()
         if step == 0:
-            missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.any())]
+            missing = [
+                n
+                for n, p in model.named_parameters()
+                if p.requires_grad and (p.grad is None or not p.grad.any())
+            ]
         optimizer.step()
         losses.append(float(loss))
     details = {
