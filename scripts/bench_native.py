@@ -38,9 +38,9 @@ def bench(run: Path) -> list[str]:
         x = np.ascontiguousarray(np.resize(sample, (batch, *sample.shape[1:])))
         tx = torch.from_numpy(x)
         runners = {
-            "onnx2torch": lambda: raw(tx),
-            "native": lambda: native(tx),
-            "onnxruntime": lambda: session.run(None, {name: x}),
+            "onnx2torch": lambda tx=tx: raw(tx),
+            "native": lambda tx=tx: native(tx),
+            "onnxruntime": lambda x=x: session.run(None, {name: x}),
         }
         times: dict[str, list[float]] = {k: [] for k in runners}
         with torch.no_grad():

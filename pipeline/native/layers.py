@@ -187,7 +187,7 @@ def conv_weights(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         gm.add_submodule(bn_name, _batchnorm_module(bn_layer, bns[bn_layer]))
         with gm.graph.inserting_after(node):
             bn_call = gm.graph.call_module(bn_name, (node,))
-        node.replace_all_uses_with(bn_call, delete_user_cb=lambda user: user is not bn_call)
+        node.replace_all_uses_with(bn_call, delete_user_cb=lambda user, keep=bn_call: user is not keep)
         unfolded += 1
     fxutil.tidy(gm)
     ctx.count("conv_weights", tagged)

@@ -78,10 +78,9 @@ def _tf_source(value, trainable) -> tuple[str, str] | None:
         return None
     array = value.detach().numpy()
     for candidate, path in trainable:
-        if candidate.size == array.size and candidate.size > 1:
-            if np.array_equal(candidate.reshape(array.shape), array):
-                same_shape = candidate.shape == array.shape
-                return path, "none" if same_shape else f"reshape{tuple(array.shape)}"
+        if candidate.size == array.size > 1 and np.array_equal(candidate.reshape(array.shape), array):
+            same_shape = candidate.shape == array.shape
+            return path, "none" if same_shape else f"reshape{tuple(array.shape)}"
     return None
 
 

@@ -80,7 +80,12 @@ def cancel_transposes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
 
 
 def _permutation(node: fx.Node) -> list[int] | None:
-    if node.op == "call_method" and node.target == "permute" or node.op == "call_function" and node.target is torch.permute:
+    if (
+        node.op == "call_method"
+        and node.target == "permute"
+        or node.op == "call_function"
+        and node.target is torch.permute
+    ):
         dims = node.args[1:]
     else:
         return None
