@@ -11,12 +11,13 @@ import builtins
 import keyword
 import math
 import operator
-import re
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from pipeline.native import fxutil
 
 
 class CodegenError(Exception):
@@ -86,22 +87,11 @@ def _value_names(gm: fx.GraphModule, input_names: list[str]) -> dict[str, str]:
     for node, wanted in zip(
         placeholders, input_names + [n.name for n in placeholders][len(input_names) :], strict=True
     ):
-        names[node.name] = _unique(wanted, taken)
+        names[node.name] = fxutil.unique_name(wanted, taken, "x_")
     for node in gm.graph.nodes:
         if node.op != "placeholder":
-            names[node.name] = _unique(node.name, taken)
+            names[node.name] = fxutil.unique_name(node.name, taken, "x_")
     return names
-
-
-def _unique(hint: str, taken: set[str]) -> str:
-    base = re.sub(r"\W", "_", hint).strip("_") or "x"
-    if base[0].isdigit():
-        base = "x_" + base
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
 
 
 def _statement(node: fx.Node, names: dict[str, str]) -> str:

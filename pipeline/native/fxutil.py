@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from typing import Any
 
@@ -90,6 +91,18 @@ def fresh_name(gm: nn.Module, hint: str) -> str:
     name, i = base, 1
     while hasattr(gm, name):
         name, i = f"{base}_{i}", i + 1
+    return name
+
+
+def unique_name(hint: str, taken: set[str], prefix: str) -> str:
+    """A Python identifier from `hint`, not in `taken` (which it joins); `prefix` if it starts with a digit."""
+    base = re.sub(r"\W", "_", hint).strip("_") or "value"
+    if base[0].isdigit():
+        base = prefix + base
+    name, i = base, 1
+    while name in taken:
+        name, i = f"{base}_{i}", i + 1
+    taken.add(name)
     return name
 
 

@@ -26,7 +26,8 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         if node.op == "call_module":
             module = fxutil.module_of(gm, node)
             if id(module) not in modules:
-                modules[id(module)] = _unique(module.__dict__.get(layers.LAYER) or _snake(module), taken)
+                hint = module.__dict__.get(layers.LAYER) or _snake(module)
+                modules[id(module)] = fxutil.unique_name(hint, taken, "layer_")
                 children.append((modules[id(module)], module))
                 _freeze_untrainable(module, ctx)
             node.target = modules[id(module)]
@@ -41,7 +42,7 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                     if source
                     else f"{_consumer(node)}_{'weight' if is_weight else 'const'}"
                 )
-                attrs[node.target] = _unique(hint, taken)
+                attrs[node.target] = fxutil.unique_name(hint, taken, "layer_")
                 if source:
                     ctx.sources[attrs[node.target]] = source
                 tensors.append((attrs[node.target], value, is_weight))
@@ -104,14 +105,3 @@ def _snake(module: nn.Module) -> str:
 
 _ACRONYMS = {"ReLU": "relu", "ReLU6": "relu6", "GELU": "gelu", "SiLU": "silu", "ELU": "elu",
              "LeakyReLU": "leaky_relu", "LSTM": "lstm", "GRU": "gru"}  # fmt: skip
-
-
-def _unique(hint: str, taken: set[str]) -> str:
-    base = re.sub(r"\W", "_", hint).strip("_") or "value"
-    if base[0].isdigit():
-        base = "layer_" + base
-    name, i = base, 1
-    while name in taken:
-        name, i = f"{base}_{i}", i + 1
-    taken.add(name)
-    return name
