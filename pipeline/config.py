@@ -102,7 +102,8 @@ class ModelConfig(_Strict):
     class_name: str = Field(default="ConvertedModel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # torch.export of the native model (batch dimension dynamic) into model.pt2; only with `native`.
     torch_export: bool = True
-    # torch.compile of the native model, run and compared (compiling takes seconds to minutes).
+    # torch.compile of the native model, run and compared (compiling takes seconds to minutes); only
+    # with `native`.
     torch_compile: bool = False
     # 20 SGD steps of the native model on random targets: the loss falls, every parameter learns.
     train_check: bool = False

@@ -26,8 +26,8 @@ STAGE_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("torch", ("validate", "import")),
 )
 # The native model is derived from the imported module, export and training check from the native
-# model: each optional, in this order, after `import` (config keys native, torch_export, train_check).
-NATIVE_STAGES = ("native", "torch_export", "train_check")
+# model: each optional, in this order, after `import` (the config key of each has the stage's name).
+NATIVE_STAGES = ("native", "torch_export", "torch_compile", "train_check")
 
 # With `gradients: true`, each group gains a stage after its others: TF's gradients need the loaded
 # model, torch's the imported module (`tf_gradients` never fails the run: it skips, with the reason).
@@ -40,7 +40,8 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "import": (("onnx_vs_torch", "onnx", "torch"), ("tf_vs_torch", "tf", "torch")),
     "gradients": (("gradients", "tf_gradients", "torch_gradients"),),
     "native": (("onnx_vs_native", "onnx", "native"), ("tf_vs_native", "tf", "native")),
-    "torch_export": (("onnx_vs_exported", "onnx", "exported"), ("onnx_vs_compiled", "onnx", "compiled")),
+    "torch_export": (("onnx_vs_exported", "onnx", "exported"),),
+    "torch_compile": (("onnx_vs_compiled", "onnx", "compiled"),),
 }
 
 # Localisation runs after the stages, when a comparison failed (or always, if configured): the TF
@@ -199,8 +200,6 @@ def _skipped(name: str, reason: str) -> dict[str, Any]:
 def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
     """Compare this stage's outputs with the earlier stages' and set its status accordingly."""
     for pair, ref_key, cand_key in STAGE_COMPARISONS.get(record["name"], ()):
-        if cand_key == "compiled" and not cfg.torch_compile:
-            continue  # the stage's details say "skipped (torch_compile: false)"
         reference = artifacts.load_arrays(out / artifacts.COMPARED[ref_key])
         candidate = artifacts.load_arrays(out / artifacts.COMPARED[cand_key])
         if list(reference) != list(candidate):

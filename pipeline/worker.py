@@ -31,6 +31,7 @@ STAGE_FUNCTIONS = {
     "import": "pipeline.stages.torch_stages:import_torch",
     "native": "pipeline.stages.native_stage:native",
     "torch_export": "pipeline.stages.torch_export:torch_export",
+    "torch_compile": "pipeline.stages.torch_export:torch_compile",
     "train_check": "pipeline.stages.torch_export:train_check",
     "tf_gradients": "pipeline.stages.gradients_tf:tf_gradients",
     "gradients": "pipeline.stages.gradients_torch:torch_gradients",

@@ -21,10 +21,18 @@ def test_events_are_found_even_after_text_a_library_printed_without_newline():
 
 def test_every_stage_has_a_function_and_tf_stages_run_before_torch_stages():
     assert [n for _, group in STAGE_GROUPS for n in group] == ["load", "export", "validate", "import"]
-    with_gradients = stage_groups(ModelConfig(gradients=True, train_check=True))
+    with_gradients = stage_groups(ModelConfig(gradients=True, torch_compile=True, train_check=True))
     assert dict(with_gradients) == {
         "tf": ("load", "export", "tf_gradients"),
-        "torch": ("validate", "import", "native", "torch_export", "train_check", "gradients"),
+        "torch": (
+            "validate",
+            "import",
+            "native",
+            "torch_export",
+            "torch_compile",
+            "train_check",
+            "gradients",
+        ),
     }
     assert dict(stage_groups(ModelConfig(native=False)))["torch"] == ("validate", "import")
     every = [(g, n) for groups in (with_gradients, LOCALIZE_GROUPS) for g, names in groups for n in names]

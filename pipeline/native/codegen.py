@@ -25,7 +25,7 @@ class CodegenError(Exception):
 
 
 # torch.nn classes whose repr is a valid constructor call (checked again by loading model.py).
-_REPR_CLASSES = {
+NATIVE_CLASSES = {
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
     nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.GELU, nn.SiLU, nn.Hardswish,
     nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
@@ -71,7 +71,7 @@ def generate(
 
 
 def _construct(name: str, module: nn.Module) -> str:
-    if type(module) not in _REPR_CLASSES:
+    if type(module) not in NATIVE_CLASSES:
         raise CodegenError(f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}")
     return "nn." + repr(module).replace("\n", " ")
 

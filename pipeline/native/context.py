@@ -29,7 +29,8 @@ class PassContext:
     inputs_b: list[torch.Tensor]  # the same with one more row: only the batch size differs
     tf_variables: list[TFVariable] | None  # None: the source had no Keras variables (graph, TFLite)
     counts: dict[str, int] = field(default_factory=dict)
-    # ONNX-side weight name -> (TF variable path, transform), filled by the layer passes.
+    # Root-level tensor of the native module -> (TF variable path, transform): the weights that are no
+    # module's own parameters (filled by naming.parameters_and_names).
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def values(self, gm: fx.GraphModule) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -17,6 +17,7 @@ from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.native import fold, inline, layers, naming, tidy_ops
 from pipeline.native.context import PassContext
+from pipeline.stages.torch_outputs import run_module
 
 Pass = Callable[[fx.GraphModule, PassContext], list[str]]
 
@@ -47,9 +48,10 @@ def run_passes(
     references: list[dict[str, np.ndarray]],
     output_names: list[str],
     cfg: ModelConfig,
+    passes: tuple[tuple[str, Pass], ...] = PASSES,
 ) -> tuple[fx.GraphModule, list[dict[str, Any]]]:
     log = []
-    for name, func in PASSES:
+    for name, func in passes:
         started = time.perf_counter()
         candidate = copy.deepcopy(gm)
         entry: dict[str, Any] = {"pass": name}
@@ -73,13 +75,6 @@ def run_passes(
         entry["seconds"] = round(time.perf_counter() - started, 3)
         log.append(entry)
     return gm, log
-
-
-def run_module(module: torch.nn.Module, args: list[torch.Tensor]) -> list[np.ndarray]:
-    with torch.no_grad():
-        result = module(*args)
-    results = result if isinstance(result, (tuple, list)) else (result,)
-    return [r.detach().cpu().numpy() for r in results]
 
 
 def _verify(gm, samples, references, output_names, cfg) -> dict[str, Any]:

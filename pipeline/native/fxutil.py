@@ -85,13 +85,8 @@ def add_constant(gm: fx.GraphModule, value: torch.Tensor, hint: str) -> str:
 
 
 def fresh_name(gm: nn.Module, hint: str) -> str:
-    base = "".join(c if c.isalnum() or c == "_" else "_" for c in hint).strip("_") or "value"
-    if base[0].isdigit():
-        base = "_" + base
-    name, i = base, 1
-    while hasattr(gm, name):
-        name, i = f"{base}_{i}", i + 1
-    return name
+    """An attribute name `gm` does not have yet (dir() lists its submodules, parameters and buffers)."""
+    return unique_name(hint, set(dir(gm)), "_")
 
 
 def unique_name(hint: str, taken: set[str], prefix: str) -> str:
@@ -141,9 +136,9 @@ def inline(gm: fx.GraphModule, node: fx.Node, sub: fx.GraphModule, args: list[An
                 env[sub_node] = copy
             else:
                 env[sub_node] = gm.graph.node_copy(sub_node, lambda n: env[n])
-    if isinstance(result, fx.Node) or result is None:
-        node.replace_all_uses_with(result) if result is not None else None
-    else:
+    if isinstance(result, fx.Node):
+        node.replace_all_uses_with(result)
+    elif result is not None:
         # A tuple result: the call's users index it with getitem; give them the element itself.
         for user in list(node.users):
             if user.op == "call_function" and user.target.__name__ == "getitem":

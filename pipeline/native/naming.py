@@ -36,7 +36,7 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
             if node.target not in attrs:
                 value = fxutil.attr_of(gm, node)
                 source = _tf_source(value, trainable) if ctx.tf_variables is not None else None
-                is_weight = _is_weight(value, ctx, source)
+                is_weight = _is_weight(value)
                 hint = (
                     source[0].replace("/", "_")
                     if source
@@ -65,7 +65,7 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     return notes
 
 
-def _is_weight(value, ctx: PassContext, source) -> bool:
+def _is_weight(value) -> bool:
     """Float initializers that feed compute; shape and index constants are integers."""
     return isinstance(value, torch.Tensor) and value.is_floating_point() and value.numel() > 1
 

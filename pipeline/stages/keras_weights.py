@@ -60,8 +60,7 @@ def _leaf_layers(model):
         if hasattr(layer, "layers") and layer.layers:
             yield from _leaf_layers(layer)
         else:
-            yield layer
-            # Wrappers (Bidirectional, TimeDistributed) own their variables through a sub-layer.
+            yield layer  # wrappers (Bidirectional) list their sub-layers' variables as their own
 
 
 def _short_name(variable, layer) -> str:

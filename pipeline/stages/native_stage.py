@@ -15,9 +15,9 @@ import torch
 
 from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
-from pipeline.inputs import run_samples
 from pipeline.native import codegen, driver, layers
 from pipeline.native.context import PassContext, TFVariable, with_extra_row
+from pipeline.stages.torch_outputs import save_module_outputs
 
 
 def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
     module.eval()
 
-    leftover = sorted({type(m).__name__ for m in module.children() if type(m) not in codegen._REPR_CLASSES})
+    leftover = sorted({type(m).__name__ for m in module.children() if type(m) not in codegen.NATIVE_CLASSES})
     details: dict[str, Any] = {"passes": passes, "left_as_onnx2torch": leftover}
     details.update(_parameter_counts(module, tf_summary))
     weights_map = _weights_map(module, ctx)
@@ -65,14 +65,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
             details["model_py"] = f"{artifacts.NATIVE_CODE} + {artifacts.NATIVE_WEIGHTS}"
             details["model_py_lines"] = source.count("\n")
     state["native_module"] = runnable
-
-    def run(feed):
-        results = driver.run_module(
-            runnable, [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names]
-        )
-        return dict(zip(output_names, results, strict=True))
-
-    artifacts.save_arrays(out / artifacts.OUTPUTS["native"], run_samples(run, feeds, output_names))
+    save_module_outputs(runnable, "native", out, input_names, output_names)
     details["tolerance"] = resolve_tolerance(cfg.tolerances, "onnx_vs_torch", output_names[0]).model_dump()
     return details
 

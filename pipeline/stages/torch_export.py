@@ -1,8 +1,9 @@
-"""Stages `torch_export` and `train_check` (torch worker), on the native model of stage `native`.
+"""Stages `torch_export`, `torch_compile` and `train_check` (torch worker), on the native model of
+stage `native`.
 
 torch_export: torch.export.export with the batch dimension dynamic, saved as model.pt2 and run again
-(at the samples' batch size and one more, to prove the batch is dynamic); then torch.compile of the
-native model (`torch_compile: true`). Their outputs are compared with onnxruntime's and TF's.
+(at the samples' batch size and one more, to prove the batch is dynamic). torch_compile
+(`torch_compile: true`): torch.compile of the native model. Both outputs are compared with onnxruntime's.
 
 train_check: 20 SGD steps on random targets; the loss must fall and every trainable parameter get a
 gradient.
@@ -21,9 +22,8 @@ import torch
 from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError
-from pipeline.inputs import run_samples
 from pipeline.native.context import with_extra_row
-from pipeline.native.driver import run_module
+from pipeline.stages.torch_outputs import run_module, save_module_outputs
 
 TRAIN_STEPS = 20
 TRAIN_BATCH = 4
@@ -56,16 +56,15 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
         raise ConversionError(
             f"model.pt2 returned batch {got.shape[0]} for an input batch of {larger[0].shape[0]}"
         )
-    _save_outputs(exported, "exported", feeds, input_names, output_names, out)
-
-    if cfg.torch_compile:
-        started = time.perf_counter()
-        compiled = torch.compile(model)
-        _save_outputs(compiled, "compiled", feeds, input_names, output_names, out)
-        details["compile_seconds"] = round(time.perf_counter() - started, 3)
-    else:
-        details["compile"] = "skipped (torch_compile: false)"
+    save_module_outputs(exported, "exported", out, input_names, output_names)
     return details
+
+
+def torch_compile(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    started = time.perf_counter()
+    compiled = torch.compile(state["native_module"])
+    save_module_outputs(compiled, "compiled", out, state["input_names"], state["output_names"])
+    return {"compile_seconds": round(time.perf_counter() - started, 3)}
 
 
 def train_check(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -126,11 +125,3 @@ def _training_batch(samples: np.ndarray, generator: torch.Generator, rows: int =
 def _outputs(model: torch.nn.Module, args: list[torch.Tensor]) -> list[torch.Tensor]:
     result = model(*args)
     return list(result) if isinstance(result, (tuple, list)) else [result]
-
-
-def _save_outputs(module, key: str, feeds, input_names, output_names, out: Path) -> None:
-    def run(feed):
-        results = run_module(module, [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
-        return dict(zip(output_names, results, strict=True))
-
-    artifacts.save_arrays(out / artifacts.OUTPUTS[key], run_samples(run, feeds, output_names))

@@ -7,13 +7,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
 
 from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, UnsupportedOpsError, first_line
 from pipeline.inputs import run_samples
+from pipeline.stages.torch_outputs import save_module_outputs
 
 # The reference run computes the graph's own arithmetic. Otherwise onnxruntime fuses
 # DynamicQuantizeLinear/DequantizeLinear/MatMul into an integer kernel that, on CPUs with AVX2 but no
@@ -111,20 +111,7 @@ def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     module = to_torch(model, cfg)
     input_names = [i.name for i in model.graph.input]
     output_names = [o.name for o in model.graph.output]
-    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
-
-    def run(feed):
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = module(*[torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
-        results = result if isinstance(result, (tuple, list)) else (result,)
-        if len(results) != len(output_names):
-            raise ConversionError(
-                f"the torch module returned {len(results)} outputs, the ONNX model has {len(output_names)}"
-            )
-        return {name: t.detach().cpu().numpy() for name, t in zip(output_names, results, strict=True)}
-
-    artifacts.save_arrays(out / artifacts.OUTPUTS["torch"], run_samples(run, feeds, output_names))
+    save_module_outputs(module, "torch", out, input_names, output_names)
     artifacts.write_atomic(out / artifacts.TORCH_MODEL, lambda tmp: torch.save(module, str(tmp)))
     state.update(torch_module=module, input_names=input_names, output_names=output_names)
     params = sum(p.numel() for p in module.parameters())
