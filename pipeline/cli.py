@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also compare TF's and torch's gradients with respect to the inputs (config: gradients)",
     )
     convert.add_argument(
+        "--layout",
+        choices=("nhwc", "nchw"),
+        help="nchw: image inputs and outputs in PyTorch's channel order (config: layout; default nhwc)",
+    )
+    convert.add_argument(
         "--train-check",
         dest="train_check",
         action="store_const",
@@ -185,6 +190,7 @@ def _convert(args: argparse.Namespace) -> int:
             ("localize", args.localize),
             ("gradients", args.gradients),
             ("train_check", args.train_check),
+            ("layout", args.layout),
             ("torch_compile", args.torch_compile),
         )
         if v is not None

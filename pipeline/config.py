@@ -96,6 +96,9 @@ class ModelConfig(_Strict):
     localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
     # Python files with extra or replacement onnx2torch converters (pipeline/converters/plugins.py).
     converters: list[str] = []
+    # nchw: image inputs and outputs (4-D) in PyTorch's channel order, in the ONNX and torch models
+    # and in every artifact (pipeline/layout.py).
+    layout: Literal["nhwc", "nchw"] = "nhwc"
     # The native PyTorch model (pipeline/native/): graph passes, model.py + model.safetensors.
     native: bool = True
     # The class model.py defines.

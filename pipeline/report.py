@@ -34,6 +34,7 @@ def markdown(result: dict[str, Any]) -> str:
             for i in result["inputs"]
         ]
         lines.append("")
+        lines += _layout_lines(result)
     lines += ["## Stages", "", "| stage | verdict | seconds | note |", "|---|---|---|---|"]
     for stage in result["stages"]:
         note = stage.get("error") or stage.get("reason") or ""
@@ -165,6 +166,19 @@ def stage_line(stage: dict[str, Any]) -> str:
     elif stage.get("reason"):
         text += f"  ({stage['reason']})"
     return text
+
+
+def _layout_lines(result: dict[str, Any]) -> list[str]:
+    load = next((s for s in result["stages"] if s["name"] == "load" and s.get("details")), None)
+    chosen = (load or {}).get("details", {}).get("layout") if load else None
+    if not chosen or chosen["layout"] == "nhwc":
+        return ["Layout: nhwc (as in TensorFlow).", ""]
+    images = ", ".join(f"`{n}`" for n in chosen["nchw_inputs"] + chosen["nchw_outputs"])
+    return [
+        f"Layout: nchw. The shapes above are TensorFlow's (NHWC); the ONNX and PyTorch models and the "
+        f"artifacts hold {images} as NCHW.",
+        "",
+    ]
 
 
 def verdict_line(result: dict[str, Any]) -> str:

@@ -209,3 +209,49 @@ def test_without_the_native_model_there_is_nothing_to_export_or_train(tmp_path, 
     proc = run_cli("convert", "demo.cnn", "--config", config, "--train-check", "--out", out)
     assert proc.returncode == 2
     assert "train_check needs `native: true`" in proc.stdout + proc.stderr
+
+
+def _forward_lines(out) -> list[str]:
+    code = (out / "model.py").read_text()
+    return [line.strip() for line in code.split("def forward", 1)[1].splitlines()[1:] if line.strip()]
+
+
+def test_layout_nchw_gives_the_cnn_an_nchw_input_without_transposes_at_the_ends(tmp_path):
+    import onnx
+
+    out = tmp_path / "run"
+    proc = run_cli("convert", "demo.cnn", "--layout", "nchw", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = read_report(out)
+    # samples 3 and batch 2 by default; the 28x28 grey image as (channels, height, width)
+    assert np.load(out / "inputs.npz")["image"].shape == (3, 2, 1, 28, 28)
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1:] == [1, 28, 28]
+    assert _forward_lines(out)[0] == "conv2d = self.conv2d(image)"
+    load = _stage(report, "load")["details"]["layout"]
+    assert load == {"layout": "nchw", "nchw_inputs": ["image"], "nchw_outputs": []}
+    assert "Layout: nchw." in (out / "report.md").read_text()
+    assert all(c["passed"] for s in report["stages"] for c in s["comparisons"])
+
+
+def test_layout_nchw_without_an_image_input_is_a_usage_error(tmp_path):
+    proc = run_cli("convert", "family.mlp", "--layout", "nchw", "--out", tmp_path / "run")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "`layout: nchw` needs an image input" in proc.stdout
+
+
+@pytest.mark.slow
+def test_layout_nchw_removes_every_transpose_from_mobilenet_v2(tmp_path, write_config):
+    import onnx
+
+    config = write_config(
+        "model: keras.applications.MobileNetV2\nsamples: 1\nlayout: nchw\n"
+        "inputs: [{name: image, shape: [1, 32, 32, 3]}]\n"
+    )
+    out = tmp_path / "run"
+    proc = run_cli("convert", "--config", config, "--out", out, "--train-check", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    graph = onnx.load(str(out / "model.onnx")).graph
+    assert "Transpose" not in {n.op_type for n in graph.node}
+    assert "permute" not in "\n".join(_forward_lines(out))
+    _check_native_model(out, read_report(out), MOBILENET_V2)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline import artifacts
+from pipeline import artifacts, layout
 from pipeline.config import ModelConfig
 from pipeline.errors import first_line
 from pipeline.gradients import differentiable, projection
@@ -15,7 +15,7 @@ from pipeline.gradients import differentiable, projection
 
 def tf_gradients(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     model = state["model"]
-    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    feeds = layout.to_tf(artifacts.load_arrays(out / artifacts.INPUTS), cfg.layout)
     taken, left = differentiable({n: v[0] for n, v in feeds.items()})
     if getattr(model, "input_gradients", None) is None:
         return {"skipped": "TFLite models cannot be differentiated in TensorFlow"}
@@ -34,5 +34,5 @@ def tf_gradients(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
             "skipped": f"TensorFlow could not differentiate the model: {type(exc).__name__}: {first_line(exc)}"
         }
     gradients = {n: np.stack([g[n] for g in per_sample]) for n in taken}
-    artifacts.save_arrays(out / artifacts.GRADIENTS["tf"], gradients)
+    artifacts.save_arrays(out / artifacts.GRADIENTS["tf"], layout.to_artifacts(gradients, cfg.layout))
     return {"inputs": taken, "inputs_left": left}

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import tensorflow as tf
 
-from pipeline import artifacts
+from pipeline import artifacts, layout
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, first_line
 from pipeline.stages import tf_models
@@ -39,7 +39,7 @@ def localize_tf(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
         return {"skipped": f"a {fmt} model has no TensorFlow graph to read intermediate values from"}
     proto = onnx.load(str(out / artifacts.ONNX_MODEL), load_external_data=False)
     counterparts = tf_counterparts(proto.graph)
-    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    feeds = layout.to_tf(artifacts.load_arrays(out / artifacts.INPUTS), cfg.layout)
     feed = [feeds[i.name][0] for i in model.inputs]  # graph.inputs follow model.inputs
     values = graph_values(graph, feed, counterparts)
     path = out / artifacts.LOCALIZE_TF_VALUES

@@ -149,4 +149,8 @@ def _header(cfg: ModelConfig, fmt: str) -> list[str]:
         f"Compared on seeded inputs with onnxruntime (atol={onnx_tol.atol:g}, rtol={onnx_tol.rtol:g}) and",
         f"TensorFlow (atol={tf_tol.atol:g}, rtol={tf_tol.rtol:g}) by the `native` stage: report.json has the result.",
         f"torch {torch.__version__}, python {sys.version.split()[0]}.",
-    ]
+    ] + (
+        ["Image inputs and outputs are NCHW (layout: nchw); TensorFlow's model takes NHWC."]
+        if cfg.layout == "nchw"
+        else []
+    )

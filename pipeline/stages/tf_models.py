@@ -30,7 +30,7 @@ class TFModel(Protocol):
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
-    def to_onnx(self, opset: int):  # -> onnx.ModelProto
+    def to_onnx(self, opset: int, nchw_inputs: list[str], nchw_outputs: list[str]):  # -> onnx.ModelProto
         ...
 
     def frozen_graph(self) -> FrozenTFGraph | None: ...
@@ -74,11 +74,26 @@ class FrozenTFGraph(NamedTuple):
     tables: Any = None
 
 
-def graph_to_onnx(graph: FrozenTFGraph, opset: int):
+def _positions(model, nchw_inputs, nchw_outputs) -> tuple[list[int], list[int]]:
+    """Where the named inputs and outputs sit in the model's order (the frozen graph's order too)."""
+    return (
+        [i for i, t in enumerate(model.inputs) if t.name in nchw_inputs],
+        [i for i, name in enumerate(model.outputs) if name in nchw_outputs],
+    )
+
+
+def graph_to_onnx(graph: FrozenTFGraph, opset: int, nchw: tuple[list[int], list[int]] = ([], [])):
+    """`nchw`: positions of the inputs and outputs tf2onnx turns into NCHW (`layout: nchw`)."""
     from pipeline.stages import tf_to_onnx
 
     return tf_to_onnx.graph_def_to_onnx(
-        graph.graph_def, graph.inputs, graph.outputs, graph.renames, opset, graph.tables
+        graph.graph_def,
+        graph.inputs,
+        graph.outputs,
+        graph.renames,
+        opset,
+        graph.tables,
+        nchw=([graph.inputs[i] for i in nchw[0]], [graph.outputs[i] for i in nchw[1]]),
     )
 
 
@@ -108,8 +123,8 @@ class KerasModel:
 
         return _tape_gradients(call, feeds, names, self.outputs, project)
 
-    def to_onnx(self, opset):
-        return graph_to_onnx(self.frozen_graph(), opset)
+    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
+        return graph_to_onnx(self.frozen_graph(), opset, _positions(self, nchw_inputs, nchw_outputs))
 
     def write_weights(self, out: Path) -> dict:
         from pipeline.stages import keras_weights
@@ -191,8 +206,8 @@ class SavedModel:
 
         return _tape_gradients(call, feeds, names, self.outputs, project)
 
-    def to_onnx(self, opset):
-        return graph_to_onnx(self.frozen_graph(), opset)
+    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
+        return graph_to_onnx(self.frozen_graph(), opset, _positions(self, nchw_inputs, nchw_outputs))
 
     def frozen_graph(self):
         return saved_model_graph(str(self.path), self.signature, [i.name for i in self.inputs], self.outputs)
@@ -289,8 +304,8 @@ class FrozenGraph:
             for n, g in zip(names, grads, strict=True)
         }
 
-    def to_onnx(self, opset):
-        return graph_to_onnx(self.frozen_graph(), opset)
+    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
+        return graph_to_onnx(self.frozen_graph(), opset, _positions(self, nchw_inputs, nchw_outputs))
 
     def frozen_graph(self):
         from pipeline.stages import tf_to_onnx
@@ -382,9 +397,11 @@ class TFLiteModel:
         interp.invoke()
         return {d["name"]: interp.get_tensor(d["index"]).copy() for d in self._out}
 
-    def to_onnx(self, opset):
+    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
         import tf2onnx
 
+        if nchw_inputs or nchw_outputs:
+            raise UsageError("`layout: nchw` is not supported for TFLite models yet: use layout nhwc")
         model_proto, _ = tf2onnx.convert.from_tflite(str(self.path), opset=opset)
         return model_proto
 

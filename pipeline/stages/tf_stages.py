@@ -8,9 +8,9 @@ from typing import Any
 
 import onnx
 
-from pipeline import artifacts, compat, inputs, tf2onnx_handlers
+from pipeline import artifacts, compat, inputs, layout, tf2onnx_handlers
 from pipeline.config import ModelConfig
-from pipeline.errors import ConversionError, UnsupportedOpsError
+from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError
 from pipeline.stages import tf_models
 
 compat.patch_numpy_for_tf2onnx()
@@ -23,11 +23,15 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     specs = inputs.resolve_specs(model.inputs, cfg.inputs, cfg.batch_size)
     feeds = inputs.generate(specs, cfg.seed, cfg.samples)
     outputs = inputs.run_samples(model.run, feeds, model.outputs)
-    artifacts.save_arrays(out / artifacts.INPUTS, feeds)
-    artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], outputs)
-    state["model"] = model
+    images = (layout.image_names(feeds), layout.image_names(outputs)) if cfg.layout == "nchw" else ([], [])
+    if cfg.layout == "nchw" and not images[0]:
+        raise ConfigError("`layout: nchw` needs an image input (4-D, NHWC in TF); this model has none")
+    artifacts.save_arrays(out / artifacts.INPUTS, layout.to_artifacts(feeds, cfg.layout))
+    artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], layout.to_artifacts(outputs, cfg.layout))
+    state.update(model=model, nchw=images)
     weights = model.write_weights(out) if hasattr(model, "write_weights") else None
     return {
+        "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,
         "inputs": [s.to_json() for s in specs],
         "outputs": [
@@ -38,7 +42,8 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
 
 def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     model = state["model"]
-    proto = model.to_onnx(cfg.opset)
+    nchw_inputs, nchw_outputs = state["nchw"]
+    proto = model.to_onnx(cfg.opset, nchw_inputs, nchw_outputs)
     leftover = unknown_onnx_ops(proto.graph)
     if leftover:
         raise UnsupportedOpsError("export", "tf2onnx", leftover)

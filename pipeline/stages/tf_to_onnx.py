@@ -74,6 +74,7 @@ def graph_def_to_onnx(
     opset: int,
     initialized_tables=None,
     optimizers=None,
+    nchw: tuple[list[str], list[str]] = ([], []),
 ):
     """Convert a frozen, optimized GraphDef to an ONNX ModelProto (graph_def's constants are emptied)."""
     from tf2onnx import optimizer, tf_utils, tfonnx
@@ -93,6 +94,8 @@ def graph_def_to_onnx(
                 tensors_to_rename=renames,
                 const_node_values=constant_values,
                 initialized_tables=initialized_tables,
+                inputs_as_nchw=list(nchw[0]),
+                outputs_as_nchw=list(nchw[1]),
             )
 
     try:
