@@ -255,3 +255,11 @@ def test_layout_nchw_removes_every_transpose_from_mobilenet_v2(tmp_path, write_c
     assert "Transpose" not in {n.op_type for n in graph.node}
     assert "permute" not in "\n".join(_forward_lines(out))
     _check_native_model(out, read_report(out), MOBILENET_V2)
+
+
+def test_layout_nchw_is_refused_for_tflite_models(models, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "small.tflite", "--layout", "nchw", "--out", out)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "`layout: nchw` is not supported for TFLite models" in proc.stdout
+    assert not (out / "model.onnx").exists()
