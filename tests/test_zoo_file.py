@@ -89,7 +89,9 @@ def test_an_id_repeated_across_an_include_is_rejected(tmp_path):
         read_zoo(zoo)
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "keras-applications.yaml", "families.yaml"])
+@pytest.mark.parametrize(
+    "name", ["smoke.yaml", "keras-applications-core.yaml", "keras-applications.yaml", "families.yaml"]
+)
 def test_shipped_zoos_load(name):
     entries = load_zoo(REPO / "configs" / "zoos" / name)
     assert entries
