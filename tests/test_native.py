@@ -57,7 +57,7 @@ worst = 0.0
 for i in range(len(inputs[names[0]])):
     with torch.no_grad():
         got = model(*[torch.from_numpy(inputs[n][i]) for n in names])
-    got = got if isinstance(got, tuple) else (got,)
+    got = got if isinstance(got, (tuple, list)) else (got,)
     for key, value in zip(expected.files, got):
         ok = np.allclose(value.numpy(), expected[key][i], atol=1e-5, rtol=1e-4)
         worst = max(worst, float(np.abs(value.numpy() - expected[key][i]).max()))
@@ -75,6 +75,18 @@ def _convert(model: str, out, *extra: str):
 
 def _stage(report: dict, name: str) -> dict:
     return next(s for s in report["stages"] if s["name"] == name)
+
+
+def _run_standalone(out, report: dict) -> dict:
+    names = [i["name"] for i in report["inputs"]]
+    proc = subprocess.run(
+        [sys.executable, "-c", _STANDALONE, str(out), json.dumps(names)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
 
 
 def _check_native_model(out, report: dict, trainable: int) -> None:
@@ -95,16 +107,7 @@ def _check_native_model(out, report: dict, trainable: int) -> None:
     assert train["status"] == "pass"
     assert train["details"]["last_loss"] < train["details"]["first_loss"]
 
-    names = [i["name"] for i in report["inputs"]]
-    proc = subprocess.run(
-        [sys.executable, "-c", _STANDALONE, str(out), json.dumps(names)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
-    assert result["imported_blocked"] == []
+    assert _run_standalone(out, report)["imported_blocked"] == []
 
 
 @pytest.mark.parametrize(("model", "trainable"), FAST, ids=[m for m, _ in FAST])
@@ -263,3 +266,14 @@ def test_layout_nchw_is_refused_for_tflite_models(models, tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "`layout: nchw` is not supported for TFLite models" in proc.stdout
     assert not (out / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("model", ["family.global_max_pooling", "family.top_k"])
+def test_model_py_covers_pooling_and_top_k(model, tmp_path):
+    """AdaptiveMaxPool modules, `.values`/`.indices` of torch.topk and several outputs in model.py."""
+    out = tmp_path / "run"
+    proc = run_cli("convert", model, "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = read_report(out)
+    assert _stage(report, "native")["details"]["model_py"] == "model.py + model.safetensors"
+    assert _run_standalone(out, report)["imported_blocked"] == []

@@ -28,13 +28,16 @@ class CodegenError(Exception):
 NATIVE_CLASSES = {
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
     nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.GELU, nn.SiLU, nn.Hardswish,
-    nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+    nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
+    nn.AdaptiveMaxPool2d,
     nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding,
 }  # fmt: skip
 
 _OPERATORS = {
     operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
-    operator.matmul: "@", operator.pow: "**", operator.floordiv: "//",
+    operator.matmul: "@", operator.pow: "**", operator.floordiv: "//", operator.mod: "%",
+    operator.eq: "==", operator.ne: "!=", operator.lt: "<", operator.le: "<=", operator.gt: ">",
+    operator.ge: ">=", operator.and_: "&", operator.or_: "|",
 }  # fmt: skip
 
 
@@ -116,6 +119,8 @@ def _statement(node: fx.Node, names: dict[str, str]) -> str:
         if isinstance(index, (list, tuple)):  # x[a:b, c] rather than x[(a:b, c)]
             return f"{target} = {args[0]}[{', '.join(_format(i, names) for i in index)}]"
         return f"{target} = {args[0]}[{args[1]}]"
+    if fn is getattr and len(node.args) == 2 and isinstance(node.args[1], str):
+        return f"{target} = {args[0]}.{node.args[1]}"
     if fn is operator.neg:
         return f"{target} = -{args[0]}"
     return f"{target} = {_function_name(fn)}({', '.join(args)})"
