@@ -22,8 +22,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
-	$(BIN)/python -m pip install --quiet --no-deps tf-keras==2.21.0
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps tf-keras==2.21.0
 	touch $(STAMP)
 
 # make convert                      -> the three demo models of the porting guide
@@ -33,10 +33,11 @@ convert: setup
 
 # make zoo                         -> configs/zoos/smoke.yaml into runs/smoke
 # make zoo ZOO=configs/zoos/keras-applications.yaml [WORKERS=2] [OUT=runs/x] [BASELINE=old/summary.json]
-#          [EXECUTOR=ray]
+#          [EXECUTOR=ray] [PRUNE=1]
 zoo: setup
 	$(BIN)/tf2torch batch $(ZOO) --executor $(EXECUTOR) $(if $(WORKERS),--workers $(WORKERS)) \
-		$(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE))
+		$(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE)) \
+		$(if $(PRUNE),--prune)
 
 # Batch wall time with 1 and 2 workers and a fully cached re-run (prints figures; not a test).
 bench: setup

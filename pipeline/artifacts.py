@@ -46,6 +46,20 @@ NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
 WEIGHTS_MAP = "weights_map.json"
 EXPORTED_PROGRAM = "model.pt2"
+# What `batch --prune` deletes once a model passed: the weight-sized files. Reports, inputs and
+# outputs stay, so the summary, the cache and every comparison remain readable.
+MODEL_FILES = (ONNX_MODEL, TORCH_MODEL, NATIVE_WEIGHTS, EXPORTED_PROGRAM, TF_WEIGHTS, LOCALIZE_TF_VALUES)
+
+
+def prune_model_files(out: Path) -> list[str]:
+    """Delete the model files of a finished run in `out`; return the names deleted."""
+    removed = []
+    for name in MODEL_FILES:
+        path = out / name
+        if path.is_file():
+            path.unlink()
+            removed.append(name)
+    return removed
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:

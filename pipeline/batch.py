@@ -37,6 +37,7 @@ class Task:
     format: str
     out_dir: str
     fingerprint: str
+    prune: bool = False
 
 
 @dataclass
@@ -49,6 +50,7 @@ class BatchOptions:
     force: bool = False
     baseline: Path | None = None
     max_rss_mb: float | None = None
+    prune: bool = False  # delete a passing model's model files (artifacts.MODEL_FILES)
     progress: Any = None  # a pipeline.progress reporter; default: chosen for stdout
 
 
@@ -131,7 +133,7 @@ def _plan(entries: list[ZooEntry], options: BatchOptions, rows: dict[str, dict[s
         if cached is not None:
             rows[entry.id] = {**cached, "cached": True}
             continue
-        tasks.append(Task(entry.id, entry.config.model_dump(mode="json"), fmt, str(out_dir), key))
+        tasks.append(Task(entry.id, entry.config.model_dump(mode="json"), fmt, str(out_dir), key, options.prune))
     return tasks
 
 
@@ -162,6 +164,9 @@ def convert_task(task: Task, pool) -> dict[str, Any]:
     except OSError as exc:
         return summary.error_row(task.id, cfg.model, "load", f"cannot write to {out}: {exc}", EXIT_USAGE)
     row = summary.row_from_report(task.id, result, task.fingerprint)
+    if task.prune and row["status"] == "pass":
+        # A zoo of large models fills a disk; a failed model keeps everything for debugging.
+        row["pruned"] = artifacts.prune_model_files(out)
     # A crash, a timeout or an out-of-memory kill may not happen again: convert that model next time.
     if not any(s.get("worker_failure") for s in result["stages"]):
         artifacts.save_json(out / RESULT_JSON, row)

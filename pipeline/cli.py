@@ -142,6 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a worker process that holds more memory than this after a model (default: the "
         "zoo's max_rss_mb, else never)",
     )
+    batch.add_argument(
+        "--prune",
+        action="store_true",
+        help="once a model passes, delete its model files (model.onnx, model.pt, model.safetensors, "
+        "model.pt2, tf_weights.npz) and keep its reports; a failed model keeps everything",
+    )
     batch.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
 
@@ -223,6 +229,7 @@ def _batch(args: argparse.Namespace) -> int:
         force=args.force,
         baseline=args.baseline,
         max_rss_mb=args.max_rss_mb,
+        prune=args.prune,
         progress=make_progress(),
     )
     _, code = run_batch(options)

@@ -6,7 +6,8 @@
 #
 # Environment: NIGHTLY_DIR (default runs/nightly), NIGHTLY_KEEP (summaries kept, default 14),
 # WORKERS (default: the number of cores), TF2TORCH (the command, default .venv/bin/tf2torch;
-# e.g. "python -m pipeline").
+# e.g. "python -m pipeline"), NIGHTLY_PRUNE (default 1: a passing model's model files are deleted,
+# its report kept, as `batch --prune`; the full zoo's would take over 20 GB; 0 keeps them).
 # Layout: $NIGHTLY_DIR/<zoo>/work/ holds the models and the cache; history/<UTC time>/ one summary
 # (summary.json, summary.md, junit.xml) per finished run. The exit code is the batch's: 0 all
 # passed, 1 a model failed or regressed against the previous run, 2 bad usage or the directory is
@@ -23,6 +24,7 @@ mkdir -p "$dir/history"
 previous=$(find "$dir/history" -mindepth 1 -maxdepth 1 -type d | sort | tail -n 1)
 args=(batch "$zoo" --out "$dir/work")
 [ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")
+[ "${NIGHTLY_PRUNE:-1}" != 0 ] && args+=(--prune)
 [ -n "$previous" ] && [ -f "$previous/summary.json" ] && args+=(--baseline "$previous/summary.json")
 
 "${tf2torch[@]}" "${args[@]}"

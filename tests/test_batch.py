@@ -149,6 +149,24 @@ def test_failure_against_a_passing_baseline_is_a_regression(smoke_run, tmp_path)
     assert failure is not None and failure.get("message").startswith("validate:")
 
 
+def test_prune_deletes_the_model_files_of_passing_models_only(tmp_path):
+    failing = "{id: exact_cnn, model: demo.cnn, tolerances: {default: {atol: 0.0, rtol: 0.0}}}"
+    zoo = write_zoo(tmp_path / "zoo.yaml", CNN, failing)
+    out = tmp_path / "out"
+    done = run_batch(zoo, "--out", out, "--workers", "1", "--prune")
+    assert done.returncode == 1, done.stdout + done.stderr
+    by_id = rows(read_summary(out))
+    assert by_id["cnn"]["status"] == "pass" and by_id["exact_cnn"]["status"] == "tolerance_fail"
+    assert set(by_id["cnn"]["pruned"]) == {"model.onnx", "model.pt", "model.safetensors", "model.pt2", "tf_weights.npz"}
+    kept = {p.name for p in (out / "cnn").iterdir()}
+    assert {"report.json", "report.md", "model.py", "inputs.npz", "tf_outputs.npz", "result.json"} <= kept
+    assert not kept & {"model.onnx", "model.pt", "model.safetensors", "model.pt2", "tf_weights.npz"}
+    assert (out / "exact_cnn" / "model.onnx").is_file() and (out / "exact_cnn" / "model.pt").is_file()
+    # The pruned model stays cached: its report is all the cache needs.
+    again = run_batch(zoo, "--out", out, "--workers", "1", "--prune")
+    assert rows(read_summary(out))["cnn"]["cached"] is True, again.stdout + again.stderr
+
+
 def test_error_growth_past_the_zoo_factor_is_a_regression(smoke_run, tmp_path):
     # dynamic_range_tflite differs from TF by ~3e-3 (justified in smoke.yaml); a baseline that
     # recorded 1e-4 makes that a 30x growth, past the default factor of 10.

@@ -1,7 +1,7 @@
 """Every entry of configs/zoos/families.yaml converts end to end within its tolerances.
 
 The zoo runs once, as one `tf2torch batch` (one worker slot: the largest models need most of the
-machine's memory), so TensorFlow and torch are imported once rather than once per model; each entry
+machine's memory) with --prune (its model files would fill a CI disk), so TensorFlow and torch are imported once rather than once per model; each entry
 is then checked as its own test case.
 """
 
@@ -26,7 +26,7 @@ PAIRS = {"tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch"}
 def zoo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("families")
     done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "batch", str(ZOO), "--out", str(out), "--workers", "1"],
+        [sys.executable, "-m", "pipeline", "batch", str(ZOO), "--out", str(out), "--workers", "1", "--prune"],
         cwd=REPO,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
         capture_output=True,

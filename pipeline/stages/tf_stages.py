@@ -29,7 +29,8 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     artifacts.save_arrays(out / artifacts.INPUTS, layout.to_artifacts(feeds, cfg.layout))
     artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], layout.to_artifacts(outputs, cfg.layout))
     state.update(model=model, nchw=images)
-    weights = model.write_weights(out) if hasattr(model, "write_weights") else None
+    # Only the native passes read the variables; a Keras model's copy can be gigabytes.
+    weights = model.write_weights(out) if cfg.native and hasattr(model, "write_weights") else None
     return {
         "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,
