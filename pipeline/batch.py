@@ -133,7 +133,9 @@ def _plan(entries: list[ZooEntry], options: BatchOptions, rows: dict[str, dict[s
         if cached is not None:
             rows[entry.id] = {**cached, "cached": True}
             continue
-        tasks.append(Task(entry.id, entry.config.model_dump(mode="json"), fmt, str(out_dir), key, options.prune))
+        tasks.append(
+            Task(entry.id, entry.config.model_dump(mode="json"), fmt, str(out_dir), key, options.prune)
+        )
     return tasks
 
 

@@ -157,10 +157,11 @@ def test_prune_deletes_the_model_files_of_passing_models_only(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     by_id = rows(read_summary(out))
     assert by_id["cnn"]["status"] == "pass" and by_id["exact_cnn"]["status"] == "tolerance_fail"
-    assert set(by_id["cnn"]["pruned"]) == {"model.onnx", "model.pt", "model.safetensors", "model.pt2", "tf_weights.npz"}
+    model_files = {"model.onnx", "model.pt", "model.safetensors", "model.pt2", "tf_weights.npz"}
+    assert set(by_id["cnn"]["pruned"]) == model_files
     kept = {p.name for p in (out / "cnn").iterdir()}
     assert {"report.json", "report.md", "model.py", "inputs.npz", "tf_outputs.npz", "result.json"} <= kept
-    assert not kept & {"model.onnx", "model.pt", "model.safetensors", "model.pt2", "tf_weights.npz"}
+    assert not kept & model_files
     assert (out / "exact_cnn" / "model.onnx").is_file() and (out / "exact_cnn" / "model.pt").is_file()
     # The pruned model stays cached: its report is all the cache needs.
     again = run_batch(zoo, "--out", out, "--workers", "1", "--prune")
