@@ -13,7 +13,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert zoo test test-fast bench bench-native lint format clean
+.PHONY: setup convert verify zoo test test-fast bench bench-native lint format clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,14 @@ $(STAMP): pyproject.toml
 # make convert MODEL=path/or/zoo-id [CONFIG=configs/models/x.yaml] [OUT=runs/x]
 convert: setup
 	$(BIN)/tf2torch convert $(MODEL) $(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT))
+
+# make verify MODEL=demo.cnn TORCH=tests/ports/demo_ports.py:CNN [CONFIG=x.yaml] [OUT=runs/x]
+#             [SAVE=weights.safetensors]   -> a hand-written port checked against the TF model
+TORCH ?=
+SAVE  ?=
+verify: setup
+	$(BIN)/tf2torch verify $(MODEL) $(if $(TORCH),--torch $(TORCH)) $(if $(CONFIG),--config $(CONFIG)) \
+		$(if $(OUT),--out $(OUT)) $(if $(SAVE),--save-weights $(SAVE))
 
 # make zoo                         -> configs/zoos/smoke.yaml into runs/smoke
 # make zoo ZOO=configs/zoos/keras-applications.yaml [WORKERS=2] [OUT=runs/x] [BASELINE=old/summary.json]

@@ -30,6 +30,7 @@ OUTPUTS = {
     "native": "native_outputs.npz",  # model.py with model.safetensors
     "exported": "exported_outputs.npz",  # model.pt2 (torch.export)
     "compiled": "compiled_outputs.npz",  # torch.compile of the native model
+    "port": "port_outputs.npz",  # a hand-written module with the TF weights (`verify`)
 }
 # Gradients of the projected outputs with respect to each floating-point input (pipeline/gradients.py).
 GRADIENTS = {"tf": "tf_gradients.npz", "torch": "torch_gradients.npz"}
@@ -46,6 +47,10 @@ NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
 WEIGHTS_MAP = "weights_map.json"
 EXPORTED_PROGRAM = "model.pt2"
+# `verify` (pipeline/port/): each weighted Keras layer's input and output on the first batch, and the
+# transfer's mapping table with its findings.
+PORT_TF_VALUES = "tf_layer_values.npz"
+PORT_MAPPING = "port_mapping.json"
 # What `batch --prune` deletes once a model passed: the weight-sized files. Reports, inputs and
 # outputs stay, so the summary, the cache and every comparison remain readable.
 MODEL_FILES = (ONNX_MODEL, TORCH_MODEL, NATIVE_WEIGHTS, EXPORTED_PROGRAM, TF_WEIGHTS, LOCALIZE_TF_VALUES)
@@ -104,3 +109,7 @@ def save_json(path: Path, payload: Any) -> None:
 
 def save_text(path: Path, text: str) -> None:
     write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text())

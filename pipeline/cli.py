@@ -1,4 +1,5 @@
-"""Command line: `tf2torch convert [MODEL] [--config FILE] [--out DIR] [--opset N]` and
+"""Command line: `tf2torch convert [MODEL] [--config FILE] [--out DIR] [--opset N]`,
+`tf2torch verify MODEL --torch FILE.py:CLASS [--init-args JSON] [--save-weights FILE]` and
 `tf2torch batch ZOO [--workers N] [--out DIR] [--executor local|ray] [--force] [--baseline FILE]`.
 
 A PipelineError (bad usage, config or model file) is printed as one message with its exit code;
@@ -113,6 +114,36 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output directory of `convert`")
     localize.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
+    verify = commands.add_parser(
+        "verify",
+        help="check a hand-written PyTorch port against the TF model, transferring the weights",
+        description="Builds the port, transfers the Keras weights into it (layers paired by kind and order, "
+        "shapes checked), prints the mapping table and the mistakes found, and compares its outputs with "
+        "TF's on seeded inputs. Exit codes: 0 outputs match, 1 outside tolerance, 2 bad usage or weights "
+        "that do not fit the port (nothing is guessed), 3 a stage failed.",
+    )
+    verify.add_argument("model", metavar="MODEL", help="a .keras/.h5 file or a zoo id (e.g. demo.cnn)")
+    verify.add_argument(
+        "--torch",
+        dest="torch_module",
+        metavar="FILE.py:CLASS",
+        help="the hand-written module (config: torch_module)",
+    )
+    verify.add_argument(
+        "--init-args", metavar="JSON", help="keyword arguments for the class, e.g. '{\"hidden\": 64}'"
+    )
+    verify.add_argument("--config", type=Path, help="YAML config (tolerances, inputs, weight_mapping, ...)")
+    verify.add_argument("--out", type=Path, help="output directory (default: runs/<model name>-verify)")
+    verify.add_argument(
+        "--save-weights", metavar="FILE", help="write the transferred weights (safetensors) for the port"
+    )
+    verify.add_argument(
+        "--input-layout",
+        choices=("nhwc", "nchw"),
+        help="the port's image layout (config: input_layout; default nchw: 4-D inputs are transposed)",
+    )
+    verify.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
     batch = commands.add_parser(
         "batch",
         help="convert every model of a zoo file, reusing unchanged results",
@@ -171,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        commands = {"batch": _batch, "convert": _convert, "localize": _localize}
+        commands = {"batch": _batch, "convert": _convert, "localize": _localize, "verify": _verify}
         return commands[args.command](args)
     except PipelineError as exc:
         if args.debug:
@@ -249,6 +280,52 @@ def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int
     print(report.verdict_line(result), flush=True)
     for line in report.localization_lines(result):
         print(line, flush=True)
+    return result["exit_code"]
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import json
+
+    from pipeline.port.user_module import parse_target
+
+    overrides = {
+        k: v
+        for k, v in (
+            ("model", args.model),
+            ("torch_module", args.torch_module),
+            ("input_layout", args.input_layout),
+            ("save_weights", str(Path(args.save_weights).resolve()) if args.save_weights else None),
+        )
+        if v is not None
+    }
+    if args.init_args is not None:
+        try:
+            overrides["init_args"] = json.loads(args.init_args)
+        except ValueError as exc:
+            raise UsageError(f"--init-args is not valid JSON: {exc}") from None
+        if not isinstance(overrides["init_args"], dict):
+            raise UsageError(
+                "--init-args must be a JSON object of keyword arguments, e.g. '{\"hidden\": 64}'"
+            )
+    cfg = load_config(args.config, overrides)
+    if not cfg.torch_module:
+        raise UsageError(
+            "verify needs the port: --torch path/to/module.py:ClassName (or torch_module in the config)"
+        )
+    path, _ = parse_target(cfg.torch_module)
+    if not path.is_file():
+        raise UsageError(f"torch module file not found: {path}")
+    cfg = cfg.model_copy(update={"torch_module": f"{path.resolve()}:{cfg.torch_module.rpartition(':')[2]}"})
+    fmt = detect_format(cfg.model, cfg.format)
+    out = args.out or Path("runs") / f"{_slug(cfg.model)}-verify"
+    print(f"{cfg.model} ({fmt}) vs {cfg.torch_module} -> {out}", flush=True)
+    try:
+        result = runner.verify(cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True))
+    except OSError as exc:
+        raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    for line in report.port_lines(result):
+        print(line, flush=True)
+    print(report.verdict_line(result), flush=True)
     return result["exit_code"]
 
 

@@ -58,6 +58,8 @@ class Tolerances(_Strict):
     tf_vs_onnx: Tolerance = Tolerance()
     onnx_vs_torch: Tolerance = Tolerance()
     tf_vs_torch: Tolerance = Tolerance()
+    # `tf2torch verify`: the Keras model against the hand-written port with the transferred weights.
+    tf_vs_port: Tolerance = Tolerance()
     # d(projected outputs)/d(inputs), TF against torch (`gradients: true`); keys are input names.
     gradients: Tolerance = Tolerance()
     outputs: dict[str, Tolerance] = {}
@@ -111,6 +113,15 @@ class ModelConfig(_Strict):
     # 20 SGD steps of the native model on random targets: the loss falls, every parameter learns.
     train_check: bool = False
     train_check_lr: float = Field(default=0.01, gt=0)
+    # `tf2torch verify` (pipeline/port/): the hand-written module, "path/to/module.py:ClassName", the
+    # keyword arguments its constructor takes, the image layout its forward expects (nchw: 4-D inputs
+    # transposed for it, 4-D outputs transposed back), Keras layer -> torch submodule pairs that the
+    # order cannot give, and where to write the transferred weights (safetensors).
+    torch_module: str | None = None
+    init_args: dict[str, Any] = {}
+    input_layout: Literal["nhwc", "nchw"] = "nchw"
+    weight_mapping: dict[str, str] = {}
+    save_weights: str | None = None
 
     @model_validator(mode="after")
     def _needs_native(self) -> ModelConfig:

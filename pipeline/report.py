@@ -10,7 +10,9 @@ VERDICT = {"pass": "PASS", "tolerance_fail": "TOLERANCE FAIL", "error": "ERROR",
 
 def markdown(result: dict[str, Any]) -> str:
     lines = [
-        f"# Conversion report: {result['model']}",
+        f"# Port verification: {result['model']} vs `{result['config']['torch_module']}`"
+        if result.get("tool") == "tf2torch verify"
+        else f"# Conversion report: {result['model']}",
         "",
         f"- **Verdict: {VERDICT[result['status']]}** (exit code {result['exit_code']})",
         f"- Format: `{result['format']}`, opset {result['config']['opset']}, seed {result['config']['seed']}, "
@@ -72,8 +74,73 @@ def markdown(result: dict[str, Any]) -> str:
     if any(s["status"] == "skipped" for s in result["stages"]):
         lines += ["", "Skipped stages were not run, so nothing was compared for them."]
     lines += _localization_markdown(result.get("localization"))
+    lines += _port_markdown(result.get("port"))
     lines.append("")
     return "\n".join(lines)
+
+
+def _port_markdown(port: dict[str, Any] | None) -> list[str]:
+    """`verify`: what went wrong with the port, then the mapping table."""
+    if port is None:
+        return []
+    lines = ["## Hand-written port", "", f"`{port['torch_module']}`", ""]
+    problems = _port_problems(port)
+    if problems:
+        lines += ["### Problems", ""] + [f"- {p}" for p in problems] + [""]
+    lines += [
+        "### Weight mapping",
+        "",
+        "| TF variable | TF shape | torch parameter | torch shape | transform |",
+    ]
+    lines.append("|---|---|---|---|---|")
+    for row in port["rows"]:
+        sources = "<br>".join(f"`{v}`" for v in row["tf_variables"]) or "(none)"
+        shapes = "<br>".join(str(tuple(s)) for s in row["tf_shapes"] if s) or "-"
+        lines.append(
+            f"| {sources} | {shapes} | `{row['torch_parameter']}` | {tuple(row['torch_shape'])} | "
+            f"{_cell(row['transform'])} |"
+        )
+    return lines + [""]
+
+
+def _port_problems(port: dict[str, Any]) -> list[str]:
+    problems = [f"shape mismatch: {m}" for m in port["mismatches"]]
+    problems += [f"unmatched: {u['message']}" for u in port["unmatched"]]
+    problems += [f"{f['severity']}: {f['message']}" for f in port["findings"]]
+    if port.get("first_divergence"):
+        problems.append(f"first divergence: {port['first_divergence']}")
+    if port.get("forward_error"):
+        problems.append(
+            f"the port's forward failed on the first batch (before the transfer): {port['forward_error']}"
+        )
+    return problems
+
+
+def port_lines(result: dict[str, Any]) -> list[str]:
+    """`verify` on the terminal: the mapping table, then every problem found."""
+    port = result.get("port")
+    if port is None:
+        return []
+    lines = [f"  weight mapping ({len(port['rows'])} parameters):"]
+    cells = [
+        (
+            ", ".join(r["tf_variables"]) or "-",
+            " ".join(str(tuple(s)) for s in r["tf_shapes"] if s) or "-",
+            f"{r['torch_parameter']} {tuple(r['torch_shape'])}",
+            r["transform"],
+        )
+        for r in port["rows"]
+    ]
+    widths = [min(max((len(c[i]) for c in cells), default=0), 60) for i in range(3)]
+    for source, shapes, target, transform in cells:
+        lines.append(
+            f"    {source:<{widths[0]}}  {shapes:<{widths[1]}} -> {target:<{widths[2]}}  {transform}"
+        )
+    for problem in _port_problems(port):
+        first, *rest = problem.splitlines()
+        lines.append(f"  ! {first}")
+        lines += [f"    {line.strip()}" for line in rest]
+    return lines
 
 
 def _localization_markdown(localization: dict[str, Any] | None) -> list[str]:

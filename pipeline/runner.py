@@ -42,7 +42,15 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "native": (("onnx_vs_native", "onnx", "native"), ("tf_vs_native", "tf", "native")),
     "torch_export": (("onnx_vs_exported", "onnx", "exported"),),
     "torch_compile": (("onnx_vs_compiled", "onnx", "compiled"),),
+    "port": (("tf_vs_port", "tf", "port"),),
 }
+
+# `tf2torch verify`: TF writes the reference outputs, the Keras variables and per-layer values; the
+# torch worker builds the hand-written port, transfers the weights into it and runs it.
+VERIFY_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("tf", ("port_load",)),
+    ("torch", ("port",)),
+)
 
 # Localisation runs after the stages, when a comparison failed (or always, if configured): the TF
 # worker writes TF's intermediate values, then the torch worker computes onnxruntime's and torch's and
@@ -61,14 +69,16 @@ def convert(
     out: Path,
     progress: Progress | None = None,
     pool: WorkerPool | None = None,
+    groups: tuple[tuple[str, tuple[str, ...]], ...] | None = None,
 ) -> dict[str, Any]:
     """Run every stage for one model; return the report (also written to out/report.json).
 
     `progress` is called with each stage record as soon as that stage is judged (skipped ones too).
-    `pool` supplies the worker processes; without one, fresh workers serve this model only."""
+    `pool` supplies the worker processes; without one, fresh workers serve this model only.
+    `groups` replaces the conversion's stages (`verify` runs its own)."""
     if pool is None:
         with WorkerPool() as own:
-            return convert(cfg, fmt, out, progress, own)
+            return convert(cfg, fmt, out, progress, own, groups)
     progress = progress or (lambda record: None)
     out.mkdir(parents=True, exist_ok=True)
     (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
@@ -84,13 +94,15 @@ def convert(
         artifacts.TF_LAYERS,
         artifacts.INPUTS,
         artifacts.LOCALIZE_TF_VALUES,
+        artifacts.PORT_TF_VALUES,
+        artifacts.PORT_MAPPING,
     ):
         # Outputs of an earlier run must not be compared as if this run had produced them.
         (out / stale).unlink(missing_ok=True)
     started = time.time()
     stages: list[dict[str, Any]] = []
     workers: dict[str, dict[str, Any]] = {}
-    for group, names in stage_groups(cfg):
+    for group, names in groups or stage_groups(cfg):
         failed = any(s["status"] == "error" for s in stages)
         for record in () if failed else _run_group(group, names, cfg, fmt, out, workers, pool):
             if record["status"] == "pass":
@@ -103,7 +115,7 @@ def convert(
                 stages.append(_skipped(name, "an earlier stage failed"))
                 progress(stages[-1])
     result = {
-        "tool": "tf2torch",
+        "tool": "tf2torch verify" if groups is VERIFY_GROUPS else "tf2torch",
         "tool_version": __version__,
         "model": cfg.model,
         "format": fmt,
@@ -113,12 +125,19 @@ def convert(
         "versions": _versions(),
         "config": cfg.model_dump(mode="json"),
         "inputs": next(
-            (s["details"].get("inputs") for s in stages if s["name"] == "load" and s["details"]), None
+            (
+                s["details"].get("inputs")
+                for s in stages
+                if s["name"] in ("load", "port_load") and s["details"]
+            ),
+            None,
         ),
         "stages": stages,
         "workers": workers,
     }
     result["status"], result["exit_code"] = _overall(stages)
+    if (out / artifacts.PORT_MAPPING).is_file():
+        result["port"] = artifacts.load_json(out / artifacts.PORT_MAPPING)
     localization = localize(cfg, fmt, out, stages, pool)
     if localization is not None:
         result["localization"] = localization
@@ -126,6 +145,16 @@ def convert(
     artifacts.save_text(out / artifacts.REPORT_MD, report.markdown(result))
     report_html.write(out, result)
     return result
+
+
+def verify(
+    cfg: ModelConfig, fmt: str, out: Path, progress: Progress | None = None, pool: WorkerPool | None = None
+) -> dict[str, Any]:
+    """Check a hand-written port (cfg.torch_module) against the TF model: transfer the weights, compare
+    the outputs (pair tf_vs_port). The report carries the mapping table and the findings."""
+    # Localisation follows ONNX nodes, which verify has none of; the native passes do not apply.
+    cfg = cfg.model_copy(update={"localize": "never", "native": False, "layout": "nhwc"})
+    return convert(cfg, fmt, out, progress, pool, VERIFY_GROUPS)
 
 
 def stage_groups(cfg: ModelConfig) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -216,10 +245,23 @@ def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
                 row.update(compare_arrays(reference[name], candidate[name], tol))
             except StructureMismatch as exc:
                 row.update(passed=False, error=str(exc))
+                # A port with the wrong output shape is a port that does not match (exit 1); a converted
+                # model with one is a conversion that went wrong (exit 3).
+                port = pair == "tf_vs_port"
                 record.update(
-                    status="error", exit_code=EXIT_CONVERSION, error=f"{pair} output '{name}': {exc}"
+                    status="tolerance_fail" if port else "error",
+                    exit_code=EXIT_TOLERANCE if port else EXIT_CONVERSION,
+                    error=f"{pair} output '{name}': {exc}",
                 )
             record["comparisons"].append(row)
+    mistakes = (record.get("details") or {}).get("errors")
+    if record["status"] == "pass" and mistakes:
+        # `verify`: a port mistake found for certain (padding, gates, batch axis) fails the port even
+        # where these inputs happen not to show it in the outputs.
+        record["status"] = "tolerance_fail"
+        record["error"] = (
+            f"the outputs match on these inputs, but {mistakes} mistake(s) were found in the port"
+        )
     if record["status"] == "pass" and not all(c["passed"] for c in record["comparisons"]):
         record["status"] = "tolerance_fail"
         bad = [f"{c['pair']} '{c['output']}'" for c in record["comparisons"] if not c["passed"]]

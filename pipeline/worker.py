@@ -37,6 +37,8 @@ STAGE_FUNCTIONS = {
     "gradients": "pipeline.stages.gradients_torch:torch_gradients",
     "localize_tf": "pipeline.stages.localize_tf:localize_tf",
     "localize": "pipeline.stages.localize_torch:localize",
+    "port_load": "pipeline.stages.port_tf:port_load",
+    "port": "pipeline.port.stage:port",
 }
 
 

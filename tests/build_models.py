@@ -132,8 +132,35 @@ def unsupported(out: Path) -> None:
         tf.saved_model.save(module, str(out / name), signatures={"serving_default": module.serve})
 
 
+def keras_batchnorm(out: Path) -> None:
+    """Conv -> BatchNorm (Keras epsilon 1e-3, momentum 0.99) -> pooling -> Dense. The running variances
+    are large, so a port with torch's default eps=1e-5 still matches within tolerance: `verify` must
+    report the epsilon difference anyway."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3), name="image"),
+            keras.layers.Conv2D(4, 3, use_bias=False, name="conv"),
+            keras.layers.BatchNormalization(name="bn"),
+            keras.layers.ReLU(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
+    bn = model.get_layer("bn")
+    rng = np.random.default_rng(7)
+    bn.gamma.assign(rng.uniform(0.5, 1.5, 4).astype("float32"))
+    bn.beta.assign(rng.uniform(-0.2, 0.2, 4).astype("float32"))
+    bn.moving_mean.assign(rng.uniform(-0.5, 0.5, 4).astype("float32"))
+    bn.moving_variance.assign(rng.uniform(50.0, 100.0, 4).astype("float32"))
+    model.save(out / "batchnorm.keras")
+
+
 BUILDERS = (
     keras_two_inputs,
+    keras_batchnorm,
     keras_for_localization,
     keras2_h5,
     saved_model,

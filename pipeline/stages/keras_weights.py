@@ -15,8 +15,14 @@ import numpy as np
 
 from pipeline import artifacts
 
-# Layer config keys the torch side uses (BatchNorm's epsilon and momentum, Dropout's rate, ...).
-_CONFIG_KEYS = ("epsilon", "momentum", "rate", "axis", "use_bias", "center", "scale", "activation")
+# Layer config keys the torch side uses: the native passes (BatchNorm's epsilon and momentum, Dropout's
+# rate, ...) and `verify`'s transfer and its checks of a hand-written port (padding, strides, gates).
+_CONFIG_KEYS = (
+    *("epsilon", "momentum", "rate", "axis", "use_bias", "center", "scale", "activation"),
+    *("filters", "kernel_size", "strides", "padding", "dilation_rate", "groups", "depth_multiplier"),
+    *("units", "recurrent_activation", "return_sequences", "go_backwards", "reset_after", "merge_mode"),
+    *("num_heads", "key_dim", "value_dim", "input_dim", "output_dim", "data_format"),
+)
 
 
 def write(model, out: Path) -> dict[str, Any]:
@@ -37,13 +43,13 @@ def write(model, out: Path) -> dict[str, Any]:
             )
         if not weights:
             continue
-        config = layer.get_config()
         layers.append(
             {
                 "name": layer.name,
                 "class": type(layer).__name__,
-                "config": {k: _plain(config[k]) for k in _CONFIG_KEYS if k in config},
+                "config": _config(layer),
                 "weights": weights,
+                **_io_shapes(layer),
             }
         )
     artifacts.save_arrays(out / artifacts.TF_WEIGHTS, arrays)
@@ -63,6 +69,38 @@ def _leaf_layers(model):
             yield layer  # wrappers (Bidirectional) list their sub-layers' variables as their own
 
 
+def _config(layer) -> dict[str, Any]:
+    config = layer.get_config()
+    kept = {k: _plain(config[k]) for k in _CONFIG_KEYS if k in config}
+    inner = getattr(layer, "forward_layer", None)  # Bidirectional: the wrapped RNN's settings
+    if inner is not None:
+        kept["layer_class"] = type(inner).__name__
+        kept["layer"] = _config(inner)
+    return kept
+
+
+def _io_shapes(layer) -> dict[str, Any]:
+    """The layer's input and output shapes (batch as None) and, for a layer fed by a Flatten, the shape
+    that Flatten flattened: `verify` reorders a Dense kernel's rows for a channels-first port."""
+    try:
+        found: dict[str, Any] = {
+            "input_shape": _shape(layer.input),
+            "output_shape": _shape(layer.output),
+        }
+        source = layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+        if type(source).__name__ == "Flatten":
+            found["flatten_from"] = _shape(source.input)
+        return found
+    except (AttributeError, IndexError, ValueError, TypeError):
+        return {}  # a layer used twice or a subclassed model: shapes unknown
+
+
+def _shape(tensor) -> list | None:
+    if isinstance(tensor, (list, tuple)):
+        return _shape(tensor[0]) if tensor else None
+    return [None if d is None else int(d) for d in tensor.shape]
+
+
 def _short_name(variable, layer) -> str:
     # Keras 3: variable.name is 'kernel'; tf_keras: 'dense/kernel:0'.
     name = variable.name.split("/")[-1].split(":")[0]
@@ -70,4 +108,6 @@ def _short_name(variable, layer) -> str:
 
 
 def _plain(value):
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
     return value if isinstance(value, (int, float, str, bool, type(None), list)) else str(value)
