@@ -158,8 +158,35 @@ def keras_batchnorm(out: Path) -> None:
     model.save(out / "batchnorm.keras")
 
 
+def keras_layer_zoo(out: Path) -> None:
+    """One of each layer `verify` transfers that the demo and family ports do not cover: Embedding,
+    Conv1D, Bidirectional LSTM with sequences, two stacked LSTMs, SimpleRNN, SeparableConv2D,
+    Conv2DTranspose, Conv3D (tests/ports/layer_zoo_port.py ports it)."""
+    import keras
+
+    keras.utils.set_random_seed(8)
+    tokens = keras.Input((7,), dtype="int32", name="tokens")
+    image = keras.Input((8, 8, 3), name="image")
+    volume = keras.Input((4, 4, 4, 2), name="volume")
+    x = keras.layers.Embedding(20, 8, name="embed")(tokens)
+    x = keras.layers.Conv1D(6, 3, padding="same", activation="relu", name="conv1d")(x)
+    x = keras.layers.Bidirectional(keras.layers.LSTM(5, return_sequences=True), name="bilstm")(x)
+    x = keras.layers.LSTM(4, return_sequences=True, name="lstm_a")(x)
+    x = keras.layers.LSTM(4, return_sequences=True, name="lstm_b")(x)
+    x = keras.layers.SimpleRNN(3, name="rnn")(x)
+    y = keras.layers.SeparableConv2D(5, 3, depth_multiplier=2, name="separable")(image)
+    y = keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="transpose")(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    z = keras.layers.Conv3D(3, 2, name="conv3d")(volume)
+    z = keras.layers.GlobalAveragePooling3D()(z)
+    joined = keras.layers.Concatenate()([x, y, z])
+    model = keras.Model([tokens, image, volume], keras.layers.Dense(2, name="head")(joined))
+    model.save(out / "layer_zoo.keras")
+
+
 BUILDERS = (
     keras_two_inputs,
+    keras_layer_zoo,
     keras_batchnorm,
     keras_for_localization,
     keras2_h5,

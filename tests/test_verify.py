@@ -305,3 +305,42 @@ def test_a_keras_lstm_running_backwards_is_an_error_finding(tmp_path, write_conf
     assert done.returncode == 1, done.stdout + done.stderr
     findings = port_report(tmp_path / "out")["findings"]
     assert any(f["severity"] == "error" and "go_backwards=True" in f["message"] for f in findings)
+
+
+def test_every_other_layer_kind_transfers(models, tmp_path, write_config):
+    """Embedding, Conv1D, Bidirectional LSTM, two LSTMs into one num_layers=2 module, SimpleRNN,
+    SeparableConv2D into two convs, Conv2DTranspose, Conv3D (5-D input moved to channels-first)."""
+    port = PORTS / "layer_zoo_port.py:LayerZoo"
+    out = tmp_path / "out"
+    done = run_cli(
+        "verify",
+        models / "layer_zoo.keras",
+        "--torch",
+        port,
+        "--out",
+        out,
+        "--config",
+        write_config(WITHIN_1E5),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert worst(out) <= 1e-5
+    rows = {r["torch_parameter"]: r for r in port_report(out)["rows"]}
+    assert rows["stacked.weight_ih_l1"]["tf_variables"] == ["lstm_b/lstm_cell/kernel"]
+    assert rows["bilstm.weight_hh_l0_reverse"]["tf_variables"][0].startswith("backward_lstm/")
+    assert rows["depthwise.weight"]["tf_shapes"] == [[3, 3, 3, 2]] and rows["depthwise.weight"][
+        "torch_shape"
+    ] == [6, 1, 3, 3]
+    assert rows["pointwise.bias"]["tf_variables"] == ["separable/bias"]
+    assert rows["transpose.weight"]["transform"] == "(k..., out, in) -> (in, out, k...)"
+    assert rows["conv3d.weight"]["torch_shape"] == [3, 2, 2, 2, 2]
+    assert all(r["input"].get("passed") is not False for r in port_report(out)["layers"])
+
+
+def test_same_conv_transpose_as_padding_1_output_padding_1_is_named(models, tmp_path):
+    port = PORTS / "layer_zoo_port.py:LayerZooShiftedTranspose"
+    done = run_cli("verify", models / "layer_zoo.keras", "--torch", port, "--out", tmp_path / "out")
+    assert done.returncode == 1, done.stdout + done.stderr
+    mapping = port_report(tmp_path / "out")
+    [finding] = [f for f in mapping["findings"] if f["torch_module"] == "transpose"]
+    assert "shifts the output by one" in finding["message"] and "y[..., :-1, :-1]" in finding["message"]
+    assert mapping["first_divergence"].startswith("`transpose` (Keras `transpose`) gets the same input")

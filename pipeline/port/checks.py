@@ -54,9 +54,12 @@ def _conv_checks(slot: Slot, site: TorchSite, module, trace):
         yield "error", f"{who[0]} has stride={tuple(module.stride)} where {who[1]} uses strides={strides}"
     if tuple(module.dilation) != dilation:
         yield "error", f"{who[0]} has dilation={tuple(module.dilation)} where {who[1]} uses {dilation}"
-    if slot.kind == "conv_transpose" or slot.part == "pointwise":
-        return
     padding = str(cfg.get("padding", "valid")).lower()
+    if slot.kind == "conv_transpose":
+        yield from _transpose_padding(slot, site, module, padding, strides, dilation)
+        return
+    if slot.part == "pointwise":
+        return
     torch_padding = module.padding
     if padding == "valid":
         if torch_padding not in ("valid", (0,) * n):
@@ -98,6 +101,39 @@ def _conv_checks(slot: Slot, site: TorchSite, module, trace):
         f"sides, so its windows are shifted. Use padding=0 and pad the input with F.pad(x, ({pad_args})) "
         f"(or nn.ZeroPad{n}d)",
     )
+
+
+def _transpose_padding(slot: Slot, site: TorchSite, module, padding: str, strides, dilation):
+    """Keras's transposed conv crops its full output; torch crops `padding` on both sides and adds
+    `output_padding` at the end. 'same' crops k - s in all, the odd one at the end."""
+    n = len(module.kernel_size)
+    torch_padding, extra = tuple(module.padding), tuple(module.output_padding)
+    if padding == "valid":
+        if torch_padding != (0,) * n or extra != (0,) * n:
+            yield (
+                "error",
+                f"`{site.name}` has padding={torch_padding}, output_padding={extra}; Keras `{slot.label}` uses 'valid': use 0 and 0",
+            )
+        return
+    totals = [
+        max((k - 1) * d + 1 - s, 0) for k, s, d in zip(module.kernel_size, strides, dilation, strict=True)
+    ]
+    before = tuple(t // 2 for t in totals)
+    if all(t % 2 == 0 for t in totals):
+        if torch_padding != before or extra != (0,) * n:
+            yield (
+                "error",
+                f"Keras `{slot.label}` (padding='same') is torch padding={before}, output_padding=0; `{site.name}` has padding={torch_padding}, output_padding={extra}",
+            )
+        return
+    if torch_padding != before or extra != (0,) * n:
+        yield (
+            "error",
+            f"Keras `{slot.label}` (padding='same', kernel {tuple(module.kernel_size)}, strides {strides}) crops "
+            f"{before} at the start and one more at the end; `{site.name}` has padding={torch_padding}, "
+            f"output_padding={extra}, which shifts the output by one. Use padding={before}, output_padding=0 "
+            f"and drop the last row/column of its output (y[..., :-1, :-1])",
+        )
 
 
 def _same_padding(size: int | None, kernel: int, stride: int, dilation: int) -> tuple[int, int] | None:

@@ -71,10 +71,10 @@ def compare_layers(pairs, tf_values, captured, modules, tolerance: ResolvedToler
         reference_in = tf_values[f"{name}:in"]
         if slot.layer.get("flatten_from") and channels_first:
             reference_in = _chw_rows(reference_in, slot.layer["flatten_from"])
-        row["input"] = _judge(reference_in, _rnn_input(torch_in, module), tolerance, channels_first)
-        row["output"] = _judge_output(
-            slot, tf_values[f"{name}:out"], torch_out, module, tolerance, channels_first
-        )
+        # torch's convs and norms are channels-first whatever the port's input layout.
+        moves = slot.kind in ("conv", "conv_transpose", "batchnorm")
+        row["input"] = _judge(reference_in, _rnn_input(torch_in, module), tolerance, moves)
+        row["output"] = _judge_output(slot, tf_values[f"{name}:out"], torch_out, module, tolerance, moves)
         rows.append(row)
         if first is None:
             first = _divergence(row, rows)
@@ -100,6 +100,7 @@ def _divergence(row: dict[str, Any], rows: list[dict[str, Any]]) -> str | None:
 
 
 def _judge(reference: np.ndarray, candidate, tolerance, channels_first: bool) -> dict[str, Any]:
+    """`channels_first`: the torch value is (N, C, ...) where Keras's is (N, ..., C)."""
     array = _numpy(candidate)
     if array is None:
         return {"skipped": "not a tensor"}
@@ -107,6 +108,8 @@ def _judge(reference: np.ndarray, candidate, tolerance, channels_first: bool) ->
     if aligned is None:
         # Not a divergence by itself: a port may pad before a conv where Keras pads inside it.
         return {"skipped": f"shape {list(array.shape)} vs Keras {list(reference.shape)}"}
+    if aligned.dtype != reference.dtype:  # token ids: int32 in TF, int64 in torch
+        reference, aligned = reference.astype(np.float64), aligned.astype(np.float64)
     result = compare_arrays(reference, aligned, tolerance)
     return {"passed": bool(result["passed"]), "max_abs_diff": float(result["max_abs_diff"])}
 
@@ -155,13 +158,9 @@ def _numpy(value) -> np.ndarray | None:
 
 
 def _align(reference: np.ndarray, array: np.ndarray, channels_first: bool) -> np.ndarray | None:
-    if array.shape == reference.shape:
-        return array
     if channels_first and array.ndim >= 3:
-        moved = np.moveaxis(array, 1, -1)  # torch's (N, C, ...) against Keras's (N, ..., C)
-        if moved.shape == reference.shape:
-            return moved
-    return None
+        array = np.moveaxis(array, 1, -1)  # torch's (N, C, ...) against Keras's (N, ..., C)
+    return array if array.shape == reference.shape else None
 
 
 def _chw_rows(vector: np.ndarray, flat: list) -> np.ndarray:

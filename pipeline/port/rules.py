@@ -159,10 +159,11 @@ class Weights:
 
 def _role(layer: dict[str, Any], weight: dict[str, Any]) -> str:
     # Paths may carry the model's name first ('cnn/conv2d/kernel'): the role follows the layer's name.
+    # A reloaded Bidirectional's paths lack it ('forward_lstm/lstm_cell/kernel'): the whole path is the role.
     parts = weight["path"].split(":")[0].split("/")
     if layer["name"] in parts:
         return "/".join(parts[len(parts) - parts[::-1].index(layer["name"]) :])
-    return weight["name"]
+    return "/".join(parts)
 
 
 def transfer(slots: list[Slot], module, arrays, channels_first: bool) -> Transfer:

@@ -105,8 +105,8 @@ def _to_torch(feeds: dict[str, np.ndarray], channels_first: bool) -> list:
 
     tensors = []
     for array in feeds.values():
-        if channels_first and array.ndim == 4:
-            array = array.transpose(0, 3, 1, 2)  # the port takes NCHW images
+        if channels_first and array.ndim in (4, 5):
+            array = np.moveaxis(array, -1, 1)  # the port takes NCHW images (NCDHW volumes)
         tensors.append(torch.from_numpy(np.ascontiguousarray(array)))
     return tensors
 
@@ -274,8 +274,8 @@ def _outputs(result, names: list[str], channels_first: bool) -> dict[str, np.nda
         if not isinstance(value, torch.Tensor):
             raise UsageError(f"the port's forward returned a {type(value).__name__}; verify compares tensors")
         array = value.detach().numpy()
-        if channels_first and array.ndim == 4:
-            array = array.transpose(0, 2, 3, 1)  # back to TF's NHWC for the comparison
+        if channels_first and array.ndim in (4, 5):
+            array = np.moveaxis(array, 1, -1)  # back to TF's channels-last for the comparison
         arrays[names[index]] = array
     return arrays
 
