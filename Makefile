@@ -31,13 +31,13 @@ $(STAMP): pyproject.toml
 convert: setup
 	$(BIN)/tf2torch convert $(MODEL) $(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT))
 
-# make verify MODEL=demo.cnn TORCH=tests/ports/demo_ports.py:CNN [CONFIG=x.yaml] [OUT=runs/x]
-#             [SAVE=weights.safetensors]   -> a hand-written port checked against the TF model
+# make verify                      -> the demo CNN against its hand-written port (tests/ports/demo_ports.py)
+# make verify MODEL=m.keras TORCH=port.py:Class [CONFIG=x.yaml] [OUT=runs/x] [SAVE=weights.safetensors]
 TORCH ?=
 SAVE  ?=
 verify: setup
-	$(BIN)/tf2torch verify $(MODEL) $(if $(TORCH),--torch $(TORCH)) $(if $(CONFIG),--config $(CONFIG)) \
-		$(if $(OUT),--out $(OUT)) $(if $(SAVE),--save-weights $(SAVE))
+	$(BIN)/tf2torch verify $(or $(MODEL),demo.cnn) --torch $(or $(TORCH),tests/ports/demo_ports.py:CNN) \
+		$(if $(CONFIG),--config $(CONFIG)) $(if $(OUT),--out $(OUT)) $(if $(SAVE),--save-weights $(SAVE))
 
 # make zoo                         -> configs/zoos/smoke.yaml into runs/smoke
 # make zoo ZOO=configs/zoos/keras-applications.yaml [WORKERS=2] [OUT=runs/x] [BASELINE=old/summary.json]
