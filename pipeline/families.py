@@ -66,6 +66,19 @@ def _transformer_block(keras):
     return keras.Model(tokens, keras.layers.Dense(4)(keras.layers.GlobalAveragePooling1D()(x)))
 
 
+def _transformer_encoder(keras):
+    """Two encoder blocks (4-head self-attention, LayerNorm, a ReLU MLP) over 64 features: the
+    benchmark's small Transformer encoder."""
+    tokens = keras.Input((None, 64), name="tokens")
+    x = tokens
+    for _ in range(2):
+        attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=16)(x, x)
+        x = keras.layers.LayerNormalization()(x + attended)
+        hidden = keras.layers.Dense(128, activation="relu")(x)
+        x = keras.layers.LayerNormalization()(x + keras.layers.Dense(64)(hidden))
+    return keras.Model(tokens, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling1D()(x)))
+
+
 def _grouped_conv(keras):
     image = keras.Input((16, 16, 8), name="image")
     x = keras.layers.Conv2D(16, 3, groups=4, padding="same")(image)
@@ -165,6 +178,7 @@ BUILDERS = {
     "family.bidirectional_lstm": _bidirectional_lstm,
     "family.masked_lstm": _masked_lstm,
     "family.transformer_block": _transformer_block,
+    "family.transformer_encoder": _transformer_encoder,
     "family.grouped_conv": _grouped_conv,
     "family.normalization": _normalization,
     "family.global_max_pooling": _global_max_pooling,

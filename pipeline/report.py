@@ -83,7 +83,7 @@ def _port_markdown(port: dict[str, Any] | None) -> list[str]:
     """`verify`: what went wrong with the port, then the mapping table."""
     if port is None:
         return []
-    lines = ["## Hand-written port", "", f"`{port['torch_module']}`", ""]
+    lines = ["", "## Hand-written port", "", f"`{port['torch_module']}`", ""]
     problems = _port_problems(port)
     if problems:
         lines += ["### Problems", ""] + [f"- {p}" for p in problems] + [""]
@@ -236,6 +236,14 @@ def stage_line(stage: dict[str, Any]) -> str:
 
 
 def _layout_lines(result: dict[str, Any]) -> list[str]:
+    if result.get("tool") == "tf2torch verify":
+        chosen = result["config"]["input_layout"]
+        moved = (
+            "4-D and 5-D inputs transposed to channels-first for the port, its outputs back"
+            if chosen == "nchw"
+            else "inputs as TF has them"
+        )
+        return [f"Port input layout: {chosen} ({moved}); the shapes above are TensorFlow's.", ""]
     load = next((s for s in result["stages"] if s["name"] == "load" and s.get("details")), None)
     chosen = (load or {}).get("details", {}).get("layout") if load else None
     if not chosen or chosen["layout"] == "nhwc":

@@ -11,6 +11,7 @@ measured side by side, in alternating order, because the machine's load drifts.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -41,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--zoo", type=Path, default=REPO / "configs" / "zoos" / "smoke.yaml")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="end with one JSON line of the medians")
     args = parser.parse_args()
     samples: dict[str, list[float]] = {"1 worker": [], "2 workers": [], "cached re-run": []}
     with tempfile.TemporaryDirectory(prefix="tf2torch-bench-") as scratch:
@@ -63,6 +65,9 @@ def main() -> None:
         print(f"{key:>14}: median {statistics.median(values):6.2f} s   (samples: {shown})")
     ratio = statistics.median(a / b for a, b in zip(samples["1 worker"], samples["2 workers"], strict=True))
     print(f"{'speed-up':>14}: 2 workers are {ratio:.2f}x as fast as 1 (median of per-repeat ratios)")
+    if args.json:
+        medians = {k: statistics.median(v) for k, v in samples.items()}
+        print(json.dumps({"medians": medians, "samples": samples, "speed_up": ratio}))
 
 
 if __name__ == "__main__":

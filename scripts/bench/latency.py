@@ -1,0 +1,95 @@
+"""Inference latency of one converted model, batch 1 and 32 on CPU, in one framework's process.
+
+    python scripts/bench/latency.py torch RUN_DIR MODEL.keras   # onnx2torch, native, compiled, onnxruntime
+    python scripts/bench/latency.py tf RUN_DIR MODEL.keras      # the original Keras model (tf.function)
+
+RUN_DIR is a `tf2torch convert` output (layout nhwc). Inputs: the first sample of RUN_DIR/inputs.npz
+repeated to the batch size. Per cell the median of REPEATS calls after WARMUP calls; the torch-side
+runtimes are interleaved call by call so that machine noise hits them alike. Prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+WARMUP, REPEATS, BATCHES = 3, 15, (1, 32)
+
+
+def batches(run: Path) -> dict[int, np.ndarray]:
+    with np.load(run / "inputs.npz") as arrays:
+        sample = arrays[arrays.files[0]][0]
+    return {b: np.ascontiguousarray(np.resize(sample, (b, *sample.shape[1:]))) for b in BATCHES}
+
+
+def timings(runners: dict) -> dict[str, float]:
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    for i in range(WARMUP + REPEATS):
+        for key, call in runners.items():
+            started = time.perf_counter()
+            call()
+            if i >= WARMUP:
+                times[key].append(time.perf_counter() - started)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def torch_side(run: Path) -> dict[str, float]:
+    import torch
+
+    from pipeline.stages.native_stage import load_native
+    from pipeline.stages.torch_stages import onnxruntime_session
+
+    warnings.simplefilter("ignore")
+    raw = torch.load(str(run / "model.pt"), weights_only=False).eval()
+    native = load_native(run, "ConvertedModel")
+    compiled = torch.compile(native)
+    session = onnxruntime_session(str(run / "model.onnx"))
+    name = session.get_inputs()[0].name
+    figures = {}
+    with torch.no_grad():
+        for batch, x in batches(run).items():
+            tx = torch.from_numpy(x)
+            ms = timings(
+                {
+                    "onnx2torch": lambda tx=tx: raw(tx),
+                    "native": lambda tx=tx: native(tx),
+                    "compiled": lambda tx=tx: compiled(tx),
+                    "onnxruntime": lambda x=x: session.run(None, {name: x}),
+                }
+            )
+            figures.update({f"{k}_b{batch}_ms": v for k, v in ms.items()})
+    return figures
+
+
+def tf_side(run: Path, model_path: str) -> dict[str, float]:
+    import keras
+    import tensorflow as tf
+
+    model = keras.saving.load_model(model_path, compile=False)
+    call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    figures = {}
+    for batch, x in batches(run).items():
+        tensor = tf.constant(x)
+        ms = timings({"tf": lambda tensor=tensor: call(tensor).numpy()})
+        figures[f"tf_b{batch}_ms"] = ms["tf"]
+    return figures
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[0] not in ("torch", "tf"):
+        print(__doc__)
+        return 2
+    framework, run, model = argv
+    figures = torch_side(Path(run)) if framework == "torch" else tf_side(Path(run), model)
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

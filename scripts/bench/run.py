@@ -1,0 +1,284 @@
+"""Benchmarks of the pipeline, side by side in one run: figures, not tests (`make bench`).
+
+    .venv/bin/python scripts/bench/run.py [--parts stages,overhead,latency,batch] [--repeats 3]
+                                          [--models cnn,lstm,linear_regression,mobilenet_v2,resnet50,transformer]
+
+- stages: `tf2torch convert` of each model; each stage's wall time and each worker's peak RSS
+  (report.json), median over the repeats.
+- overhead: `tf2torch convert` with the four stages only (native passes off) against
+  scripts/bench/minimal_convert.py (the same four steps, same libraries, no reporting), both as fresh
+  processes, interleaved; the ratio of medians, process start-up included.
+- latency: batch 1 and 32 on CPU, the same inputs: onnx2torch's module, the native model.py,
+  torch.compile of it, onnxruntime, and the original TF model (scripts/bench/latency.py, one process
+  per framework).
+- batch: scripts/bench_batch.py (smoke zoo with 1 and 2 workers, a cached re-run).
+
+Writes scripts/bench/results/<UTC time>.json and .md (and prints the Markdown). The harness imports
+neither TensorFlow nor torch: every measurement runs in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+# name -> (zoo id, config keys): every model is saved once as a .keras file, so that the pipeline and
+# the minimal script load the same file.
+MODELS = {
+    "linear_regression": ("demo.linear_regression", {}),
+    "cnn": ("demo.cnn", {}),
+    "lstm": ("demo.lstm", {}),
+    "mobilenet_v2": (
+        "keras.applications.MobileNetV2",
+        {"inputs": [{"name": "image", "shape": [1, 224, 224, 3]}]},
+    ),
+    "resnet50": ("keras.applications.ResNet50", {"inputs": [{"name": "image", "shape": [1, 224, 224, 3]}]}),
+    "transformer": ("family.transformer_encoder", {"inputs": [{"name": "tokens", "shape": [1, 32, 64]}]}),
+}
+FOUR_STAGES = {"native": False, "localize": "never"}
+
+
+def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
+    done = subprocess.run(command, cwd=REPO, env=ENV, capture_output=True, text=True, **kwargs)
+    if done.returncode not in (0, 1):
+        sys.exit(
+            f"failed (exit {done.returncode}): {' '.join(command)}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"
+        )
+    return done
+
+
+def timed(command: list[str]) -> float:
+    started = time.perf_counter()
+    run(command)
+    return time.perf_counter() - started
+
+
+def save_models(names: list[str], scratch: Path) -> dict[str, Path]:
+    """Each model as a .keras file (built from code, seeded), in one TF process."""
+    ids = {name: MODELS[name][0] for name in names}
+    script = (
+        "import sys, json; from pipeline import zoo; from pathlib import Path\n"
+        "for name, model_id in json.loads(sys.argv[1]).items():\n"
+        "    zoo.build(model_id).save(Path(sys.argv[2]) / f'{name}.keras')\n"
+    )
+    run([sys.executable, "-c", script, json.dumps(ids), str(scratch)])
+    return {name: scratch / f"{name}.keras" for name in names}
+
+
+def write_config(path: Path, keys: dict) -> Path:
+    path.write_text(json.dumps(keys))  # JSON is YAML
+    return path
+
+
+def bench_stages(files: dict[str, Path], scratch: Path, repeats: int) -> dict:
+    results = {}
+    for name, model in files.items():
+        config = write_config(scratch / f"{name}.yaml", MODELS[name][1])
+        stages: dict[str, list[float]] = {}
+        memory: dict[str, list[float]] = {}
+        for _ in range(repeats):
+            out = scratch / "runs" / name
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "convert",
+                    str(model),
+                    "--config",
+                    str(config),
+                    "--out",
+                    str(out),
+                ]
+            )
+            report = json.loads((out / "report.json").read_text())
+            for stage in report["stages"]:
+                stages.setdefault(stage["name"], []).append(stage["seconds"])
+            for group, worker in report["workers"].items():
+                memory.setdefault(group, []).append(worker["peak_rss_mb"])
+        results[name] = {
+            "stage_seconds": {k: statistics.median(v) for k, v in stages.items()},
+            "peak_rss_mb": {k: statistics.median(v) for k, v in memory.items()},
+            "run_dir": str(scratch / "runs" / name),
+        }
+        print(f"stages {name}: {results[name]}", flush=True)
+    return results
+
+
+def bench_overhead(files: dict[str, Path], scratch: Path, repeats: int) -> dict:
+    results = {}
+    for name, model in files.items():
+        config = write_config(scratch / f"{name}-four.yaml", {**MODELS[name][1], **FOUR_STAGES})
+        pipeline = [sys.executable, "-m", "pipeline", "convert", str(model), "--config", str(config)]
+        pipeline += ["--out", str(scratch / "overhead" / name)]
+        minimal = [
+            sys.executable,
+            str(HERE / "minimal_convert.py"),
+            str(model),
+            str(scratch / "minimal" / name),
+        ]
+        times: dict[str, list[float]] = {"tf2torch": [], "minimal": []}
+        for repeat in range(repeats):
+            order = ("tf2torch", "minimal") if repeat % 2 == 0 else ("minimal", "tf2torch")
+            for key in order:
+                times[key].append(timed(pipeline if key == "tf2torch" else minimal))
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        results[name] = {
+            **{f"{k}_s": v for k, v in medians.items()},
+            "ratio": medians["tf2torch"] / medians["minimal"],
+        }
+        results[name]["samples"] = times
+        print(f"overhead {name}: {results[name]}", flush=True)
+    return results
+
+
+def bench_latency(files: dict[str, Path], stage_results: dict) -> dict:
+    results = {}
+    for name, model in files.items():
+        run_dir = stage_results.get(name, {}).get("run_dir")
+        if run_dir is None:
+            continue
+        figures = {}
+        for framework in ("torch", "tf"):
+            done = run([sys.executable, str(HERE / "latency.py"), framework, run_dir, str(model)])
+            figures.update(json.loads(done.stdout.strip().splitlines()[-1]))
+        results[name] = figures
+        print(f"latency {name}: {figures}", flush=True)
+    return results
+
+
+def bench_batch(repeats: int) -> dict:
+    done = run(
+        [sys.executable, str(REPO / "scripts" / "bench_batch.py"), "--repeats", str(repeats), "--json"]
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict:
+    memory_kb = next(
+        (
+            int(line.split()[1])
+            for line in Path("/proc/meminfo").read_text().splitlines()
+            if line.startswith("MemTotal")
+        ),
+        0,
+    )
+    return {
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory_kb / 1024**2, 1),
+        "cpu": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+    }
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Measured {result['started_at']} on {result['machine']['cores']} cores, "
+        f"{result['machine']['memory_gb']} GB RAM; `make bench` ({result['repeats']} repeats, medians).",
+        "",
+    ]
+    stages = result.get("stages")
+    if stages:
+        names = list(dict.fromkeys(s for r in stages.values() for s in r["stage_seconds"]))
+        lines += [
+            "| model | "
+            + " | ".join(f"{n} s" for n in names)
+            + " | TF worker peak MB | torch worker peak MB |"
+        ]
+        lines.append("|---" * (len(names) + 3) + "|")
+        for model, r in stages.items():
+            cells = [f"{r['stage_seconds'].get(n, 0):.2f}" for n in names]
+            peaks = [f"{r['peak_rss_mb'].get(g, 0):.0f}" for g in ("tf", "torch")]
+            lines.append(f"| {model} | " + " | ".join(cells + peaks) + " |")
+        lines.append("")
+    overhead = result.get("overhead")
+    if overhead:
+        lines += ["| model | tf2torch convert s | minimal script s | ratio |", "|---|---|---|---|"]
+        for model, r in overhead.items():
+            lines.append(f"| {model} | {r['tf2torch_s']:.2f} | {r['minimal_s']:.2f} | {r['ratio']:.2f}x |")
+        lines.append("")
+    latency = result.get("latency")
+    if latency:
+        runtimes = ("onnx2torch", "native", "compiled", "onnxruntime", "tf")
+        lines += [
+            "| model | batch | "
+            + " | ".join(f"{r} ms" for r in runtimes)
+            + " | native / TF | native / onnxruntime |"
+        ]
+        lines.append("|---" * (len(runtimes) + 4) + "|")
+        for model, r in latency.items():
+            for batch in ("1", "32"):
+                ms = [r.get(f"{k}_b{batch}_ms") for k in runtimes]
+                cells = ["-" if v is None else f"{v:.2f}" for v in ms]
+                native, tf, ort = (
+                    r.get(f"native_b{batch}_ms"),
+                    r.get(f"tf_b{batch}_ms"),
+                    r.get(f"onnxruntime_b{batch}_ms"),
+                )
+                ratios = [f"{native / d:.2f}x" if native and d else "-" for d in (tf, ort)]
+                lines.append(f"| {model} | {batch} | " + " | ".join(cells + ratios) + " |")
+        lines.append("")
+    batch = result.get("batch")
+    if batch:
+        lines += ["| batch (smoke zoo) | median s |", "|---|---|"]
+        lines += [f"| {k} | {v:.2f} |" for k, v in batch["medians"].items()]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", default="stages,overhead,latency,batch")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    parts = set(args.parts.split(","))
+    names = [n for n in args.models.split(",") if n]
+    unknown = [n for n in names if n not in MODELS] + sorted(
+        parts - {"stages", "overhead", "latency", "batch"}
+    )
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)} (models: {', '.join(MODELS)})")
+    started = datetime.now(UTC)
+    result: dict = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "machine": machine(),
+        "repeats": args.repeats,
+    }
+    with tempfile.TemporaryDirectory(prefix="tf2torch-bench-") as tmp:
+        scratch = Path(tmp)
+        files = save_models(names, scratch) if parts - {"batch"} else {}
+        if "stages" in parts or "latency" in parts:
+            result["stages"] = bench_stages(files, scratch, args.repeats if "stages" in parts else 1)
+        if "overhead" in parts:
+            result["overhead"] = bench_overhead(files, scratch, args.repeats)
+        if "latency" in parts:
+            result["latency"] = bench_latency(files, result["stages"])
+        if "batch" in parts:
+            result["batch"] = bench_batch(args.repeats)
+    RESULTS.mkdir(exist_ok=True)
+    stem = started.strftime("%Y%m%dT%H%M%SZ")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    table = markdown(result)
+    (RESULTS / f"{stem}.md").write_text(table + "\n")
+    print("\n" + table)
+    print(f"results: {RESULTS / stem}.json, .md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
