@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 from pipeline.config import ModelConfig
-from pipeline.runner import LOCALIZE_GROUPS, STAGE_COMPARISONS, STAGE_GROUPS, stage_groups
+from pipeline.runner import LOCALIZE_GROUPS, STAGE_COMPARISONS, STAGE_GROUPS, VERIFY_GROUPS, stage_groups
 from pipeline.worker import EVENT_PREFIX, STAGE_FUNCTIONS
 from pipeline.workers import split_events
 
@@ -35,7 +35,8 @@ def test_every_stage_has_a_function_and_tf_stages_run_before_torch_stages():
         ),
     }
     assert dict(stage_groups(ModelConfig(native=False)))["torch"] == ("validate", "import")
-    every = [(g, n) for groups in (with_gradients, LOCALIZE_GROUPS) for g, names in groups for n in names]
+    groups = (with_gradients, LOCALIZE_GROUPS, VERIFY_GROUPS)
+    every = [(g, n) for group in groups for g, names in group for n in names]
     assert {n for _, n in every} == set(STAGE_FUNCTIONS)
     assert set(STAGE_COMPARISONS) <= {n for _, n in every}
     # the torch worker must never import a module that imports TensorFlow (checked below)
@@ -49,6 +50,7 @@ TORCH_STAGE_MODULES = {
     "pipeline.stages.localize_torch",
     "pipeline.stages.native_stage",
     "pipeline.stages.torch_export",
+    "pipeline.port.stage",
 }
 
 
