@@ -17,6 +17,9 @@ import numpy as np
 
 INPUTS = "inputs.npz"
 ONNX_MODEL = "model.onnx"
+# A model.onnx whose tensors exceed `external_data_threshold_mb` keeps them in model.onnx.data.
+ONNX_DATA_SUFFIX = ".data"
+ONNX_DATA = ONNX_MODEL + ONNX_DATA_SUFFIX
 TORCH_MODEL = "model.pt"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
@@ -53,7 +56,15 @@ PORT_TF_VALUES = "tf_layer_values.npz"
 PORT_MAPPING = "port_mapping.json"
 # What `batch --prune` deletes once a model passed: the weight-sized files. Reports, inputs and
 # outputs stay, so the summary, the cache and every comparison remain readable.
-MODEL_FILES = (ONNX_MODEL, TORCH_MODEL, NATIVE_WEIGHTS, EXPORTED_PROGRAM, TF_WEIGHTS, LOCALIZE_TF_VALUES)
+MODEL_FILES = (
+    ONNX_MODEL,
+    ONNX_DATA,
+    TORCH_MODEL,
+    NATIVE_WEIGHTS,
+    EXPORTED_PROGRAM,
+    TF_WEIGHTS,
+    LOCALIZE_TF_VALUES,
+)
 
 
 def prune_model_files(out: Path) -> list[str]:

@@ -87,6 +87,8 @@ class ModelConfig(_Strict):
     inputs: list[InputSpec] | None = None
     outputs: list[str] | None = None
     opset: int = Field(default=17, ge=9, le=18)
+    # model.onnx keeps its tensors in model.onnx.data above this size (protobuf's limit is 2 GB).
+    external_data_threshold_mb: float = Field(default=1800, ge=0)
     seed: int = 0
     samples: int = Field(default=3, ge=1)
     batch_size: int = Field(default=2, ge=1)

@@ -54,10 +54,14 @@ def save(proto: onnx.ModelProto, path: Path, threshold_mb: float) -> dict[str, A
             size_threshold=1024,
             convert_attribute=True,
         )
+        written = (Path(tmp) / data.name).exists()  # no tensor over 1 KB: nothing went out
         # The data first: a model.onnx that exists is always beside the data it names.
-        os.replace(Path(tmp) / data.name, data)
+        if written:
+            os.replace(Path(tmp) / data.name, data)
+        else:
+            data.unlink(missing_ok=True)
         os.replace(staged, path)
-    return {"external_data": data.name, "tensor_bytes": size}
+    return {"external_data": data.name if written else None, "tensor_bytes": size}
 
 
 def has_external_data(path: Path) -> bool:

@@ -85,6 +85,7 @@ def convert(
     for stale in (
         *artifacts.COMPARED.values(),
         artifacts.ONNX_MODEL,
+        artifacts.ONNX_DATA,
         artifacts.TORCH_MODEL,
         artifacts.NATIVE_CODE,
         artifacts.NATIVE_WEIGHTS,

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
             continue
         job = json.loads(Path(job_path).read_text())
         _reset_peak_memory()
-        with _stderr_to(job["log_path"]):
+        with _stderr_to(job["log_path"]), _profiled(job):
             run_job(job)
             _forget_models()
         emit(event="job_end", peak_rss_mb=_memory_mb("VmHWM"), rss_mb=_memory_mb("VmRSS"))
@@ -100,6 +100,27 @@ def run_job(job: dict) -> None:
             )
             return
         emit(stage=stage, event="done", seconds=time.perf_counter() - started, details=details)
+
+
+@contextlib.contextmanager
+def _profiled(job: dict):
+    """With TF2TORCH_PROFILE=DIR, each job runs under pyinstrument and its call tree goes to
+    DIR/<stages>-<pid>-<time>.txt (scripts/bench/profile.sh; pyinstrument is a dev dependency)."""
+    target = os.environ.get("TF2TORCH_PROFILE")
+    if not target:
+        yield
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.005)
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        name = f"{'+'.join(job['stages'])}-{os.getpid()}-{time.time_ns()}.txt"
+        Path(target).mkdir(parents=True, exist_ok=True)
+        (Path(target) / name).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
 @contextlib.contextmanager

@@ -28,19 +28,10 @@ def test_external_data_path_converts_end_to_end(tmp_path, write_config):
 
 def test_a_run_below_the_threshold_removes_the_old_data_file(tmp_path, write_config):
     out = tmp_path / "out"
-    assert (
-        run_cli(
-            "convert",
-            "demo.linear_regression",
-            "--config",
-            write_config("external_data_threshold_mb: 0\n"),
-            "--out",
-            out,
-        ).returncode
-        == 0
-    )
+    external = write_config("external_data_threshold_mb: 0\n")
+    assert run_cli("convert", "demo.cnn", "--config", external, "--out", out).returncode == 0
     assert (out / "model.onnx.data").is_file()
-    done = run_cli("convert", "demo.linear_regression", "--out", out)
+    done = run_cli("convert", "demo.cnn", "--out", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (out / "model.onnx.data").exists()
     assert onnx.load(str(out / "model.onnx")).graph.initializer

@@ -8,7 +8,7 @@ from typing import Any
 
 import onnx
 
-from pipeline import artifacts, compat, inputs, layout, tf2onnx_handlers
+from pipeline import artifacts, compat, inputs, layout, onnx_files, tf2onnx_handlers
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError
 from pipeline.stages import tf_models
@@ -49,8 +49,9 @@ def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     if leftover:
         raise UnsupportedOpsError("export", "tf2onnx", leftover)
     order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
-    artifacts.write_atomic(out / artifacts.ONNX_MODEL, lambda tmp: onnx.save(proto, str(tmp)))
+    saved = onnx_files.save(proto, out / artifacts.ONNX_MODEL, cfg.external_data_threshold_mb)
     return {
+        **saved,
         "opset": cfg.opset,
         "nodes": len(proto.graph.node),
         "op_types": dict(Counter(n.op_type for n in proto.graph.node)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any
 
 import onnx
 
-from pipeline import artifacts
+from pipeline import artifacts, onnx_files
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, UnsupportedOpsError, first_line
 from pipeline.inputs import run_samples
@@ -43,7 +44,7 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         raise ConversionError(f"onnx.checker rejected {path.name}: {first_line(exc)}") from None
     model = onnx.load(str(path))
     try:
-        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        _strict_shape_inference(model, path)
     except Exception as exc:
         raise ConversionError(f"ONNX shape inference failed on {path.name}: {first_line(exc)}") from None
     state["onnx"] = model
@@ -62,6 +63,17 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         "shape_inference": "strict passed",
         "session_options": SESSION_CONFIG,
     }
+
+
+def _strict_shape_inference(model: onnx.ModelProto, path: Path) -> None:
+    if not onnx_files.has_external_data(path):
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+        return
+    # Over 2 GB the in-memory model cannot be serialised for inference: infer from the file.
+    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".infer-") as tmp:
+        onnx.shape_inference.infer_shapes_path(
+            str(path), str(Path(tmp) / path.name), check_type=True, strict_mode=True
+        )
 
 
 def unsupported_by_onnx2torch(model: onnx.ModelProto) -> Counter:

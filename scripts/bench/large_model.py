@@ -46,11 +46,25 @@ def main() -> int:
         scratch.mkdir(parents=True, exist_ok=True)
         model, out, config = scratch / "large.keras", scratch / "run", scratch / "large.yaml"
         print(f"building {args.layers} x Dense({args.width}): {weight_mb:.0f} MB of weights", flush=True)
-        subprocess.run([sys.executable, "-c", BUILD, str(args.layers), str(args.width), str(model)], env=ENV, check=True)
-        config.write_text("native: false\nsamples: 1\nbatch_size: 1\ntolerances:\n  default: {atol: 1.0e-4, rtol: 1.0e-3}\n")
+        subprocess.run(
+            [sys.executable, "-c", BUILD, str(args.layers), str(args.width), str(model)], env=ENV, check=True
+        )
+        config.write_text(
+            "native: false\nsamples: 1\nbatch_size: 1\ntolerances:\n  default: {atol: 1.0e-4, rtol: 1.0e-3}\n"
+        )
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "pipeline", "convert", str(model), "--config", str(config), "--out", str(out)],
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "convert",
+                str(model),
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+            ],
             cwd=REPO,
             env=ENV,
         )
@@ -65,7 +79,9 @@ def main() -> int:
             "wall_s": round(wall, 1),
             "stage_seconds": {s["name"]: s["seconds"] for s in report["stages"]},
             "peak_rss_mb": {g: w["peak_rss_mb"] for g, w in report["workers"].items()},
-            "peak_rss_over_weights": {g: round(w["peak_rss_mb"] / weight_mb, 2) for g, w in report["workers"].items()},
+            "peak_rss_over_weights": {
+                g: round(w["peak_rss_mb"] / weight_mb, 2) for g, w in report["workers"].items()
+            },
             "external_data": export.get("external_data"),
             "files_mb": {p.name: round(p.stat().st_size / 2**20) for p in out.iterdir() if p.is_file()},
         }
