@@ -80,6 +80,7 @@ def convert(
         with WorkerPool() as own:
             return convert(cfg, fmt, out, progress, own, groups)
     progress = progress or (lambda record: None)
+    pool.prestart(group for group, _ in groups or stage_groups(cfg))
     out.mkdir(parents=True, exist_ok=True)
     (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
     for stale in (

@@ -47,8 +47,16 @@ def emit(**event) -> None:
     sys.stdout.flush()
 
 
+# Imported as soon as a worker starts, before its first job arrives: the pool starts both workers at
+# once, so torch's imports (about 5 s) overlap TensorFlow's work instead of following it.
+PRELOAD = {"tf": ("tensorflow", "tf2onnx"), "torch": ("torch", "onnx2torch", "onnxruntime")}
+
+
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in PRELOAD.get(argv[0] if argv else "", ()):
+        with contextlib.suppress(Exception):  # a broken install is reported by the job that needs it
+            importlib.import_module(name)
     for line in sys.stdin:
         job_path = line.strip()
         if not job_path:

@@ -84,14 +84,16 @@ class WorkerProcess:
 
     def close(self, grace: float = 10.0) -> None:
         """Ask the worker to exit (end of its stdin); kill it if it has not within `grace` seconds."""
-        if self.returncode is not None:
-            return
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
+        self.request_exit()
         deadline = time.monotonic() + grace
         while self.proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
         self.kill()
+
+    def request_exit(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
 
     def _reap(self) -> None:
         if self.returncode is not None:
@@ -140,6 +142,11 @@ class WorkerPool:
                 worker = self._workers[group] = WorkerProcess(group)
             return worker
 
+    def prestart(self, groups) -> None:
+        """Start the workers of `groups` now, so that each imports its framework while the others work."""
+        for group in groups:
+            self.get(group)
+
     def after_job(self, group: str, rss_mb: float | None) -> None:
         """Retire a worker that died or grew past the memory ceiling; the next job gets a fresh one."""
         with self._lock:
@@ -155,8 +162,12 @@ class WorkerPool:
             self._closed = True
             workers = list(self._workers.values())
             self._workers.clear()
+        # Every job has ended: the workers only have their interpreters to tear down (TensorFlow's
+        # takes seconds). Ask all at once, wait briefly, then kill.
         for worker in workers:
-            worker.close(grace=2.0)
+            worker.request_exit()
+        for worker in workers:
+            worker.close(grace=0.3)
 
     def __enter__(self) -> WorkerPool:
         return self

@@ -42,14 +42,19 @@ def timings(runners: dict) -> dict[str, float]:
 def torch_side(run: Path) -> dict[str, float]:
     import torch
 
+    import onnxruntime as ort
+
     from pipeline.stages.native_stage import load_native
-    from pipeline.stages.torch_stages import onnxruntime_session
 
     warnings.simplefilter("ignore")
     raw = torch.load(str(run / "model.pt"), weights_only=False).eval()
     native = load_native(run, "ConvertedModel")
     compiled = torch.compile(native)
-    session = onnxruntime_session(str(run / "model.onnx"))
+    options = ort.SessionOptions()
+    # onnxruntime's threads spin after each run by default and would steal the cores from the torch
+    # call timed next; without spinning the interleaved timings measure each runtime alone.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(run / "model.onnx"), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     figures = {}
     with torch.no_grad():
