@@ -13,7 +13,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert verify zoo test test-fast bench bench-native lint format clean
+.PHONY: setup convert verify zoo test test-fast bench bench-large lint format clean
 
 setup: $(STAMP)
 
@@ -47,17 +47,20 @@ zoo: setup
 		$(if $(OUT),--out $(OUT)) $(if $(BASELINE),--baseline $(BASELINE)) \
 		$(if $(PRUNE),--prune)
 
-# Batch wall time with 1 and 2 workers and a fully cached re-run (prints figures; not a test).
+# Benchmarks (figures, not tests): each stage's time and each worker's peak memory, the overhead
+# against scripts/bench/minimal_convert.py, inference latency (onnx2torch, native, torch.compile,
+# onnxruntime, TF), batch wall time. Writes scripts/bench/results/<UTC time>.json and .md.
+# make bench [PARTS=stages,overhead,latency,batch] [MODELS=cnn,resnet50] [REPEATS=3]
+PARTS   ?=
+MODELS  ?=
+REPEATS ?=
 bench: setup
-	$(BIN)/python scripts/bench_batch.py
+	$(BIN)/python scripts/bench/run.py $(if $(PARTS),--parts $(PARTS)) $(if $(MODELS),--models $(MODELS)) \
+		$(if $(REPEATS),--repeats $(REPEATS))
 
-# Latency of onnx2torch's module vs the native model.py vs onnxruntime, batch 1 and 32 (figures).
-BENCH_RUNS ?= runs/bench/cnn runs/bench/mobilenet_v2 runs/bench/resnet50
-bench-native: setup
-	$(BIN)/tf2torch convert demo.cnn --out runs/bench/cnn > /dev/null
-	$(BIN)/tf2torch convert --config configs/models/mobilenet_v2.yaml --out runs/bench/mobilenet_v2 > /dev/null
-	$(BIN)/tf2torch convert --config configs/models/resnet50.yaml --out runs/bench/resnet50 > /dev/null
-	$(BIN)/python scripts/bench_native.py $(BENCH_RUNS)
+# A 2.7 GB model (10 x Dense(8192)) end to end through ONNX external data; time and peak memory.
+bench-large: setup
+	$(BIN)/python scripts/bench/large_model.py
 
 # The whole suite, slow model-zoo tests included (what CI runs).
 test: setup

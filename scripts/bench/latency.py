@@ -1,6 +1,6 @@
 """Inference latency of one converted model, batch 1 and 32 on CPU, in one framework's process.
 
-    python scripts/bench/latency.py torch RUN_DIR MODEL.keras   # onnx2torch, native, compiled, onnxruntime
+    python scripts/bench/latency.py torch RUN_DIR MODEL.keras   # onnx2torch, native, fused, compiled, onnxruntime
     python scripts/bench/latency.py tf RUN_DIR MODEL.keras      # the original Keras model (tf.function)
 
 RUN_DIR is a `tf2torch convert` output (layout nhwc). Inputs: the first sample of RUN_DIR/inputs.npz
@@ -40,15 +40,17 @@ def timings(runners: dict) -> dict[str, float]:
 
 
 def torch_side(run: Path) -> dict[str, float]:
-    import torch
-
     import onnxruntime as ort
+    import torch
+    import torch.fx.experimental.optimization
 
     from pipeline.stages.native_stage import load_native
 
     warnings.simplefilter("ignore")
     raw = torch.load(str(run / "model.pt"), weights_only=False).eval()
     native = load_native(run, "ConvertedModel")
+    # For inference only: Conv+BatchNorm folded (model.py keeps them apart so that BN stays trainable).
+    fused = torch.fx.experimental.optimization.fuse(native)
     compiled = torch.compile(native)
     options = ort.SessionOptions()
     # onnxruntime's threads spin after each run by default and would steal the cores from the torch
@@ -64,6 +66,7 @@ def torch_side(run: Path) -> dict[str, float]:
                 {
                     "onnx2torch": lambda tx=tx: raw(tx),
                     "native": lambda tx=tx: native(tx),
+                    "fused": lambda tx=tx: fused(tx),
                     "compiled": lambda tx=tx: compiled(tx),
                     "onnxruntime": lambda x=x: session.run(None, {name: x}),
                 }

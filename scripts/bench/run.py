@@ -8,10 +8,10 @@
 - overhead: `tf2torch convert` with the four stages only (native passes off) against
   scripts/bench/minimal_convert.py (the same four steps, same libraries, no reporting), both as fresh
   processes, interleaved; the ratio of medians, process start-up included.
-- latency: batch 1 and 32 on CPU, the same inputs: onnx2torch's module, the native model.py,
-  torch.compile of it, onnxruntime, and the original TF model (scripts/bench/latency.py, one process
-  per framework).
-- batch: scripts/bench_batch.py (smoke zoo with 1 and 2 workers, a cached re-run).
+- latency: batch 1 and 32 on CPU, the same inputs: onnx2torch's module, the native model.py, it with
+  Conv+BatchNorm folded for inference (torch.fx's fuse), torch.compile of it, onnxruntime, and the
+  original TF model (scripts/bench/latency.py, one process per framework).
+- batch: scripts/bench/batch.py (smoke zoo with 1 and 2 workers, a cached re-run).
 
 Writes scripts/bench/results/<UTC time>.json and .md (and prints the Markdown). The harness imports
 neither TensorFlow nor torch: every measurement runs in its own process.
@@ -162,9 +162,7 @@ def bench_latency(files: dict[str, Path], stage_results: dict) -> dict:
 
 
 def bench_batch(repeats: int) -> dict:
-    done = run(
-        [sys.executable, str(REPO / "scripts" / "bench_batch.py"), "--repeats", str(repeats), "--json"]
-    )
+    done = run([sys.executable, str(HERE / "batch.py"), "--repeats", str(repeats), "--json"])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -213,7 +211,7 @@ def markdown(result: dict) -> str:
         lines.append("")
     latency = result.get("latency")
     if latency:
-        runtimes = ("onnx2torch", "native", "compiled", "onnxruntime", "tf")
+        runtimes = ("onnx2torch", "native", "fused", "compiled", "onnxruntime", "tf")
         lines += [
             "| model | batch | "
             + " | ".join(f"{r} ms" for r in runtimes)

@@ -1,6 +1,6 @@
 """Benchmark of `tf2torch batch`: wall time of a zoo with 1 and 2 workers, and of a fully cached re-run.
 
-    .venv/bin/python scripts/bench_batch.py [--zoo configs/zoos/smoke.yaml] [--repeats 3]
+    .venv/bin/python scripts/bench/batch.py [--zoo configs/zoos/smoke.yaml] [--repeats 3]
 
 Each timed run is a fresh `tf2torch batch` process, as a user or cron job would start it. Conversions
 run with --force into a scratch directory, so every repeat converts every model; the cached re-run
@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def timed_batch(zoo: Path, out: Path, *extra: str) -> float:
