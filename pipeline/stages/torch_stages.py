@@ -42,7 +42,8 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
         raise ConversionError(f"onnx.checker rejected {path.name}: {first_line(exc)}") from None
-    model = onnx.load(str(path))
+    # Over the threshold the tensors stay on disk: ORT, the checker and inference read the path.
+    model = onnx.load(str(path), load_external_data=not onnx_files.has_external_data(path))
     try:
         _strict_shape_inference(model, path)
     except Exception as exc:
@@ -102,8 +103,11 @@ def _all_nodes(graph: onnx.GraphProto):
                 yield from _all_nodes(sub)
 
 
-def to_torch(model: onnx.ModelProto, cfg: ModelConfig, attach_onnx_mapping: bool = False):
-    """The onnx2torch module in eval mode, with the project's and the config's converters."""
+def to_torch(
+    model: onnx.ModelProto, cfg: ModelConfig, attach_onnx_mapping: bool = False, data_dir: Path | None = None
+):
+    """The onnx2torch module in eval mode, with the project's and the config's converters. `data_dir`:
+    the model was loaded without its external data, which lies there."""
     from pipeline.converters import context
     from pipeline.converters.plugins import user_converters
 
@@ -113,14 +117,16 @@ def to_torch(model: onnx.ModelProto, cfg: ModelConfig, attach_onnx_mapping: bool
             raise UnsupportedOpsError("import", "onnx2torch", missing)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return context.convert(model, attach_onnx_mapping).eval()
+            return context.convert(model, attach_onnx_mapping, data_dir).eval()
 
 
 def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    model = state.get("onnx") or onnx.load(str(out / artifacts.ONNX_MODEL))
-    module = to_torch(model, cfg)
+    path = out / artifacts.ONNX_MODEL
+    external = onnx_files.has_external_data(path)
+    model = state.get("onnx") or onnx.load(str(path), load_external_data=not external)
+    module = to_torch(model, cfg, data_dir=out if external else None)
     input_names = [i.name for i in model.graph.input]
     output_names = [o.name for o in model.graph.output]
     save_module_outputs(module, "torch", out, input_names, output_names)
