@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.compare import compare_arrays
 from pipeline.config import ResolvedTolerance
+from pipeline.port.rules import channels_first_order
 
 _ACTIVATIONS = {
     None: lambda x: x,
@@ -69,8 +70,9 @@ def compare_layers(pairs, tf_values, captured, modules, tolerance: ResolvedToler
         module = modules[site.name]
         row = {"tf_layer": name, "torch_module": site.name}
         reference_in = tf_values[f"{name}:in"]
-        if slot.layer.get("flatten_from") and channels_first:
-            reference_in = _chw_rows(reference_in, slot.layer["flatten_from"])
+        order = channels_first_order(slot.layer.get("flatten_from")) if channels_first else None
+        if order is not None:
+            reference_in = reference_in[..., order]
         # torch's convs and norms are channels-first whatever the port's input layout.
         moves = slot.kind in ("conv", "conv_transpose", "batchnorm")
         row["input"] = _judge(reference_in, _rnn_input(torch_in, module), tolerance, moves)
@@ -161,13 +163,3 @@ def _align(reference: np.ndarray, array: np.ndarray, channels_first: bool) -> np
     if channels_first and array.ndim >= 3:
         array = np.moveaxis(array, 1, -1)  # torch's (N, C, ...) against Keras's (N, ..., C)
     return array if array.shape == reference.shape else None
-
-
-def _chw_rows(vector: np.ndarray, flat: list) -> np.ndarray:
-    """Keras's flattened H x W x C features in a channels-first port's C x H x W order."""
-    spatial, channels = flat[1:-1], flat[-1]
-    if None in spatial:
-        return vector
-    order = (len(spatial), *range(len(spatial)))
-    index = np.arange(vector.shape[-1]).reshape(*spatial, channels).transpose(order).reshape(-1)
-    return vector[..., index]

@@ -127,16 +127,14 @@ class Assignment:
 @dataclass
 class Transfer:
     assignments: list[Assignment] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # transforms worth a line in the report
 
 
 class Mismatch(Exception):
     """The slot's weights do not fit the module: `message` says which shapes differ."""
 
-    def __init__(self, message: str, expected: dict[str, tuple] | None = None):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.expected = expected or {}
 
 
 class Weights:
@@ -192,7 +190,6 @@ def _put(result: Transfer, module, param: str, value: np.ndarray, sources: list[
     if tuple(target.shape) != value.shape:
         raise Mismatch(
             f"{param} is {tuple(target.shape)} but {', '.join(sources)} gives {value.shape} ({transform})",
-            {param: value.shape},
         )
     result.assignments.append(Assignment(param, value, sources, transform))
 
@@ -225,15 +222,23 @@ def _linear(slots, arrays, module, result, channels_first):
     kernel, path = weights.get("kernel")
     matrix = kernel.reshape(-1, kernel.shape[-1])
     transform = "transpose (in, out) -> (out, in)"
-    flat = slot.layer.get("flatten_from")
-    if channels_first and flat and len(flat) >= 3 and None not in flat[1:]:
-        spatial, channels = flat[1:-1], flat[-1]
-        order = (len(spatial), *range(len(spatial)))  # (C, H, W) from (H, W, C)
-        rows = np.arange(matrix.shape[0]).reshape(*spatial, channels).transpose(order).reshape(-1)
+    rows = channels_first_order(slot.layer.get("flatten_from")) if channels_first else None
+    if rows is not None:
         matrix = matrix[rows]
-        transform += ", rows reordered " + _dims_word(len(spatial)) + " (a channels-first Flatten)"
+        spatial = len(slot.layer["flatten_from"]) - 2
+        transform += ", rows reordered " + _dims_word(spatial) + " (a channels-first Flatten)"
     _put(result, module, "weight", np.ascontiguousarray(matrix.T), [path], transform)
     _bias(result, module, weights, slot)
+
+
+def channels_first_order(flat: list | None) -> np.ndarray | None:
+    """For a Flatten of an (N, H, W, C) map: the index that puts Keras's H x W x C features in a
+    channels-first port's C x H x W order (None when the shape is unknown or not a feature map)."""
+    if not flat or len(flat) < 3 or None in flat[1:]:
+        return None
+    spatial, channels = flat[1:-1], flat[-1]
+    order = (len(spatial), *range(len(spatial)))  # (C, H, W) from (H, W, C)
+    return np.arange(int(np.prod(flat[1:]))).reshape(*spatial, channels).transpose(order).reshape(-1)
 
 
 def _dims_word(spatial: int) -> str:
