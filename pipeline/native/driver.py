@@ -37,6 +37,8 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("lstm_weights", layers.lstm_weights),
     ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
+    # After every pass that records intermediate values: an in-place activation overwrites its input.
+    ("inplace_activations", tidy_ops.inplace_activations),
     ("parameters_and_names", naming.parameters_and_names),
 )
 

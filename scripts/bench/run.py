@@ -211,24 +211,23 @@ def markdown(result: dict) -> str:
         lines.append("")
     latency = result.get("latency")
     if latency:
-        runtimes = ("onnx2torch", "native", "fused", "compiled", "onnxruntime", "tf")
+        runtimes = ("onnx2torch", "native", "inference", "compiled", "onnxruntime", "tf")
+        ratios = (("native", "tf"), ("native", "onnxruntime"), ("inference", "tf"), ("inference", "onnxruntime"),
+                  ("compiled", "onnxruntime"))  # fmt: skip
         lines += [
             "| model | batch | "
             + " | ".join(f"{r} ms" for r in runtimes)
-            + " | native / TF | native / onnxruntime |"
+            + " | "
+            + " | ".join(f"{a} / {b}" for a, b in ratios)
+            + " |"
         ]
-        lines.append("|---" * (len(runtimes) + 4) + "|")
+        lines.append("|---" * (len(runtimes) + len(ratios) + 2) + "|")
         for model, r in latency.items():
             for batch in ("1", "32"):
-                ms = [r.get(f"{k}_b{batch}_ms") for k in runtimes]
-                cells = ["-" if v is None else f"{v:.2f}" for v in ms]
-                native, tf, ort = (
-                    r.get(f"native_b{batch}_ms"),
-                    r.get(f"tf_b{batch}_ms"),
-                    r.get(f"onnxruntime_b{batch}_ms"),
-                )
-                ratios = [f"{native / d:.2f}x" if native and d else "-" for d in (tf, ort)]
-                lines.append(f"| {model} | {batch} | " + " | ".join(cells + ratios) + " |")
+                ms = {k: r.get(f"{k}_b{batch}_ms") for k in runtimes}
+                cells = ["-" if ms[k] is None else f"{ms[k]:.2f}" for k in runtimes]
+                cells += [f"{ms[a] / ms[b]:.2f}x" if ms[a] and ms[b] else "-" for a, b in ratios]
+                lines.append(f"| {model} | {batch} | " + " | ".join(cells) + " |")
         lines.append("")
     batch = result.get("batch")
     if batch:
