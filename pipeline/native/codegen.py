@@ -84,16 +84,44 @@ def _shape(t: torch.Tensor) -> str:
 
 
 def _value_names(gm: fx.GraphModule, input_names: list[str]) -> dict[str, str]:
+    """Inputs keep the model's names and tensors read from `self` their attribute's; computed values
+    are `x`, `x_1`, ... as a person writes them: a value takes over the name of its first input when
+    that input is not read again (`x = self.conv(x)`), so a chain reuses one name and each branch
+    alive at the same time has its own. Dropping the dead values as it goes is also what lets
+    forward reuse their memory instead of keeping every intermediate tensor until it returns."""
     names: dict[str, str] = {}
     taken = set(keyword.kwlist) | set(dir(builtins)) | {"self", "torch", "nn", "F"}
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    nodes = list(gm.graph.nodes)
+    placeholders = [n for n in nodes if n.op == "placeholder"]
     for node, wanted in zip(
         placeholders, input_names + [n.name for n in placeholders][len(input_names) :], strict=True
     ):
         names[node.name] = fxutil.unique_name(wanted, taken, "x_")
-    for node in gm.graph.nodes:
-        if node.op != "placeholder":
+    for node in nodes:
+        if node.op == "get_attr":
             names[node.name] = fxutil.unique_name(node.name, taken, "x_")
+    last_use = {source.name: i for i, node in enumerate(nodes) for source in node.all_input_nodes}
+    pooled: list[str] = []  # every name made for computed values, in the order made
+    free: set[str] = set()
+    for i, node in enumerate(nodes):
+        if node.op in ("placeholder", "get_attr", "output"):
+            continue
+        dying = [
+            names[a.name] for a in node.all_input_nodes if last_use[a.name] == i and names[a.name] in pooled
+        ]
+        free.update(dying)
+        first = next(iter(node.all_input_nodes), None)
+        if first is not None and names.get(first.name) in dying:
+            name = names[first.name]
+        elif free:
+            name = min(free, key=pooled.index)
+        else:
+            name = fxutil.unique_name("x", taken, "x_")
+            pooled.append(name)
+        free.discard(name)
+        names[node.name] = name
+        if node.name not in last_use:  # never read: its name is free again at once
+            free.add(name)
     return names
 
 
@@ -101,7 +129,7 @@ def _statement(node: fx.Node, names: dict[str, str]) -> str:
     def arg(a: Any) -> str:
         return _format(a, names)
 
-    target = names[node.name]
+    target = names.get(node.name)
     if node.op == "output":
         return f"return {arg(node.args[0])}"
     if node.op == "get_attr":

@@ -53,7 +53,9 @@ def torch_side(run: Path) -> dict[str, float]:
     # Inductor's freezing treats the weights as constants (inference only): it folds BatchNorm into the
     # convolutions and fuses their activations, as onnxruntime does.
     torch._inductor.config.freezing = True
-    compiled = torch.compile(load_native(run, "ConvertedModel"))
+    # One compilation per batch size (dynamic=False): a second size would otherwise be recompiled with
+    # symbolic shapes and lose much of what freezing gains.
+    compiled = torch.compile(load_native(run, "ConvertedModel"), dynamic=False)
     options = ort.SessionOptions()
     # onnxruntime's threads spin after each run by default and would steal the cores from the torch
     # call timed next; without spinning the interleaved timings measure each runtime alone.
