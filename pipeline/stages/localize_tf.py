@@ -75,7 +75,7 @@ def graph_values(
     outputs by their renamed names)."""
     tf_graph = tf.Graph()
     with tf_graph.as_default():
-        tf.compat.v1.import_graph_def(graph.graph_def, name="")
+        tf.compat.v1.import_graph_def(graph.runnable_graph_def(), name="")
     tensor_of = {new: old for old, new in graph.renames.items()}
     fetches = {}
     for name, counterpart in counterparts.items():

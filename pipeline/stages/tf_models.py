@@ -8,6 +8,7 @@ and outputs come back in the same order as `inputs` and `outputs`.
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from collections.abc import Callable
@@ -67,11 +68,18 @@ class FrozenTFGraph(NamedTuple):
     """What tf2onnx converts: a frozen, grappler-optimized GraphDef; its input and output tensors in
     the model's order; the renames giving ONNX graph inputs and outputs the model's names."""
 
-    graph_def: Any
+    graph_def: Any  # its weights are Placeholders named after `weights`' keys
+    weights: dict[str, np.ndarray]
     inputs: list[str]
     outputs: list[str]
     renames: dict[str, str]
     tables: Any = None
+
+    def runnable_graph_def(self):
+        """The GraphDef with the weights in it, as TensorFlow runs it."""
+        from pipeline.stages import tf_to_onnx
+
+        return tf_to_onnx.with_weights(self.graph_def, self.weights)
 
 
 def _positions(model, nchw_inputs, nchw_outputs) -> tuple[list[int], list[int]]:
@@ -88,6 +96,7 @@ def graph_to_onnx(graph: FrozenTFGraph, opset: int, nchw: tuple[list[int], list[
 
     return tf_to_onnx.graph_def_to_onnx(
         graph.graph_def,
+        graph.weights,  # consumed
         graph.inputs,
         graph.outputs,
         graph.renames,
@@ -106,10 +115,21 @@ def _dims(shape) -> tuple[int | None, ...] | None:
 
 
 class KerasModel:
-    def __init__(self, model):
-        self.model = model
+    """`reload` builds the model again: the export drops the model once its SavedModel is written (the
+    weights must not sit in memory twice while they are frozen and converted) and a later stage that
+    needs the model (gradients) gets it back through `reload`."""
+
+    def __init__(self, model, reload: Callable[[], Any] | None = None):
+        self._model = model
+        self._reload = reload
         self.inputs = [TensorInfo(t.name, tf.as_dtype(t.dtype).name, _dims(t.shape)) for t in model.inputs]
         self.outputs = [f"output_{i}" for i in range(len(tf.nest.flatten(model.outputs)))]
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = self._reload()
+        return self._model
 
     def run(self, feeds):
         args = [feeds[i.name] for i in self.inputs]
@@ -124,19 +144,23 @@ class KerasModel:
         return _tape_gradients(call, feeds, names, self.outputs, project)
 
     def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
-        return graph_to_onnx(self.frozen_graph(), opset, _positions(self, nchw_inputs, nchw_outputs))
+        graph = self.frozen_graph(drop_model=self._reload is not None)
+        return graph_to_onnx(graph, opset, _positions(self, nchw_inputs, nchw_outputs))
 
     def write_weights(self, out: Path) -> dict:
         from pipeline.stages import keras_weights
 
         return keras_weights.write(self.model, out)
 
-    def frozen_graph(self):
+    def frozen_graph(self, drop_model: bool = False):
         # model.export() writes a SavedModel whose variables tf2onnx's saved-model path freezes;
         # tf2onnx.convert.from_keras is broken on Keras 3 and from_function turns captured constants
         # (Normalization layers) into extra graph inputs.
         with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
             self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
+            if drop_model:
+                self._model = None
+                gc.collect()
             return saved_model_graph(tmp, "serving_default", [i.name for i in self.inputs], self.outputs)
 
 
@@ -147,7 +171,7 @@ def load_keras(path: Path) -> KerasModel:
         model = keras.models.load_model(path, compile=False)
     except Exception as exc:  # keras raises many types for unreadable files
         raise ModelFileError(f"Keras could not load {path}: {first_line(exc)}") from None
-    return KerasModel(_ensure_built(model))
+    return KerasModel(_ensure_built(model), reload=lambda: load_keras(path).model)
 
 
 def load_h5(path: Path) -> KerasModel:
@@ -162,7 +186,7 @@ def load_h5(path: Path) -> KerasModel:
         model = tf_keras.models.load_model(path, compile=False)
     except Exception as exc:
         raise ModelFileError(f"tf_keras could not load {path}: {first_line(exc)}") from None
-    return KerasModel(model)
+    return KerasModel(model, reload=lambda: load_h5(path).model)
 
 
 def _ensure_built(model):
@@ -219,7 +243,9 @@ def saved_model_graph(
     """Freeze one signature; the ONNX graph's inputs and outputs are named after the signature's keys."""
     from pipeline.stages import tf_to_onnx
 
-    graph_def, in_tensors, out_tensors, renames, tables = tf_to_onnx.freeze_saved_model(path, signature)
+    graph_def, weights, in_tensors, out_tensors, renames, tables = tf_to_onnx.freeze_saved_model(
+        path, signature
+    )
     keys_in = sorted(renames.get(t, t) for t in in_tensors)
     keys_out = sorted(renames.get(t, t) for t in out_tensors)
     if (keys_in, keys_out) != (sorted(input_order), sorted(output_order)):
@@ -230,8 +256,8 @@ def saved_model_graph(
     tensor_of = {renames.get(t, t): t for t in in_tensors + out_tensors}
     in_tensors = [tensor_of[n] for n in input_order]
     out_tensors = [tensor_of[n] for n in output_order]
-    graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors)
-    return FrozenTFGraph(graph_def, in_tensors, out_tensors, renames, tables)
+    graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors, weights)
+    return FrozenTFGraph(graph_def, weights, in_tensors, out_tensors, renames, tables)
 
 
 # --- TF1 frozen GraphDef --------------------------------------------------------------------
@@ -318,8 +344,9 @@ class FrozenGraph:
         }
         # The conversion consumes the GraphDef (it moves the weights); the session keeps its own copy.
         graph_def, self.graph_def = self.graph_def, None
-        graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_names, out_names)
-        return FrozenTFGraph(graph_def, in_names, out_names, renames)
+        weights: dict[str, np.ndarray] = {}
+        graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_names, out_names, weights)
+        return FrozenTFGraph(graph_def, weights, in_names, out_names, renames)
 
 
 def _node_name(name: str) -> str:
@@ -434,4 +461,4 @@ def _load_zoo(model_id: str, inputs: list[InputSpec] | None, seed: int, workdir:
         path = workdir / "source.tflite"
         path.write_bytes(built)
         return TFLiteModel(path)
-    return KerasModel(built)
+    return KerasModel(built, reload=lambda: build(model_id, shape, seed))

@@ -1,26 +1,34 @@
-"""TF graph to ONNX with tf2onnx, in about 2-4x the model's weights of memory instead of 40-60x.
+"""TF graph to ONNX with tf2onnx, in about 2x the model's weights of memory instead of 40-60x.
 
 tf2onnx's own entry points (`from_saved_model` followed by `from_graph_def`) freeze the model into a
 new function, run grappler twice and import the full graph into TensorFlow three times; every step
 copies every weight, and grappler alone takes ~10x. Here the same library pieces run in a leaner
-order:
+order, and the weights travel beside the graph, never inside it:
 
-1. freeze the signature with tf2onnx's large-model freezer (a GraphDef only, no new function);
-2. run grappler once, with each large constant swapped for a placeholder of the same dtype and shape,
-   so grappler inlines functions and folds shape arithmetic but never copies weights; put the
-   constants back afterwards;
-3. import the graph into TensorFlow with its large constants emptied (tf2onnx's `compress_graph_def`,
-   made for >2 GB models) and hand tf2onnx the values separately;
-4. run tf2onnx's ONNX optimizers in place. Upstream copies the whole graph before each optimizer so it
-   can skip one that raises; that copy is the peak. If an optimizer raises here, the conversion is
-   rebuilt and rerun the upstream way, with a warning in the log.
+1. freeze the signature with tf2onnx's large-model freezer (a GraphDef only, no new function), with
+   TensorFlow's variable-to-constant step writing a tiny tag instead of each weight's bytes; the
+   weights stay the numpy arrays the freezer read (`Weights`: node name -> array), and each tagged
+   constant becomes a placeholder of the same dtype and shape;
+2. run grappler once on that graph: it inlines functions and folds shape arithmetic but never sees,
+   let alone copies, a weight (large constants of a GraphDef read from disk are moved out the same way);
+3. import the graph into TensorFlow with the weights as empty constants (tf2onnx's `compress_graph_def`
+   form, made for >2 GB models) and hand tf2onnx their bytes separately;
+4. run tf2onnx's ONNX optimizers in place, then drop the weights before the ModelProto is built.
+   Upstream copies the whole graph before each optimizer so it can skip one that raises; that copy is
+   the peak. If an optimizer raises here, the conversion is rebuilt and rerun the upstream way, with a
+   warning in the log.
+
+Protobuf's Python messages keep a removed field's bytes until the whole message is freed, which is
+why weights are kept out of GraphDefs from the start rather than removed from them afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 
+import numpy as np
 import tensorflow as tf
 
 log = logging.getLogger("tf2torch.export")
@@ -35,39 +43,116 @@ _CALL_OPS = {"PartitionedCall", "StatefulPartitionedCall"}
 _NO_INLINE_ATTRS = ("_noinline", "_XlaMustCompile")
 
 
+# A weight's place in a GraphDef: Placeholder nodes standing for `Weights` entries of the same name.
+Weights = dict  # node name -> np.ndarray
+
+_TAG = b"tf2torch-weight:"
+
+
 def freeze_saved_model(path: str, signature: str):
-    """Return (graph_def, input tensors, output tensors, tensor renames, initialized tables)."""
+    """Return (graph_def, weights, input tensors, output tensors, tensor renames, initialized tables)."""
     from tf2onnx import tf_loader
 
-    graph_def, in_tensors, out_tensors, tables, renames = tf_loader.from_saved_model(
-        path,
-        None,
-        None,
-        signatures=[signature],
-        large_model=True,  # the freezer that returns a GraphDef without building a new function
-        return_initialized_tables=True,
-        return_tensors_to_rename=True,
-    )
+    with _weights_kept_apart() as tagged:
+        graph_def, in_tensors, out_tensors, tables, renames = tf_loader.from_saved_model(
+            path,
+            None,
+            None,
+            signatures=[signature],
+            large_model=True,  # the freezer that returns a GraphDef without building a new function
+            return_initialized_tables=True,
+            return_tensors_to_rename=True,
+        )
     # The large-model path skips this upstream fix (ResourceGather left inside functions).
     graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
-    return graph_def, in_tensors, out_tensors, renames, tables
+    weights = _untag(graph_def, tagged)
+    gc.collect()  # the loaded SavedModel's variables: the weights now live in `weights` only
+    return graph_def, weights, in_tensors, out_tensors, renames, tables
 
 
-def optimize_tf_graph(graph_def, input_tensors: list[str], output_tensors: list[str]):
-    """Inline function calls and fold constants with grappler, without letting it copy the weights."""
+@contextlib.contextmanager
+def _weights_kept_apart():
+    """While TensorFlow turns variables into constants, each large value becomes a tagged empty
+    TensorProto and the array itself is kept (no copy) in the yielded dict, tag -> array."""
+    from tensorflow.core.framework import tensor_pb2
+    from tensorflow.python.framework import convert_to_constants, tensor_util
+
+    tagged: dict[bytes, np.ndarray] = {}
+    original_proto = tensor_util.make_tensor_proto
+    original_replace = convert_to_constants._replace_variables_by_constants
+    active = False
+
+    def make_tensor_proto(values, dtype=None, shape=None, verify_shape=False, allow_broadcast=False):
+        large = isinstance(values, np.ndarray) and values.nbytes > LARGE_CONSTANT_BYTES
+        if active and large and values.dtype.kind in "biufc":  # numbers: bfloat16 and strings go in
+            tag = _TAG + str(len(tagged)).encode()
+            tagged[tag] = values
+            return tensor_pb2.TensorProto(
+                dtype=tf.as_dtype(dtype or values.dtype).as_datatype_enum,
+                tensor_shape=tf.TensorShape(shape or values.shape).as_proto(),
+                tensor_content=tag,
+            )
+        return original_proto(values, dtype, shape, verify_shape, allow_broadcast)
+
+    def replace_variables_by_constants(*args, **kwargs):
+        nonlocal active
+        active = True
+        try:
+            return original_replace(*args, **kwargs)
+        finally:
+            active = False
+
+    tensor_util.make_tensor_proto = make_tensor_proto
+    convert_to_constants._replace_variables_by_constants = replace_variables_by_constants
+    try:
+        yield tagged
+    finally:
+        tensor_util.make_tensor_proto = original_proto
+        convert_to_constants._replace_variables_by_constants = original_replace
+
+
+def _untag(graph_def, tagged: dict[bytes, np.ndarray]) -> Weights:
+    weights: Weights = {}
+    for node in graph_def.node:
+        if node.op == "Const" and node.attr["value"].tensor.tensor_content.startswith(_TAG):
+            weights[node.name] = tagged.pop(node.attr["value"].tensor.tensor_content)
+            _to_placeholder(node)
+    if tagged:  # a tagged value that is no node of the graph: it would be converted as empty
+        raise RuntimeError(f"{len(tagged)} frozen weights are missing from the frozen graph")
+    return weights
+
+
+def optimize_tf_graph(graph_def, input_tensors: list[str], output_tensors: list[str], weights: Weights):
+    """Inline function calls and fold constants with grappler, without letting it see the weights.
+    Large constants still in `graph_def` move to `weights` (which is updated) first."""
     from tf2onnx import tf_loader
 
     _allow_inlining(graph_def)
-    hidden = _hide_large_constants(graph_def)
+    for node in graph_def.node:
+        if node.op == "Const" and len(node.attr["value"].tensor.tensor_content) > LARGE_CONSTANT_BYTES:
+            weights[node.name] = tf.make_ndarray(node.attr["value"].tensor)
+            _to_placeholder(node)
     with tf.Graph().as_default():  # grappler's meta-graph export needs graph mode
         optimized = tf_loader.tf_optimize(list(input_tensors), list(output_tensors), graph_def)
-    del graph_def
-    _restore_large_constants(optimized, hidden)
+    kept = {n.name for n in optimized.node if n.op == "Placeholder"}
+    for name in [n for n in weights if n not in kept]:
+        del weights[name]  # grappler pruned the node: nothing reads this weight
     return optimized
+
+
+def with_weights(graph_def, weights: Weights):
+    """A copy of `graph_def` with the weights back in as constants, for running it in TensorFlow."""
+    full = type(graph_def)()
+    full.CopyFrom(graph_def)
+    for node in full.node:
+        if node.name in weights:
+            _to_const(node, weights[node.name])
+    return full
 
 
 def graph_def_to_onnx(
     graph_def,
+    weights: Weights,
     input_tensors: list[str],
     output_tensors: list[str],
     renames: dict[str, str],
@@ -76,10 +161,14 @@ def graph_def_to_onnx(
     optimizers=None,
     nchw: tuple[list[str], list[str]] = ([], []),
 ):
-    """Convert a frozen, optimized GraphDef to an ONNX ModelProto (graph_def's constants are emptied)."""
-    from tf2onnx import optimizer, tf_utils, tfonnx
+    """Convert a frozen, optimized GraphDef whose placeholders in `weights` stand for them to an ONNX
+    ModelProto. Consumes `weights` (cleared once tf2onnx holds its own copy)."""
+    from tf2onnx import optimizer, tfonnx
 
-    constant_values = tf_utils.compress_graph_def(graph_def)
+    for node in graph_def.node:
+        if node.name in weights:
+            _to_const(node, None, weights[node.name])  # dtype and shape only: the compressed form
+    constant_values = _ConstantBytes(weights)
     with tf.Graph().as_default() as tf_graph:
         tf.import_graph_def(graph_def, name="")
 
@@ -112,7 +201,27 @@ def graph_def_to_onnx(
         # Outside the except block, so the failed attempt's traceback (and its graph) can be freed.
         gc.collect()
         onnx_graph = optimizer.optimize_graph(build(), catch_errors=True, optimizers=optimizers)
+    weights.clear()  # the ONNX graph holds its own copy: one copy fewer while the ModelProto is built
+    gc.collect()
     return onnx_graph.make_model("converted by tf2torch with tf2onnx")
+
+
+class _ConstantBytes(dict):
+    """tf2onnx's `const_node_values` (node name -> tensor bytes), made from the arrays one at a time
+    when tf2onnx asks instead of all at once."""
+
+    def __init__(self, weights: Weights):
+        super().__init__()
+        self._weights = weights
+
+    def __contains__(self, name) -> bool:
+        return name in self._weights
+
+    def __bool__(self) -> bool:
+        return bool(self._weights)
+
+    def __getitem__(self, name) -> bytes:
+        return np.ascontiguousarray(self._weights[name]).tobytes()
 
 
 def _allow_inlining(graph_def) -> None:
@@ -124,33 +233,26 @@ def _allow_inlining(graph_def) -> None:
                 del holder.attr[attr]
 
 
-def _hide_large_constants(graph_def) -> dict:
-    hidden = {}
-    for node in graph_def.node:
-        if node.op != "Const":
-            continue
-        tensor = node.attr["value"].tensor
-        if len(tensor.tensor_content) <= LARGE_CONSTANT_BYTES:
-            continue
-        hidden[node.name] = node.attr["value"]  # the AttrValue message moves out of the graph intact
-        value = node.attr.pop("value")
-        dtype = node.attr["dtype"].type
-        node.op = "Placeholder"
-        node.attr.clear()
-        node.attr["dtype"].type = dtype
-        node.attr["shape"].shape.CopyFrom(value.tensor.tensor_shape)
-    return hidden
+def _to_placeholder(node) -> None:
+    dtype = node.attr["dtype"].type
+    shape = node.attr["value"].tensor.tensor_shape
+    node.op = "Placeholder"
+    kept_shape = type(shape)()
+    kept_shape.CopyFrom(shape)
+    node.attr.clear()
+    node.attr["dtype"].type = dtype
+    node.attr["shape"].shape.CopyFrom(kept_shape)
 
 
-def _restore_large_constants(graph_def, hidden: dict) -> None:
-    for node in graph_def.node:
-        value = hidden.pop(node.name, None)
-        if value is None:
-            continue
-        if node.op != "Placeholder":  # grappler never rewrites placeholders; a clash would be a bug
-            raise RuntimeError(f"grappler changed the hidden constant {node.name} into a {node.op}")
-        dtype = node.attr["dtype"].type
-        node.op = "Const"
-        node.attr.clear()
-        node.attr["dtype"].type = dtype
-        node.attr["value"].CopyFrom(value)
+def _to_const(node, value: np.ndarray | None, like: np.ndarray | None = None) -> None:
+    """Placeholder -> Const holding `value`, or, with `like`, an empty Const of its dtype and shape."""
+    template = value if value is not None else like
+    dtype = node.attr["dtype"].type
+    node.op = "Const"
+    node.attr.clear()
+    node.attr["dtype"].type = dtype
+    tensor = node.attr["value"].tensor
+    tensor.dtype = dtype
+    tensor.tensor_shape.CopyFrom(tf.TensorShape(template.shape).as_proto())
+    if value is not None:
+        tensor.tensor_content = np.ascontiguousarray(value).tobytes()
