@@ -9,7 +9,9 @@ protobuf's upb backend: tf2onnx's `Node.update_proto` empties and refills the no
 after every optimizer pass. upb keeps a message's memory in an arena that only grows until the
 message is freed, so every pass left another copy of each weight behind: 40-60x the weights in
 memory for a ConvNeXt. Giving the node a fresh, empty NodeProto before the refill lets the old one
-(and its arena) go.
+(and its arena) go. A constant's NodeProto gets no attributes at all: its value lives in the node's
+attribute dict and becomes a graph initializer from there (`Graph.make_graph`), never from the
+NodeProto, whose copy only doubled the weights in memory.
 """
 
 import numpy as np
@@ -34,6 +36,10 @@ def patch_tf2onnx_node_update_proto() -> None:
     def update_proto(self, external_tensor_storage=None):
         old = self._op
         self._op = NodeProto(name=old.name, op_type=old.op_type, domain=old.domain, doc_string=old.doc_string)
+        if self.is_const():
+            self._op.input.extend(self.input)
+            self._op.output.extend(self.output)
+            return
         original(self, external_tensor_storage)
 
     update_proto._tf2torch_fresh_proto = True

@@ -124,3 +124,49 @@ def test_refreshing_a_node_proto_does_not_keep_old_copies_of_its_weights():
     patched = run_python(UPDATE_PROTO_GROWTH, "patched")["growth_mb"]
     assert unpatched > 300, "tf2onnx or protobuf changed: the shim may no longer be needed"
     assert patched < 80
+
+
+# A Keras model exported the way the export stage does it; `broken` makes the in-memory freezer fail
+# so that the SavedModel route has to take over. The model is dropped after the export, so the
+# reference run afterwards also exercises rebuilding it.
+KERAS_EXPORT = """
+import json, logging, sys, tempfile
+from pathlib import Path
+import numpy as np
+import onnxruntime as ort
+import pipeline.stages.tf_stages  # registers the project's tf2onnx shims, as the worker does
+from pipeline.stages import tf_models, tf_to_onnx
+
+if sys.argv[1] == "broken":
+    def broken(func):
+        raise RuntimeError("deliberately broken in-memory freeze")
+    tf_to_onnx.freeze_function = broken
+warnings = []
+handler = logging.Handler()
+handler.emit = lambda record: warnings.append(record.getMessage())
+logging.getLogger("tf2torch").addHandler(handler)
+model = tf_models.load("zoo", "demo.cnn", "serving_default", None, None, 0, Path(tempfile.mkdtemp()))
+proto = model.to_onnx(17)
+dropped = model._model is None
+x = np.random.default_rng(0).standard_normal((2, 28, 28, 1)).astype(np.float32)
+got = ort.InferenceSession(proto.SerializeToString()).run(None, {"image": x})[0]
+expected = model.run({"image": x})["output_0"]
+print(json.dumps({"max_diff": float(np.abs(got - expected).max()), "dropped": dropped,
+                  "initializers": len(proto.graph.initializer), "warnings": warnings}))
+"""
+
+
+def test_a_keras_model_is_frozen_in_memory_and_dropped_after_the_export():
+    result = run_python(KERAS_EXPORT, "default")
+    assert result["warnings"] == []
+    assert result["dropped"]  # the weights are not kept twice while they are converted
+    assert result["initializers"] >= 4  # conv and dense kernels and biases
+    assert result["max_diff"] < 1e-5  # and the rebuilt model computes what the ONNX model computes
+
+
+def test_the_savedmodel_route_takes_over_when_freezing_in_memory_fails():
+    result = run_python(KERAS_EXPORT, "broken")
+    assert len(result["warnings"]) == 1
+    assert "deliberately broken in-memory freeze" in result["warnings"][0]
+    assert "SavedModel" in result["warnings"][0]
+    assert result["max_diff"] < 1e-5

@@ -9,6 +9,7 @@ and outputs come back in the same order as `inputs` and `outputs`.
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -23,6 +24,8 @@ import tensorflow as tf  # noqa: E402
 from pipeline.config import InputSpec  # noqa: E402
 from pipeline.errors import ConfigError, ConversionError, ModelFileError, UsageError, first_line  # noqa: E402
 from pipeline.inputs import TensorInfo  # noqa: E402
+
+log = logging.getLogger("tf2torch.export")
 
 
 class TFModel(Protocol):
@@ -115,9 +118,9 @@ def _dims(shape) -> tuple[int | None, ...] | None:
 
 
 class KerasModel:
-    """`reload` builds the model again: the export drops the model once its SavedModel is written (the
-    weights must not sit in memory twice while they are frozen and converted) and a later stage that
-    needs the model (gradients) gets it back through `reload`."""
+    """The export freezes the model's call in memory and then drops the model (its weights must not
+    sit in memory twice while they are converted); a later stage that needs it (gradients) gets it
+    back through `reload`."""
 
     def __init__(self, model, reload: Callable[[], Any] | None = None):
         self._model = model
@@ -144,7 +147,7 @@ class KerasModel:
         return _tape_gradients(call, feeds, names, self.outputs, project)
 
     def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
-        graph = self.frozen_graph(drop_model=self._reload is not None)
+        graph = self.frozen_graph(drop_model=True)
         return graph_to_onnx(graph, opset, _positions(self, nchw_inputs, nchw_outputs))
 
     def write_weights(self, out: Path) -> dict:
@@ -153,15 +156,49 @@ class KerasModel:
         return keras_weights.write(self.model, out)
 
     def frozen_graph(self, drop_model: bool = False):
-        # model.export() writes a SavedModel whose variables tf2onnx's saved-model path freezes;
-        # tf2onnx.convert.from_keras is broken on Keras 3 and from_function turns captured constants
-        # (Normalization layers) into extra graph inputs.
-        with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
-            self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
-            if drop_model:
-                self._model = None
-                gc.collect()
-            return saved_model_graph(tmp, "serving_default", [i.name for i in self.inputs], self.outputs)
+        from pipeline.stages import tf_to_onnx
+
+        try:
+            frozen = self._frozen_call()
+        except Exception as exc:  # noqa: BLE001 - TensorFlow's freezer raises many types
+            log.warning(
+                "freezing the Keras model's call in memory failed (%s: %s); freezing its SavedModel "
+                "export instead, which holds the weights in memory once more",
+                type(exc).__name__,
+                first_line(exc),
+            )
+            frozen = None
+        if frozen is None:
+            # model.export() writes a SavedModel whose variables tf2onnx's saved-model path freezes.
+            with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
+                self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
+                self._drop(drop_model)
+                return saved_model_graph(tmp, "serving_default", [i.name for i in self.inputs], self.outputs)
+        self._drop(drop_model)  # the frozen weights are the only copy from here on
+        graph_def, weights, in_tensors, out_tensors = frozen
+        renames = dict(
+            zip(in_tensors + out_tensors, [i.name for i in self.inputs] + self.outputs, strict=True)
+        )
+        graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors, weights)
+        return FrozenTFGraph(graph_def, weights, in_tensors, out_tensors, renames)
+
+    def _frozen_call(self):
+        """The model's inference call traced and frozen in this process (graph_def, weights, input and
+        output tensors): no SavedModel written and loaded again, which holds the weights twice more."""
+        from pipeline.stages import tf_to_onnx
+
+        model = self.model
+        specs = [
+            tf.TensorSpec(t.shape, t.dtype, name=_node_name(i.name))
+            for t, i in zip(model.inputs, self.inputs, strict=True)
+        ]
+        call = tf.function(lambda *args: model(list(args) if len(args) > 1 else args[0], training=False))
+        return tf_to_onnx.freeze_function(call.get_concrete_function(*specs))
+
+    def _drop(self, drop_model: bool) -> None:
+        if drop_model and self._reload is not None:
+            self._model = None
+            gc.collect()
 
 
 def load_keras(path: Path) -> KerasModel:

@@ -70,6 +70,20 @@ def freeze_saved_model(path: str, signature: str):
     return graph_def, weights, in_tensors, out_tensors, renames, tables
 
 
+def freeze_function(func):
+    """(graph_def, weights, input tensors, output tensors) of a concrete function, its variables and
+    captured constants frozen: the in-memory counterpart of `freeze_saved_model`."""
+    from tf2onnx import tf_loader
+
+    captured = {t.name for t in func.graph.internal_captures}
+    in_tensors = [t.name for t in func.inputs if t.dtype != tf.resource and t.name not in captured]
+    out_tensors = [t.name for t in func.outputs]
+    with _weights_kept_apart() as tagged:
+        graph_def = tf_loader.from_function(func, in_tensors, out_tensors, large_model=True)
+    graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+    return graph_def, _untag(graph_def, tagged), in_tensors, out_tensors
+
+
 @contextlib.contextmanager
 def _weights_kept_apart():
     """While TensorFlow turns variables into constants, each large value becomes a tagged empty
@@ -203,7 +217,60 @@ def graph_def_to_onnx(
         onnx_graph = optimizer.optimize_graph(build(), catch_errors=True, optimizers=optimizers)
     weights.clear()  # the ONNX graph holds its own copy: one copy fewer while the ModelProto is built
     gc.collect()
-    return onnx_graph.make_model("converted by tf2torch with tf2onnx")
+    return _model_proto(onnx_graph)
+
+
+_MAIN_GRAPH = "tf2torch main graph"
+
+
+def _graph_extras(doc_string=None, value_info=(), sparse_initializer=None):
+    return doc_string, value_info, sparse_initializer
+
+
+def _model_proto(onnx_graph):
+    """tf2onnx's `Graph.make_model`, with the GraphProto built inside the ModelProto: upstream builds it
+    on its own and copies it in, holding the weights three times (node attributes, GraphProto,
+    ModelProto) at its peak."""
+    import onnx
+    from tf2onnx import __version__ as tf2onnx_version
+    from tf2onnx import constants
+
+    model = onnx.ModelProto(
+        ir_version=constants.OPSET_TO_IR_VERSION[onnx_graph.opset],
+        producer_name="tf2onnx",
+        producer_version=tf2onnx_version,
+    )
+    model.opset_import.extend(
+        [
+            onnx.helper.make_opsetid(constants.ONNX_DOMAIN, onnx_graph.opset),
+            constants.AI_ONNX_ML_OPSET,
+            *(onnx_graph.extra_opset or []),
+        ]
+    )
+    upstream = onnx.helper.make_graph
+
+    def make_graph_in_model(nodes, name, inputs, outputs, initializer=None, *args, **kwargs):
+        if name != _MAIN_GRAPH:  # a Loop or If body, built while the main graph is
+            return upstream(nodes, name, inputs, outputs, initializer, *args, **kwargs)
+        doc_string, value_info, sparse_initializer = _graph_extras(*args, **kwargs)
+        graph = model.graph
+        graph.name = "tf2onnx"  # the name upstream gives it
+        graph.node.extend(nodes)
+        graph.input.extend(inputs)
+        graph.output.extend(outputs)
+        graph.initializer.extend(initializer or [])
+        graph.sparse_initializer.extend(sparse_initializer or [])
+        graph.value_info.extend(value_info or [])
+        if doc_string:
+            graph.doc_string = doc_string
+        return graph
+
+    onnx.helper.make_graph = make_graph_in_model
+    try:
+        onnx_graph.make_graph("converted by tf2torch with tf2onnx", graph_name=_MAIN_GRAPH)
+    finally:
+        onnx.helper.make_graph = upstream
+    return model
 
 
 class _ConstantBytes(dict):
