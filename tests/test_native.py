@@ -146,6 +146,9 @@ def test_demo_cnn_reads_like_hand_written_pytorch(tmp_path):
         "torch.flatten(",
         "nn.Softmax(",
         "def forward(self, image):",
+        # one name through the chain, as a person writes it (and each dead intermediate is freed)
+        "        x = self.conv2d(x)\n        x = self.relu(x)\n        x = self.max_pool2d(x)\n",
+        "self.relu = nn.ReLU(inplace=True)",  # right after the convolution, which nothing else reads
     ):
         assert expected in code, code
     assert "onnx" not in code.split("# ", 6)[-1].lower()  # no onnx2torch wrappers below the header
@@ -230,7 +233,7 @@ def test_layout_nchw_gives_the_cnn_an_nchw_input_without_transposes_at_the_ends(
     assert np.load(out / "inputs.npz")["image"].shape == (3, 2, 1, 28, 28)
     graph = onnx.load(str(out / "model.onnx")).graph
     assert [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim][1:] == [1, 28, 28]
-    assert _forward_lines(out)[0] == "conv2d = self.conv2d(image)"
+    assert _forward_lines(out)[0] == "x = self.conv2d(image)"
     load = _stage(report, "load")["details"]["layout"]
     assert load == {"layout": "nchw", "nchw_inputs": ["image"], "nchw_outputs": []}
     assert "Layout: nchw." in (out / "report.md").read_text()
