@@ -170,3 +170,30 @@ def test_the_savedmodel_route_takes_over_when_freezing_in_memory_fails():
     assert "deliberately broken in-memory freeze" in result["warnings"][0]
     assert "SavedModel" in result["warnings"][0]
     assert result["max_diff"] < 1e-5
+
+
+UNTAG = """
+import json
+import numpy as np
+import tensorflow as tf
+from pipeline.stages import tf_to_onnx
+
+w = np.arange(600, dtype=np.float32).reshape(20, 30)
+inner = np.arange(400, dtype=np.float32)
+graph_def = tf.compat.v1.GraphDef()
+for container, name, tag in ((graph_def.node, "w", b"tf2torch-weight:0"),
+                             (graph_def.library.function.add().node_def, "inner", b"tf2torch-weight:1")):
+    node = container.add(name=name, op="Const")
+    node.attr["dtype"].type = tf.float32.as_datatype_enum
+    node.attr["value"].tensor.dtype = tf.float32.as_datatype_enum
+    node.attr["value"].tensor.tensor_content = tag
+weights = tf_to_onnx._untag(graph_def, {b"tf2torch-weight:0": w, b"tf2torch-weight:1": inner})
+kept = graph_def.library.function[0].node_def[0].attr["value"].tensor.tensor_content
+print(json.dumps({"weights": sorted(weights), "w_op": graph_def.node[0].op,
+                  "inner_back": kept == inner.tobytes()}))
+"""
+
+
+def test_tagged_weights_become_placeholders_or_get_their_bytes_back_inside_functions():
+    result = run_python(UNTAG)
+    assert result == {"weights": ["w"], "w_op": "Placeholder", "inner_back": True}

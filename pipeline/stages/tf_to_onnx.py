@@ -126,14 +126,25 @@ def _weights_kept_apart():
 
 
 def _untag(graph_def, tagged: dict[bytes, np.ndarray]) -> Weights:
+    """Tagged constants of the graph become placeholders named in the returned weights; those inside a
+    function body (which cannot take a placeholder) get their bytes back."""
     weights: Weights = {}
     for node in graph_def.node:
-        if node.op == "Const" and node.attr["value"].tensor.tensor_content.startswith(_TAG):
+        if _is_tagged(node):
             weights[node.name] = tagged.pop(node.attr["value"].tensor.tensor_content)
             _to_placeholder(node)
+    for function in graph_def.library.function:
+        for node in function.node_def:
+            if _is_tagged(node):
+                value = tagged.pop(node.attr["value"].tensor.tensor_content)
+                node.attr["value"].tensor.tensor_content = np.ascontiguousarray(value).tobytes()
     if tagged:  # a tagged value that is no node of the graph: it would be converted as empty
         raise RuntimeError(f"{len(tagged)} frozen weights are missing from the frozen graph")
     return weights
+
+
+def _is_tagged(node) -> bool:
+    return node.op == "Const" and node.attr["value"].tensor.tensor_content.startswith(_TAG)
 
 
 def optimize_tf_graph(graph_def, input_tensors: list[str], output_tensors: list[str], weights: Weights):
