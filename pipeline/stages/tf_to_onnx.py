@@ -1,11 +1,12 @@
-"""TF graph to ONNX with tf2onnx, in about 2x the model's weights of memory instead of 40-60x.
+"""TF graph to ONNX with tf2onnx, in about 2-2.5x the model's weights of memory instead of 40-60x.
 
 tf2onnx's own entry points (`from_saved_model` followed by `from_graph_def`) freeze the model into a
 new function, run grappler twice and import the full graph into TensorFlow three times; every step
 copies every weight, and grappler alone takes ~10x. Here the same library pieces run in a leaner
 order, and the weights travel beside the graph, never inside it:
 
-1. freeze the signature with tf2onnx's large-model freezer (a GraphDef only, no new function), with
+1. freeze a Keras model's call traced in memory (`freeze_function`) or a SavedModel signature
+   (`freeze_saved_model`) with tf2onnx's large-model freezer (a GraphDef only, no new function), with
    TensorFlow's variable-to-constant step writing a tiny tag instead of each weight's bytes; the
    weights stay the numpy arrays the freezer read (`Weights`: node name -> array), and each tagged
    constant becomes a placeholder of the same dtype and shape;
@@ -13,7 +14,8 @@ order, and the weights travel beside the graph, never inside it:
    let alone copies, a weight (large constants of a GraphDef read from disk are moved out the same way);
 3. import the graph into TensorFlow with the weights as empty constants (tf2onnx's `compress_graph_def`
    form, made for >2 GB models) and hand tf2onnx their bytes separately;
-4. run tf2onnx's ONNX optimizers in place, then drop the weights before the ModelProto is built.
+4. run tf2onnx's ONNX optimizers in place, then drop the weights and build the ModelProto's graph in
+   place (`_model_proto`).
    Upstream copies the whole graph before each optimizer so it can skip one that raises; that copy is
    the peak. If an optimizer raises here, the conversion is rebuilt and rerun the upstream way, with a
    warning in the log.
