@@ -139,7 +139,7 @@ def _untag(graph_def, tagged: dict[bytes, np.ndarray]) -> Weights:
         for node in function.node_def:
             if _is_tagged(node):
                 value = tagged.pop(node.attr["value"].tensor.tensor_content)
-                node.attr["value"].tensor.tensor_content = np.ascontiguousarray(value).tobytes()
+                node.attr["value"].tensor.tensor_content = value.tobytes()
     if tagged:  # a tagged value that is no node of the graph: it would be converted as empty
         raise RuntimeError(f"{len(tagged)} frozen weights are missing from the frozen graph")
     return weights
@@ -194,7 +194,7 @@ def graph_def_to_onnx(
 
     for node in graph_def.node:
         if node.name in weights:
-            _to_const(node, None, weights[node.name])  # dtype and shape only: the compressed form
+            _to_const(node, weights[node.name], empty=True)
     constant_values = _ConstantBytes(weights)
     with tf.Graph().as_default() as tf_graph:
         tf.import_graph_def(graph_def, name="")
@@ -236,10 +236,6 @@ def graph_def_to_onnx(
 _MAIN_GRAPH = "tf2torch main graph"
 
 
-def _graph_extras(doc_string=None, value_info=(), sparse_initializer=None):
-    return doc_string, value_info, sparse_initializer
-
-
 def _model_proto(onnx_graph):
     """tf2onnx's `Graph.make_model`, with the GraphProto built inside the ModelProto: upstream builds it
     on its own and copies it in, holding the weights three times (node attributes, GraphProto,
@@ -262,10 +258,20 @@ def _model_proto(onnx_graph):
     )
     upstream = onnx.helper.make_graph
 
-    def make_graph_in_model(nodes, name, inputs, outputs, initializer=None, *args, **kwargs):
+    def make_graph_in_model(
+        nodes,
+        name,
+        inputs,
+        outputs,
+        initializer=None,
+        doc_string=None,
+        value_info=None,
+        sparse_initializer=None,
+    ):
         if name != _MAIN_GRAPH:  # a Loop or If body, built while the main graph is
-            return upstream(nodes, name, inputs, outputs, initializer, *args, **kwargs)
-        doc_string, value_info, sparse_initializer = _graph_extras(*args, **kwargs)
+            return upstream(
+                nodes, name, inputs, outputs, initializer, doc_string, value_info, sparse_initializer
+            )
         graph = model.graph
         graph.name = "tf2onnx"  # the name upstream gives it
         graph.node.extend(nodes)
@@ -301,7 +307,7 @@ class _ConstantBytes(dict):
         return bool(self._weights)
 
     def __getitem__(self, name) -> bytes:
-        return np.ascontiguousarray(self._weights[name]).tobytes()
+        return self._weights[name].tobytes()  # C order whatever the array's strides
 
 
 def _allow_inlining(graph_def) -> None:
@@ -324,15 +330,15 @@ def _to_placeholder(node) -> None:
     node.attr["shape"].shape.CopyFrom(kept_shape)
 
 
-def _to_const(node, value: np.ndarray | None, like: np.ndarray | None = None) -> None:
-    """Placeholder -> Const holding `value`, or, with `like`, an empty Const of its dtype and shape."""
-    template = value if value is not None else like
+def _to_const(node, value: np.ndarray, empty: bool = False) -> None:
+    """Placeholder -> Const holding `value`; with `empty`, only its dtype and shape (the compressed
+    form tf2onnx fills from `const_node_values`)."""
     dtype = node.attr["dtype"].type
     node.op = "Const"
     node.attr.clear()
     node.attr["dtype"].type = dtype
     tensor = node.attr["value"].tensor
     tensor.dtype = dtype
-    tensor.tensor_shape.CopyFrom(tf.TensorShape(template.shape).as_proto())
-    if value is not None:
-        tensor.tensor_content = np.ascontiguousarray(value).tobytes()
+    tensor.tensor_shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+    if not empty:
+        tensor.tensor_content = value.tobytes()
