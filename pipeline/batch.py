@@ -20,7 +20,7 @@ from pipeline import artifacts, summary
 from pipeline.errors import EXIT_USAGE, PipelineError, UsageError
 from pipeline.fingerprint import fingerprint
 from pipeline.formats import detect_format
-from pipeline.lock import BatchLock
+from pipeline.lock import batch_lock
 from pipeline.progress import make_progress
 from pipeline.zoo_file import ZooEntry, read_zoo
 
@@ -65,7 +65,7 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
         raise UsageError(f"cannot create the output directory {options.out}: {exc.strerror or exc}") from None
     rows: dict[str, dict[str, Any]] = {}
     interrupted = 0  # the exit code when the batch was stopped
-    with BatchLock(options.out):
+    with batch_lock(options.out):
         tasks = _plan(zoo.entries, options, rows)
         progress = options.progress or make_progress()
         progress.begin(total=len(zoo.entries), already=[rows[e.id] for e in zoo.entries if e.id in rows])
@@ -155,21 +155,24 @@ def convert_task(task: Task, pool) -> dict[str, Any]:
     from pipeline import runner
     from pipeline.config import ModelConfig
 
-    out = Path(task.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    # No result.json while the model runs: a batch killed now must not find a record next to
-    # half-deleted artifacts.
-    (out / RESULT_JSON).unlink(missing_ok=True)
     cfg = ModelConfig.model_validate(task.config)
+    out = Path(task.out_dir)
     try:
         result = runner.convert(cfg, task.format, out, pool=pool)
     except OSError as exc:
         return summary.error_row(task.id, cfg.model, "load", f"cannot write to {out}: {exc}", EXIT_USAGE)
+    except PipelineError as exc:  # e.g. a `convert` writing to the same run directory holds its lock
+        return summary.error_row(task.id, cfg.model, "load", exc.message, exc.exit_code)
+    run_dir = Path(result["out_dir"])
+    if run_dir != out:
+        # A failed run kept beside a passing one: that one's record must not make the next batch
+        # skip this model as cached.
+        (out / RESULT_JSON).unlink(missing_ok=True)
     row = summary.row_from_report(task.id, result, task.fingerprint)
     if task.prune and row["status"] == "pass":
         # A zoo of large models fills a disk; a failed model keeps everything for debugging.
-        row["pruned"] = artifacts.prune_model_files(out)
+        row["pruned"] = artifacts.prune_model_files(run_dir)
     # A crash, a timeout or an out-of-memory kill may not happen again: convert that model next time.
     if not any(s.get("worker_failure") for s in result["stages"]):
-        artifacts.save_json(out / RESULT_JSON, row)
+        artifacts.save_json(run_dir / RESULT_JSON, row)
     return row

@@ -28,6 +28,7 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.formats import detect_format
+from pipeline.lock import run_lock
 from pipeline.workers import WorkerPool
 from pipeline.zoo import DEMO_MODELS
 
@@ -101,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
         const="never",
         help="do not localise a failing comparison (default: localise it, config key `localize`)",
     )
+    convert.add_argument(
+        "--trust-model",
+        dest="trust_model",
+        action="store_const",
+        const=True,
+        help="load Keras Lambda layers, whose Python code is stored in the model file and runs when it is "
+        "loaded (config: trust_model); only for files you trust",
+    )
     convert.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
     localize = commands.add_parser(
@@ -141,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-layout",
         choices=("nhwc", "nchw"),
         help="the port's image layout (config: input_layout; default nchw: 4-D inputs are transposed)",
+    )
+    verify.add_argument(
+        "--trust-model",
+        dest="trust_model",
+        action="store_const",
+        const=True,
+        help="load Keras Lambda layers, whose Python code is stored in the model file and runs when it is "
+        "loaded (config: trust_model); only for files you trust",
     )
     verify.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
@@ -229,6 +246,7 @@ def _convert(args: argparse.Namespace) -> int:
             ("train_check", args.train_check),
             ("layout", args.layout),
             ("torch_compile", args.torch_compile),
+            ("trust_model", args.trust_model),
         )
         if v is not None
     }
@@ -276,11 +294,18 @@ def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        raise _cannot_write(out, exc) from None
     print(report.verdict_line(result), flush=True)
     for line in report.localization_lines(result):
         print(line, flush=True)
     return result["exit_code"]
+
+
+def _cannot_write(out: Path, exc: OSError) -> UsageError:
+    return UsageError(
+        f"cannot write to {out}: {exc.strerror or exc}; nothing was published there (an earlier run in "
+        "it is untouched): free space, fix the permissions or choose another --out"
+    )
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -294,6 +319,7 @@ def _verify(args: argparse.Namespace) -> int:
             ("model", args.model),
             ("torch_module", args.torch_module),
             ("input_layout", args.input_layout),
+            ("trust_model", args.trust_model),
             ("save_weights", str(Path(args.save_weights).resolve()) if args.save_weights else None),
         )
         if v is not None
@@ -322,7 +348,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         result = runner.verify(cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True))
     except OSError as exc:
-        raise UsageError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        raise _cannot_write(out, exc) from None
     for line in report.port_lines(result):
         print(line, flush=True)
     print(report.verdict_line(result), flush=True)
@@ -342,11 +368,11 @@ def _localize(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{path} is not the report of a `tf2torch convert` run: {exc}") from None
     print(f"{cfg.model} ({fmt}) -> {args.run_dir}: localising", flush=True)
-    with WorkerPool() as pool:
+    with run_lock(args.run_dir, "tf2torch command"), WorkerPool() as pool:
         result["localization"] = runner.localize(cfg, fmt, args.run_dir, stages, pool)
-    artifacts.save_json(path, result)
-    artifacts.save_text(args.run_dir / artifacts.REPORT_MD, report.markdown(result))
-    report_html.write(args.run_dir, result)
+        artifacts.save_json(path, result)
+        artifacts.save_text(args.run_dir / artifacts.REPORT_MD, report.markdown(result))
+        report_html.write(args.run_dir, result)
     for line in report.localization_lines(result):
         print(line, flush=True)
     localization = result["localization"]

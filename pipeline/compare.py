@@ -17,6 +17,8 @@ import numpy as np
 
 from pipeline.config import ResolvedTolerance
 
+_LARGEST = np.finfo(np.float64).max
+
 
 class StructureMismatch(Exception):
     """Shapes or dtypes differ: the outputs are not comparable at all."""
@@ -35,10 +37,13 @@ def compare_arrays(reference: np.ndarray, candidate: np.ndarray, tol: ResolvedTo
     nonfinite_ok = (np.isnan(ref) & np.isnan(cand)) | (ref == cand)
     failing = ~finite & ~nonfinite_ok
 
-    diff = np.abs(cand[finite] - ref[finite])
-    abs_ref = np.abs(ref[finite])
-    failing[finite] = diff > tol.atol + tol.rtol * abs_ref
-    rel = diff[abs_ref > 0] / abs_ref[abs_ref > 0]
+    with np.errstate(over="ignore"):
+        # Two finite float64 values near the type's limits can differ by more than it holds: such a
+        # difference counts as the largest float64, so every figure stays a number (reports are JSON).
+        diff = np.minimum(np.abs(cand[finite] - ref[finite]), _LARGEST)
+        abs_ref = np.abs(ref[finite])
+        failing[finite] = diff > tol.atol + np.minimum(tol.rtol * abs_ref, _LARGEST)
+        rel = np.minimum(diff[abs_ref > 0] / abs_ref[abs_ref > 0], _LARGEST)
 
     size = ref.size
     mismatch_fraction = float(failing.sum() / size) if size else 0.0
@@ -52,7 +57,7 @@ def compare_arrays(reference: np.ndarray, candidate: np.ndarray, tol: ResolvedTo
     return {
         "max_abs_diff": float(diff.max()) if diff.size else 0.0,
         "max_rel_diff": float(rel.max()) if rel.size else 0.0,
-        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+        "mean_abs_diff": _stat(diff, "mean"),
         **{f"p{q}_abs_diff": _stat(diff, f"p{q}") for q in (50, 90, 99)},
         "p99_rel_diff": _stat(rel, "p99"),
         "mismatch_fraction": mismatch_fraction,
@@ -93,14 +98,20 @@ def _stat(values: np.ndarray, stat: str) -> float:
     if stat == "max":
         return float(values.max())
     if stat == "mean":
-        return float(values.mean())
+        with np.errstate(over="ignore"):
+            mean = values.mean()
+        # The sum of values near float64's limit overflows; the sum of their shares does not.
+        return float(mean if np.isfinite(mean) else np.sum(values / values.size))
     return float(np.percentile(values, float(stat[1:])))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    norm_a, norm_b = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    if norm_a == 0.0 and norm_b == 0.0:
+    # Scaled to at most 1 first: the squares of values near float64's limit overflow.
+    scale = max(float(np.abs(a).max(initial=0.0)), float(np.abs(b).max(initial=0.0)))
+    if scale == 0.0:
         return 1.0
+    a, b = a / scale, b / scale
+    norm_a, norm_b = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     if norm_a == 0.0 or norm_b == 0.0:
         return 0.0
-    return float(np.dot(a, b) / (norm_a * norm_b))
+    return float(np.clip(np.dot(a, b) / (norm_a * norm_b), -1.0, 1.0))

@@ -100,6 +100,12 @@ class ModelConfig(_Strict):
     localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
     # Python files with extra or replacement onnx2torch converters (pipeline/converters/plugins.py).
     converters: list[str] = []
+    # Keras: load Lambda layers, whose Python code is stored in the model file and runs when it is
+    # loaded (--trust-model); Python files defining the model's custom layer classes.
+    trust_model: bool = False
+    # NaN/Inf in TF's outputs fail the load stage unless allowed (then they must sit at the same places).
+    allow_nonfinite: bool = False
+    custom_objects: list[str] = []
     # nchw: image inputs and outputs (4-D) in PyTorch's channel order, in the ONNX and torch models
     # and in every artifact (pipeline/layout.py).
     layout: Literal["nhwc", "nchw"] = "nhwc"
@@ -147,7 +153,11 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     if data is None:
@@ -209,15 +219,16 @@ def file_layer(path: Path, data: dict[str, Any], name: str | None = None) -> Lay
         candidate = path.parent / model
         if candidate.exists():
             data = {**data, "model": str(candidate)}
-    converters = data.get("converters")
-    if isinstance(converters, list):
-        data = {
-            **data,
-            "converters": [
-                str(path.parent / c) if isinstance(c, str) and not Path(c).is_absolute() else c
-                for c in converters
-            ],
-        }
+    for key in ("converters", "custom_objects"):
+        files = data.get(key)
+        if isinstance(files, list):
+            data = {
+                **data,
+                key: [
+                    str(path.parent / f) if isinstance(f, str) and not Path(f).is_absolute() else f
+                    for f in files
+                ],
+            }
     return (name or str(path), data)
 
 

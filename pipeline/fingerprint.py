@@ -2,7 +2,8 @@
 
 A result is reused only if the model file (or SavedModel directory) has the same bytes, the resolved
 config is the same, the framework versions are the same and this package's code is the same (its
-source files are hashed, so an edit to a converter invalidates every cached result). Reads files
+source files are hashed, so an edit to a converter invalidates every cached result), and so are the
+user's converter and custom-object files. Reads files
 and package metadata only: no framework is imported.
 """
 
@@ -39,6 +40,8 @@ def fingerprint(cfg: ModelConfig) -> str:
         "config": cfg.model_dump(mode="json"),
         "versions": framework_versions(),
         "code": code_digest(),
+        # The user's own Python files change a result as much as ours do.
+        "user_code": [model_digest(f) for f in (*cfg.converters, *cfg.custom_objects)],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -48,12 +48,16 @@ def detect_format(model: str, declared: str = "auto") -> str:
 
 
 def _check_magic(path: Path, fmt: str) -> None:
-    if fmt not in _MAGIC:
-        return
-    offset, magic = _MAGIC[fmt]
     with path.open("rb") as fh:
-        head = fh.read(offset + len(magic))
-    if head[offset:] != magic:
+        head = fh.read(16)
+    content = next((f for f, (offset, magic) in _MAGIC.items() if head[offset:].startswith(magic)), None)
+    if content is not None and content != fmt:
+        suffix = next(e for e, f in _EXTENSIONS.items() if f == content)
+        raise ModelFileError(
+            f"{path} is named as a {fmt} file but its content is a {content} file: rename it to {suffix} "
+            f"or set `format: {content}` in the config"
+        )
+    if fmt in _MAGIC and content != fmt:
         raise ModelFileError(
             f"{path} does not look like a {fmt} file (its first bytes do not match); is it corrupt?"
         )

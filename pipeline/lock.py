@@ -1,6 +1,8 @@
-"""One batch at a time per output directory: a lock file holding the owner's PID.
+"""One writer at a time per output directory: a lock file holding the owner's PID.
 
-A lock whose process no longer exists (killed, machine rebooted) is stale and taken over.
+`batch` locks its output directory; `convert` and `verify` lock each model's run directory (the lock
+sits beside it, since the directory itself is replaced when the run is published). A lock whose process
+no longer exists (killed, machine rebooted) is stale and taken over.
 """
 
 from __future__ import annotations
@@ -17,9 +19,13 @@ from pipeline.errors import UsageError
 LOCK_NAME = ".tf2torch-batch.lock"
 
 
-class BatchLock:
-    def __init__(self, out: Path):
-        self.path = out / LOCK_NAME
+class OutputLock:
+    """`path` is the lock file; `guarded` the directory named in the message, `what` the command."""
+
+    def __init__(self, path: Path, guarded: Path, what: str):
+        self.path = path
+        self.guarded = guarded
+        self.what = what
         self._held = False
 
     def acquire(self) -> None:
@@ -38,9 +44,9 @@ class BatchLock:
                     holder = self._read()
                     if holder is not None and _alive(holder):
                         raise UsageError(
-                            f"another batch (PID {holder.get('pid')} on {holder.get('host')}, since "
-                            f"{holder.get('since')}) is writing to {self.path.parent}; wait for it or use "
-                            "another --out"
+                            f"another {self.what} (PID {holder.get('pid')} on {holder.get('host')}, "
+                            f"since {holder.get('since')}) is writing to {self.guarded}; wait for it or "
+                            "use another --out"
                         ) from None
                     self.path.unlink(missing_ok=True)  # stale: its process is gone
                     continue
@@ -48,7 +54,7 @@ class BatchLock:
                 return
         finally:
             tmp.unlink(missing_ok=True)
-        raise UsageError(f"could not take the lock {self.path}; remove it if no batch is running")
+        raise UsageError(f"could not take the lock {self.path}; remove it if no {self.what} is running")
 
     def release(self) -> None:
         if self._held:
@@ -61,12 +67,20 @@ class BatchLock:
         except (OSError, ValueError):
             return None  # unreadable or half-written by a process that died: treat as stale
 
-    def __enter__(self) -> BatchLock:
+    def __enter__(self) -> OutputLock:
         self.acquire()
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def batch_lock(out: Path) -> OutputLock:
+    return OutputLock(out / LOCK_NAME, out, "batch")
+
+
+def run_lock(run_dir: Path, what: str) -> OutputLock:
+    return OutputLock(run_dir.parent / f".{run_dir.name}.lock", run_dir, what)
 
 
 def _alive(holder: dict) -> bool:

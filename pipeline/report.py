@@ -257,7 +257,12 @@ def _layout_lines(result: dict[str, Any]) -> list[str]:
 
 
 def verdict_line(result: dict[str, Any]) -> str:
-    return f"  verdict: {VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+    line = f"  verdict: {VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+    if result.get("kept_passing_run"):
+        line += (
+            f"\n  the passing run in {result['kept_passing_run']} is kept; this run was not published over it"
+        )
+    return line
 
 
 def _share(value: float | None) -> str:

@@ -113,15 +113,8 @@ def _error_histograms(out: Path, result: dict[str, Any]) -> str:
     fig = _figure(4.2 * len(pairs), 3.2)
     axes = fig.subplots(1, len(pairs), squeeze=False)
     for ax, (pair, rows) in zip(axes[0], pairs.items(), strict=True):
-        diffs = np.concatenate(
-            [
-                np.abs(
-                    arrays(r["candidate"])[r["output"]].astype(np.float64)
-                    - arrays(r["reference"])[r["output"]].astype(np.float64)
-                ).ravel()
-                for r in rows
-            ]
-        )
+        with np.errstate(invalid="ignore"):  # inf - inf: dropped below, with every other non-finite
+            diffs = _abs_differences(rows, arrays)
         diffs = diffs[np.isfinite(diffs)]
         exact = int((diffs == 0).sum())
         nonzero = diffs[diffs > 0]
@@ -225,3 +218,15 @@ def _svg(fig) -> str:
 
 def _e(text: Any) -> str:
     return html.escape(str(text))
+
+
+def _abs_differences(rows, arrays) -> np.ndarray:
+    return np.concatenate(
+        [
+            np.abs(
+                arrays(r["candidate"])[r["output"]].astype(np.float64)
+                - arrays(r["reference"])[r["output"]].astype(np.float64)
+            ).ravel()
+            for r in rows
+        ]
+    )

@@ -16,6 +16,7 @@ from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import PAIRS, ModelConfig, resolve_tolerance
 from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
 from pipeline.fingerprint import framework_versions
+from pipeline.publish import StagedRun
 from pipeline.workers import WorkerPool
 
 # Stage order, grouped by the process that runs them. TF stages must finish before torch starts:
@@ -71,7 +72,9 @@ def convert(
     pool: WorkerPool | None = None,
     groups: tuple[tuple[str, tuple[str, ...]], ...] | None = None,
 ) -> dict[str, Any]:
-    """Run every stage for one model; return the report (also written to out/report.json).
+    """Run every stage for one model; return the report (also written to report.json in the run
+    directory, `result["out_dir"]`: `out`, or `out.failed` if the run failed and `out` holds a passing
+    run, which is kept; see pipeline/publish.py).
 
     `progress` is called with each stage record as soon as that stage is judged (skipped ones too).
     `pool` supplies the worker processes; without one, fresh workers serve this model only.
@@ -79,28 +82,33 @@ def convert(
     if pool is None:
         with WorkerPool() as own:
             return convert(cfg, fmt, out, progress, own, groups)
+    what = "tf2torch verify" if groups is VERIFY_GROUPS else "tf2torch convert"
+    with StagedRun(out, what) as staged:
+        result = _run_stages(cfg, fmt, staged.path, progress, pool, groups)
+        passed = result["status"] == "pass"
+        final = staged.final_path(passed)
+        result["out_dir"] = str(final)
+        if final != out:
+            result["kept_passing_run"] = str(out)
+        artifacts.save_json(staged.path / artifacts.REPORT_JSON, result)
+        artifacts.save_text(staged.path / artifacts.REPORT_MD, report.markdown(result))
+        report_html.write(staged.path, result)
+        staged.publish(passed)
+    return result
+
+
+def _run_stages(
+    cfg: ModelConfig,
+    fmt: str,
+    out: Path,
+    progress: Progress | None,
+    pool: WorkerPool,
+    groups: tuple[tuple[str, tuple[str, ...]], ...] | None,
+) -> dict[str, Any]:
+    """The stages and the localisation, run in the (fresh, empty) directory `out`; the report's data."""
     progress = progress or (lambda record: None)
     pool.prestart(group for group, _ in groups or stage_groups(cfg))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / artifacts.LOG_DIR).mkdir(exist_ok=True)
-    for stale in (
-        *artifacts.COMPARED.values(),
-        artifacts.ONNX_MODEL,
-        artifacts.ONNX_DATA,
-        artifacts.TORCH_MODEL,
-        artifacts.NATIVE_CODE,
-        artifacts.NATIVE_WEIGHTS,
-        artifacts.WEIGHTS_MAP,
-        artifacts.EXPORTED_PROGRAM,
-        artifacts.TF_WEIGHTS,
-        artifacts.TF_LAYERS,
-        artifacts.INPUTS,
-        artifacts.LOCALIZE_TF_VALUES,
-        artifacts.PORT_TF_VALUES,
-        artifacts.PORT_MAPPING,
-    ):
-        # Outputs of an earlier run must not be compared as if this run had produced them.
-        (out / stale).unlink(missing_ok=True)
+    (out / artifacts.LOG_DIR).mkdir()
     started = time.time()
     stages: list[dict[str, Any]] = []
     workers: dict[str, dict[str, Any]] = {}
@@ -121,7 +129,6 @@ def convert(
         "tool_version": __version__,
         "model": cfg.model,
         "format": fmt,
-        "out_dir": str(out),
         "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
         "seconds": round(time.time() - started, 3),
         "versions": _versions(),
@@ -143,9 +150,6 @@ def convert(
     localization = localize(cfg, fmt, out, stages, pool)
     if localization is not None:
         result["localization"] = localization
-    artifacts.save_json(out / artifacts.REPORT_JSON, result)
-    artifacts.save_text(out / artifacts.REPORT_MD, report.markdown(result))
-    report_html.write(out, result)
     return result
 
 
@@ -286,6 +290,7 @@ def _run_group(
     started = time.monotonic()
     log_path = (out / artifacts.LOG_DIR / f"{label or group}.log").resolve()
     log_path.write_text("")
+    log_name = f"{artifacts.LOG_DIR}/{log_path.name}"  # the run directory moves when it is published
     job_path = out / artifacts.LOG_DIR / f"{label or group}-job.json"
     artifacts.save_json(
         job_path,
@@ -338,9 +343,9 @@ def _run_group(
         elif returncode is not None and returncode < 0:
             name = signal.Signals(-returncode).name
             hint = "; SIGKILL usually means the machine ran out of memory" if name == "SIGKILL" else ""
-            why = f"the {group} worker was killed by {name} (see {log_path}{hint})"
+            why = f"the {group} worker was killed by {name} (see {log_name}{hint})"
         else:
-            why = f"the {group} worker exited with code {returncode} (see {log_path})"
+            why = f"the {group} worker exited with code {returncode} (see {log_name})"
         yield {
             "name": current or names[min(reported, len(names) - 1)],
             "status": "error",

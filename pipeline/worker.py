@@ -11,6 +11,7 @@ TensorFlow's C++ code logs) goes to that job's log file; the runner sends any ot
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import importlib
 import json
@@ -70,6 +71,10 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+# errno values that mean the run directory cannot take the run's files.
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
+
+
 def run_job(job: dict) -> None:
     from pipeline.config import ModelConfig
     from pipeline.errors import PipelineError, first_line
@@ -95,6 +100,18 @@ def run_job(job: dict) -> None:
             )
             return
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno in _CANNOT_WRITE:
+                # A full disk or a read-only file system: the user's to fix, as a bad --out is.
+                emit(
+                    stage=stage,
+                    event="error",
+                    seconds=time.perf_counter() - started,
+                    error=f"cannot write {exc.filename or 'the run directory'}: {exc.strerror} "
+                    "(free space or choose another --out)",
+                    exit_code=2,
+                    details=None,
+                )
+                return
             # A library failed on a valid model: report it in one line, keep the traceback in the log.
             traceback.print_exc()
             emit(

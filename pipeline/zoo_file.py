@@ -20,6 +20,12 @@ Batch settings may sit beside `defaults` (`tf2torch batch` reads them):
 
 An entry's config is configs/defaults.yaml < the zoo's `defaults` < its `config` file < its inline
 keys. Every entry is validated when the zoo is loaded, disabled ones too, so a typo fails at once.
+
+Every file a zoo names (config files, includes, models, converters, custom_objects) must lie inside
+its base directory, after symbolic links are followed: the zoo file's directory, or `base_dir:`
+(relative to the zoo file). A zoo from elsewhere cannot make a batch read `/home/you/.ssh` or
+`../../secret.keras` unless it says `allow_paths_outside_base: true`. An included zoo's base must lie
+inside the including zoo's base, and only the top zoo file can allow outside paths.
 """
 
 from __future__ import annotations
@@ -31,9 +37,18 @@ from typing import Any
 
 from pipeline.config import ModelConfig, file_layer, load_config, read_yaml
 from pipeline.errors import ConfigError
+from pipeline.formats import is_zoo_id
 
 _ENTRY_KEYS = {"id", "config", "disabled"}
-_TOP_LEVEL_KEYS = {"defaults", "models", "include", "max_rss_mb", "regression_factor"}
+_TOP_LEVEL_KEYS = {
+    "defaults",
+    "models",
+    "include",
+    "max_rss_mb",
+    "regression_factor",
+    "base_dir",
+    "allow_paths_outside_base",
+}
 _ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]*$")  # ids name output directories
 DEFAULT_REGRESSION_FACTOR = 10.0
 
@@ -57,13 +72,30 @@ def load_zoo(path: Path) -> list[ZooEntry]:
     return read_zoo(path).entries
 
 
-def read_zoo(path: Path, _including: tuple[Path, ...] = ()) -> Zoo:
+@dataclass(frozen=True)
+class _Bounds:
+    """Where a zoo file's paths may point: inside `base`, unless `anywhere`."""
+
+    base: Path
+    anywhere: bool
+
+    def check(self, where: str, what: str, target: Path) -> None:
+        if self.anywhere or target.resolve().is_relative_to(self.base):
+            return
+        raise ConfigError(
+            f"{where}: {what} {target} lies outside the zoo's base directory {self.base}; move it inside, "
+            "set `base_dir:` to a directory that holds it, or allow it with `allow_paths_outside_base: true`"
+        )
+
+
+def read_zoo(path: Path, _including: tuple[Path, ...] = (), _outer: _Bounds | None = None) -> Zoo:
     data = read_yaml(path)
     unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
     if unknown:
         raise ConfigError(
             f"{path}: unknown top-level key(s) {unknown}; a zoo file has {', '.join(sorted(_TOP_LEVEL_KEYS))}"
         )
+    bounds = _bounds(path, data, _outer)
     settings = {key: data.get(key) for key in ("max_rss_mb", "regression_factor")}
     for key, value in settings.items():
         if value is not None and (
@@ -81,8 +113,8 @@ def read_zoo(path: Path, _including: tuple[Path, ...] = ()) -> Zoo:
         where = f"{path}: models[{index}]"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
-        entries.append(_entry(path, where, raw, defaults))
-    entries += _included(path, data.get("include"), _including)
+        entries.append(_entry(path, where, raw, defaults, bounds))
+    entries += _included(path, data.get("include"), _including, bounds)
     seen: dict[str, str] = {}
     for entry in entries:
         if entry.id in seen:
@@ -97,7 +129,24 @@ def read_zoo(path: Path, _including: tuple[Path, ...] = ()) -> Zoo:
     )
 
 
-def _included(path: Path, include: Any, including: tuple[Path, ...]) -> list[ZooEntry]:
+def _bounds(path: Path, data: dict[str, Any], outer: _Bounds | None) -> _Bounds:
+    base_dir = data.get("base_dir")
+    if base_dir is not None and not isinstance(base_dir, str):
+        raise ConfigError(f"{path}: `base_dir` must be a directory path (relative to the zoo file)")
+    allow = data.get("allow_paths_outside_base", False)
+    if not isinstance(allow, bool):
+        raise ConfigError(f"{path}: `allow_paths_outside_base` must be true or false")
+    if outer is not None and allow and not outer.anywhere:
+        raise ConfigError(
+            f"{path}: an included zoo cannot set `allow_paths_outside_base`; set it in the top zoo file"
+        )
+    base = (path.parent / base_dir).resolve() if base_dir else path.parent.resolve()
+    if outer is not None:
+        outer.check(str(path), "base_dir", base)
+    return _Bounds(base, allow or (outer is not None and outer.anywhere))
+
+
+def _included(path: Path, include: Any, including: tuple[Path, ...], bounds: _Bounds) -> list[ZooEntry]:
     if include is None:
         return []
     if not isinstance(include, list) or not all(isinstance(i, str) for i in include):
@@ -107,15 +156,20 @@ def _included(path: Path, include: Any, including: tuple[Path, ...]) -> list[Zoo
         other = (path.parent / name).resolve()
         if other in including or other == path.resolve():
             raise ConfigError(f"{path}: `include` of {name} forms a cycle")
+        bounds.check(str(path), "included zoo file", other)
         if not other.is_file():
             raise ConfigError(f"{path}: included zoo file {name} not found (looked for {other})")
-        entries += read_zoo(other, (*including, path.resolve())).entries
+        entries += read_zoo(other, (*including, path.resolve()), bounds).entries
     return entries
 
 
-def _entry(path: Path, where: str, raw: dict[str, Any], defaults: dict[str, Any]) -> ZooEntry:
+def _entry(
+    path: Path, where: str, raw: dict[str, Any], defaults: dict[str, Any], bounds: _Bounds
+) -> ZooEntry:
     inline = {k: v for k, v in raw.items() if k not in _ENTRY_KEYS}
     config_path = (path.parent / raw["config"]) if raw.get("config") else None
+    if config_path is not None:
+        bounds.check(where, "config file", config_path)
     disabled = raw.get("disabled")
     if disabled is not None and not (isinstance(disabled, str) and disabled.strip()):
         raise ConfigError(f"{where}: `disabled` must be a reason (a non-empty string)")
@@ -126,6 +180,11 @@ def _entry(path: Path, where: str, raw: dict[str, Any], defaults: dict[str, Any]
     )
     if config.model is None:
         raise ConfigError(f"{where}: no `model` (inline or in its config file)")
+    if not is_zoo_id(config.model):
+        bounds.check(where, "model", Path(config.model))
+    for key in ("converters", "custom_objects"):
+        for name in getattr(config, key):
+            bounds.check(where, f"{key} file", Path(name))
     entry_id = str(raw.get("id") or _slug(config.model))
     if not _ID_PATTERN.match(entry_id):
         raise ConfigError(

@@ -184,6 +184,33 @@ def keras_layer_zoo(out: Path) -> None:
     model.save(out / "layer_zoo.keras")
 
 
+def untrusted(out: Path) -> None:
+    """Models whose loading would run Python code stored in the file (Lambda layers), and one whose
+    outputs are NaN and Inf."""
+    import keras
+    import tf_keras
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2.0 + 1.0)(keras.layers.Dense(3)(inputs))
+    keras.Model(inputs, outputs).save(out / "lambda.keras")
+    legacy = tf_keras.Sequential(
+        [tf_keras.layers.Dense(3, input_shape=(4,)), tf_keras.layers.Lambda(lambda x: x * 2.0 + 1.0)]
+    )
+    legacy.save(out / "lambda.h5")
+    dense = keras.layers.Dense(3)
+    model = keras.Sequential([keras.Input((4,)), dense])
+    dense.set_weights([np.array([[np.nan, 1.0, 0.0]] * 4, "float32"), np.array([0, np.inf, 0], "float32")])
+    model.save(out / "nan_outputs.keras")
+
+    # A custom layer class: its code is not in the file (tests give it as `custom_objects`).
+    @keras.saving.register_keras_serializable(package="tests")
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return x * 3.0
+
+    keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), Scale()]).save(out / "custom_layer.keras")
+
+
 BUILDERS = (
     keras_two_inputs,
     keras_layer_zoo,
@@ -194,6 +221,7 @@ BUILDERS = (
     frozen_graph,
     tflite,
     unsupported,
+    untrusted,
 )
 
 if __name__ == "__main__":

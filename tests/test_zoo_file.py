@@ -95,3 +95,49 @@ def test_an_id_repeated_across_an_include_is_rejected(tmp_path):
 def test_shipped_zoos_load(name):
     entries = load_zoo(REPO / "configs" / "zoos" / name)
     assert entries
+
+
+@pytest.mark.parametrize(
+    ("entry", "what"),
+    [
+        ("{model: ../secret.keras}", "model"),
+        ("{model: /etc/passwd.keras}", "model"),
+        ("{config: ../elsewhere.yaml}", "config file"),
+        ("{model: demo.cnn, converters: [../../evil.py]}", "converters file"),
+        ("{model: demo.cnn, custom_objects: [/tmp/evil.py]}", "custom_objects file"),
+        ("{model: inside/link.keras}", "model"),  # a symbolic link that leads out
+    ],
+)
+def test_zoo_paths_cannot_leave_the_zoo_directory_unless_allowed(tmp_path, entry, what):
+    base = tmp_path / "zoos"
+    (base / "inside").mkdir(parents=True)
+    (base / "inside" / "link.keras").symlink_to(tmp_path / "outside.keras")
+    (tmp_path / "elsewhere.yaml").write_text("model: demo.cnn\n")
+    zoo = base / "zoo.yaml"
+    zoo.write_text(f"models:\n  - {entry}\n")
+    with pytest.raises(ConfigError) as info:
+        load_zoo(zoo)
+    assert f"models[0]: {what} " in info.value.message
+    assert "lies outside the zoo's base directory" in info.value.message
+    assert "allow_paths_outside_base: true" in info.value.message
+    zoo.write_text(f"allow_paths_outside_base: true\nmodels:\n  - {entry}\n")
+    assert load_zoo(zoo)
+
+
+def test_base_dir_widens_the_zoo_directory_and_includes_cannot_escape_it(tmp_path):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "a.yaml").write_text("model: demo.cnn\n")
+    (tmp_path / "zoos").mkdir()
+    zoo = tmp_path / "zoos" / "zoo.yaml"
+    zoo.write_text("base_dir: ..\nmodels:\n  - {id: a, config: ../models/a.yaml}\n")
+    assert [e.id for e in load_zoo(zoo)] == ["a"]
+    # An included zoo may not widen its includer's base, nor allow outside paths itself.
+    (tmp_path / "zoos" / "inc.yaml").write_text("base_dir: ../..\nmodels:\n  - {id: b, model: demo.cnn}\n")
+    zoo.write_text("include: [inc.yaml]\nmodels:\n  - {id: a, model: demo.cnn}\n")
+    with pytest.raises(ConfigError, match="base_dir .* lies outside"):
+        load_zoo(zoo)
+    (tmp_path / "zoos" / "inc.yaml").write_text(
+        "allow_paths_outside_base: true\nmodels:\n  - {id: b, model: demo.cnn}\n"
+    )
+    with pytest.raises(ConfigError, match="only the top zoo file|set it in the top zoo file"):
+        load_zoo(zoo)

@@ -33,7 +33,7 @@ _UNFETCHABLE_OPS = {"Enter", "Exit", "Merge", "Switch", "NextIteration", "LoopCo
 
 
 def localize_tf(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    model = tf_models.load(fmt, cfg.model, cfg.signature, cfg.inputs, cfg.outputs, cfg.seed, out)
+    model = tf_models.load(fmt, cfg, out)
     graph = model.frozen_graph()
     if graph is None:
         return {"skipped": f"a {fmt} model has no TensorFlow graph to read intermediate values from"}

@@ -21,9 +21,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from pipeline.config import InputSpec  # noqa: E402
+from pipeline.config import InputSpec, ModelConfig  # noqa: E402
 from pipeline.errors import ConfigError, ConversionError, ModelFileError, UsageError, first_line  # noqa: E402
 from pipeline.inputs import TensorInfo  # noqa: E402
+from pipeline.stages import keras_trust  # noqa: E402
 
 log = logging.getLogger("tf2torch.export")
 
@@ -201,17 +202,32 @@ class KerasModel:
             gc.collect()
 
 
-def load_keras(path: Path) -> KerasModel:
+def load_keras(path: Path, trust: bool = False, custom: dict[str, type] | None = None) -> KerasModel:
+    import zipfile
+
     import keras
 
     try:
-        model = keras.models.load_model(path, compile=False)
+        with zipfile.ZipFile(path) as archive:
+            archive.getinfo("config.json")
+    except (zipfile.BadZipFile, KeyError, OSError) as exc:
+        # Keras would say "File not found" for a truncated archive.
+        raise ModelFileError(
+            f"{path} is not a complete .keras archive ({first_line(exc)}); is it truncated or corrupt?"
+        ) from None
+
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=not trust, custom_objects=custom)
     except Exception as exc:  # keras raises many types for unreadable files
-        raise ModelFileError(f"Keras could not load {path}: {first_line(exc)}") from None
-    return KerasModel(_ensure_built(model), reload=lambda: load_keras(path).model)
+        if keras_trust.is_lambda_refusal(exc):
+            raise keras_trust.lambda_refused(path) from None
+        raise keras_trust.unknown_class(path, exc) or ModelFileError(
+            f"Keras could not load {path}: {first_line(exc)}"
+        ) from None
+    return KerasModel(_ensure_built(model), reload=lambda: load_keras(path, trust, custom).model)
 
 
-def load_h5(path: Path) -> KerasModel:
+def load_h5(path: Path, trust: bool = False, custom: dict[str, type] | None = None) -> KerasModel:
     try:
         import tf_keras
     except ImportError:
@@ -219,11 +235,15 @@ def load_h5(path: Path) -> KerasModel:
             "legacy Keras 2 .h5 files need the tf_keras package: run "
             "`.venv/bin/pip install --no-deps tf-keras==2.21.0` (make setup does this)"
         ) from None
+    if not trust:
+        keras_trust.check_h5_lambdas(path)
     try:
-        model = tf_keras.models.load_model(path, compile=False)
+        model = tf_keras.models.load_model(path, compile=False, custom_objects=custom)
     except Exception as exc:
-        raise ModelFileError(f"tf_keras could not load {path}: {first_line(exc)}") from None
-    return KerasModel(model, reload=lambda: load_h5(path).model)
+        raise keras_trust.unknown_class(path, exc) or ModelFileError(
+            f"tf_keras could not load {path}: {first_line(exc)}"
+        ) from None
+    return KerasModel(model, reload=lambda: load_h5(path, trust, custom).model)
 
 
 def _ensure_built(model):
@@ -432,9 +452,25 @@ def _frozen_graph_help(path: Path, placeholders, likely_outputs: list[str]) -> s
 # --- TFLite ---------------------------------------------------------------------------------
 
 
+def _check_tflite_structure(path: Path) -> None:
+    """Read the whole flatbuffer in Python first: TFLite's C++ interpreter does not check a truncated
+    or corrupt file and crashes the process (SIGSEGV) instead of raising."""
+    import importlib
+
+    schema = importlib.import_module("tensorflow.lite.python.schema_py_generated")
+    try:
+        schema.ModelT.InitFromPackedBuf(path.read_bytes(), 0)
+    except Exception as exc:
+        raise ModelFileError(
+            f"{path} is not a complete .tflite model (its flatbuffer does not read: {first_line(exc)}); "
+            "is it truncated or corrupt?"
+        ) from None
+
+
 class TFLiteModel:
     def __init__(self, path: Path):
         self.path = path
+        _check_tflite_structure(path)
         try:
             self._interpreter = tf.lite.Interpreter(model_path=str(path))
         except Exception as exc:
@@ -476,14 +512,16 @@ class TFLiteModel:
 # --- dispatch -------------------------------------------------------------------------------
 
 
-def load(fmt: str, model: str, signature: str, inputs, outputs, seed: int, workdir: Path) -> TFModel:
+def load(fmt: str, cfg: ModelConfig, workdir: Path) -> TFModel:
+    model = cfg.model
+    custom = keras_trust.custom_objects(cfg.custom_objects) if fmt in ("keras", "h5") else None
     loaders: dict[str, Callable[[], TFModel]] = {
-        "keras": lambda: load_keras(Path(model)),
-        "h5": lambda: load_h5(Path(model)),
-        "saved_model": lambda: SavedModel(Path(model), signature),
-        "frozen_graph": lambda: FrozenGraph(Path(model), inputs, outputs),
+        "keras": lambda: load_keras(Path(model), cfg.trust_model, custom),
+        "h5": lambda: load_h5(Path(model), cfg.trust_model, custom),
+        "saved_model": lambda: SavedModel(Path(model), cfg.signature),
+        "frozen_graph": lambda: FrozenGraph(Path(model), cfg.inputs, cfg.outputs),
         "tflite": lambda: TFLiteModel(Path(model)),
-        "zoo": lambda: _load_zoo(model, inputs, seed, workdir),
+        "zoo": lambda: _load_zoo(model, cfg.inputs, cfg.seed, workdir),
     }
     return loaders[fmt]()
 

@@ -6,11 +6,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from pipeline import artifacts, compat, inputs, layout, onnx_files, tf2onnx_handlers
 from pipeline.config import ModelConfig
-from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError
+from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError, UsageError
 from pipeline.stages import tf_models
 
 compat.patch_numpy_for_tf2onnx()
@@ -19,10 +20,12 @@ tf2onnx_handlers.register()
 
 
 def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    model = tf_models.load(fmt, cfg.model, cfg.signature, cfg.inputs, cfg.outputs, cfg.seed, out)
+    model = tf_models.load(fmt, cfg, out)
     specs = inputs.resolve_specs(model.inputs, cfg.inputs, cfg.batch_size)
     feeds = inputs.generate(specs, cfg.seed, cfg.samples)
     outputs = inputs.run_samples(model.run, feeds, model.outputs)
+    if not cfg.allow_nonfinite:
+        _refuse_nonfinite(outputs)
     images = (layout.image_names(feeds), layout.image_names(outputs)) if cfg.layout == "nchw" else ([], [])
     if cfg.layout == "nchw" and not images[0]:
         raise ConfigError("`layout: nchw` needs an image input (4-D, NHWC in TF); this model has none")
@@ -39,6 +42,23 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
             {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()
         ],
     }
+
+
+def _refuse_nonfinite(outputs: dict[str, np.ndarray]) -> None:
+    """NaN or Inf in TF's own outputs makes every later comparison meaningless: NaN matches NaN."""
+    found = []
+    for name, array in outputs.items():
+        if array.dtype.kind not in "fc":
+            continue
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        if nan or inf:
+            found.append(f"{name}: {nan} NaN, {inf} Inf of {array.size} values")
+    if found:
+        raise UsageError(
+            "TF's outputs on the seeded inputs are not finite (" + "; ".join(found) + "), so no comparison "
+            "could show the conversion is right; check the model's weights, give inputs in the range it "
+            "expects (config: inputs[].range), or set allow_nonfinite: true to compare NaN/Inf positions"
+        )
 
 
 def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
