@@ -37,8 +37,11 @@ OUTPUTS = {
 }
 # Gradients of the projected outputs with respect to each floating-point input (pipeline/gradients.py).
 GRADIENTS = {"tf": "tf_gradients.npz", "torch": "torch_gradients.npz"}
+# The training check (pipeline/training/): `loss` per step and `update:<parameter>` over the steps,
+# TF's in torch's layout.
+TRAINING = {"tf_training": "training_tf.npz", "torch_training": "training_torch.npz"}
 # Every file a stage comparison reads, by the keys runner.STAGE_COMPARISONS uses.
-COMPARED = {**OUTPUTS, **{f"{k}_gradients": v for k, v in GRADIENTS.items()}}
+COMPARED = {**OUTPUTS, **{f"{k}_gradients": v for k, v in GRADIENTS.items()}, **TRAINING}
 # Localisation: TF's intermediate values by ONNX value name, on the first input batch.
 LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 # The Keras model's variables (by key) and its layers with their variables' names, trainability and
@@ -50,6 +53,12 @@ NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
 WEIGHTS_MAP = "weights_map.json"
 EXPORTED_PROGRAM = "model.pt2"
+# `--training`: the Keras compile settings mapped onto PyTorch, and the training loop written from them;
+# `--training-check N`: each step's batch, and TF's losses and variables before and after the steps.
+TRAINING_SETUP = "training_setup.json"
+TRAIN_SCRIPT = "train.py"
+TRAINING_BATCHES = "training_batches.npz"
+TF_TRAINING = "tf_training_steps.npz"
 # `verify` (pipeline/port/): each weighted Keras layer's input and output on the first batch, and the
 # transfer's mapping table with its findings.
 PORT_TF_VALUES = "tf_layer_values.npz"
@@ -64,6 +73,7 @@ MODEL_FILES = (
     EXPORTED_PROGRAM,
     TF_WEIGHTS,
     LOCALIZE_TF_VALUES,
+    TF_TRAINING,
 )
 
 

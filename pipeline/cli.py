@@ -10,6 +10,7 @@ file, 3 a stage could not convert.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import re
 import signal
@@ -79,6 +80,22 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="run 20 SGD steps of the native model and check the loss falls and every parameter "
         "gets a gradient (config: train_check)",
+    )
+    convert.add_argument(
+        "--training",
+        action="store_const",
+        const=True,
+        help="write train.py beside model.py from the Keras model's compile() settings (config: training)",
+    )
+    convert.add_argument(
+        "--training-check",
+        dest="training_check",
+        type=_positive_int,
+        nargs="?",
+        const=3,
+        metavar="N",
+        help="run N optimizer steps (default 3) in TF and with train.py from the same weights on the same "
+        "batches and compare losses and weight updates; implies --training (config: training_check)",
     )
     convert.add_argument(
         "--compile",
@@ -247,6 +264,8 @@ def _convert(args: argparse.Namespace) -> int:
             ("layout", args.layout),
             ("torch_compile", args.torch_compile),
             ("trust_model", args.trust_model),
+            ("training", args.training),
+            ("training_check", args.training_check),
         )
         if v is not None
     }
@@ -294,11 +313,28 @@ def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int
     except BrokenPipeError:
         raise
     except OSError as exc:
-        raise _cannot_write(out, exc) from None
+        if exc.errno not in _CANNOT_WRITE:
+            raise  # not the output directory's fault: a bug, with its traceback
+        raise _cannot_write(out, exc) from exc  # --debug shows where
     print(report.verdict_line(result), flush=True)
     for line in report.localization_lines(result):
         print(line, flush=True)
     return result["exit_code"]
+
+
+# errno values that mean the output directory cannot take the run: full, read-only, not permitted,
+# or a path through a file.
+_CANNOT_WRITE = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.EFBIG,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.ENAMETOOLONG,
+}
 
 
 def _cannot_write(out: Path, exc: OSError) -> UsageError:
@@ -348,7 +384,9 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         result = runner.verify(cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True))
     except OSError as exc:
-        raise _cannot_write(out, exc) from None
+        if exc.errno not in _CANNOT_WRITE:
+            raise  # not the output directory's fault: a bug, with its traceback
+        raise _cannot_write(out, exc) from exc  # --debug shows where
     for line in report.port_lines(result):
         print(line, flush=True)
     print(report.verdict_line(result), flush=True)

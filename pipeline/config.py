@@ -62,6 +62,8 @@ class Tolerances(_Strict):
     tf_vs_port: Tolerance = Tolerance()
     # d(projected outputs)/d(inputs), TF against torch (`gradients: true`); keys are input names.
     gradients: Tolerance = Tolerance()
+    # The training check: each step's loss (`loss`) and each parameter's update (`update:<name>`).
+    training: Tolerance = Tolerance()
     outputs: dict[str, Tolerance] = {}
 
 
@@ -121,6 +123,10 @@ class ModelConfig(_Strict):
     # 20 SGD steps of the native model on random targets: the loss falls, every parameter learns.
     train_check: bool = False
     train_check_lr: float = Field(default=0.01, gt=0)
+    # train.py from the Keras model's compile() settings (pipeline/training/); with training_check: N,
+    # N optimizer steps in TF and torch from the same weights on the same batches, compared.
+    training: bool = False
+    training_check: int = Field(default=0, ge=0, le=1000)
     # `tf2torch verify` (pipeline/port/): the hand-written module, "path/to/module.py:ClassName", the
     # keyword arguments its constructor takes, the image layout its forward expects (nchw: 4-D inputs
     # transposed for it, 4-D outputs transposed back), Keras layer -> torch submodule pairs that the
@@ -136,7 +142,14 @@ class ModelConfig(_Strict):
         # torch_export (on by default) simply follows `native`; asking for a train check is explicit.
         if self.train_check and not self.native:
             raise ValueError("train_check needs `native: true` (it trains the native model)")
+        if self.writes_train_py and not self.native:
+            raise ValueError("training needs `native: true` (train.py trains model.py)")
         return self
+
+    @property
+    def writes_train_py(self) -> bool:
+        """`training: true`, or a training check (which checks train.py)."""
+        return self.training or self.training_check > 0
 
 
 def resolve_tolerance(tolerances: Tolerances, pair: str, output: str) -> ResolvedTolerance:

@@ -75,6 +75,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "Skipped stages were not run, so nothing was compared for them."]
     lines += _localization_markdown(result.get("localization"))
     lines += _port_markdown(result.get("port"))
+    lines += _training_markdown(next((st for st in result["stages"] if st["name"] == "training"), None))
     lines.append("")
     return "\n".join(lines)
 
@@ -101,6 +102,50 @@ def _port_markdown(port: dict[str, Any] | None) -> list[str]:
             f"{_cell(row['transform'])} |"
         )
     return lines + [""]
+
+
+def _training_markdown(stage: dict[str, Any] | None) -> list[str]:
+    details = (stage or {}).get("details")
+    if not details:
+        return []
+    optimizer = details["optimizer"]
+    lines = ["", "## Training", "", f"`train.py`: Keras {optimizer['keras']} -> `{optimizer['torch']}`; "]
+    lines[-1] += f"loss `{details['loss']['torch']}`."
+    lines += ["", "| Keras setting | Keras value | torch argument | torch value |", "|---|---|---|---|"]
+    lines += [
+        f"| {r['keras']} | {r['keras_value']} | {r['torch']} | {r['torch_value']} |"
+        for r in details["settings"]
+    ]
+    if details["todos"]:
+        lines += ["", "Not mapped (TODO in train.py):", ""] + [f"- {_cell(t)}" for t in details["todos"]]
+    if details.get("dropout_disabled"):
+        lines += ["", f"Dropout disabled for the check: {', '.join(details['dropout_disabled'])}."]
+    if "tf_losses" not in details:
+        lines += ["", "No training check was run (`--training-check N`)."]
+        return lines
+    lines += [
+        "",
+        f"Training check, {details['steps']} steps:",
+        "",
+        "| step | TF loss | torch loss |",
+        "|---|---|---|",
+    ]
+    lines += [
+        f"| {i + 1} | {tf:.7g} | {pt:.7g} |"
+        for i, (tf, pt) in enumerate(zip(details["tf_losses"], details["torch_losses"], strict=True))
+    ]
+    lines += ["", "| parameter | update max abs diff | passed |", "|---|---|---|"]
+    lines += [
+        f"| {c['output'].removeprefix('update:')} | {c['max_abs_diff']:.3g} | {c['passed']} |"
+        for c in stage["comparisons"]
+        if c["output"] != "loss" and "max_abs_diff" in c
+    ]
+    for name, diff in details.get("running_var_max_abs_diff", {}).items():
+        lines.append(f"| {name} | {diff:.3g} | not judged (torch: unbiased variance) |")
+    if details.get("optimizer_differences"):
+        lines += ["", "Optimizer settings that differ from Keras's:", ""]
+        lines += [f"- {d}" for d in details["optimizer_differences"]]
+    return lines
 
 
 def _port_problems(port: dict[str, Any]) -> list[str]:
@@ -232,6 +277,8 @@ def stage_line(stage: dict[str, Any]) -> str:
         text += "\n" + "\n".join("      " + line for line in stage["error"].splitlines())
     elif stage.get("reason"):
         text += f"  ({stage['reason']})"
+    elif (stage.get("details") or {}).get("line"):
+        text += f"  {stage['details']['line']}"
     return text
 
 

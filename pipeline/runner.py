@@ -34,6 +34,13 @@ NATIVE_STAGES = ("native", "torch_export", "torch_compile", "train_check")
 # model, torch's the imported module (`tf_gradients` never fails the run: it skips, with the reason).
 GRADIENT_STAGES = {"tf": "tf_gradients", "torch": "gradients"}
 
+# Pairs whose arrays exist only when asked for: `training` writes train.py; only a training check
+# writes the arrays it is judged on.
+_COMPARED_WHEN_ASKED = {"training"}
+
+# `training` / `training_check`: the compile settings mapped and TF's steps, then train.py and its steps.
+TRAINING_STAGES = {"tf": "tf_training", "torch": "training"}
+
 # Which arrays each stage is judged on: (pair, reference, candidate), the last two keys of
 # artifacts.COMPARED. The pair names the tolerance (`tolerances.<pair>`).
 STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
@@ -44,6 +51,7 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "torch_export": (("onnx_vs_exported", "onnx", "exported"),),
     "torch_compile": (("onnx_vs_compiled", "onnx", "compiled"),),
     "port": (("tf_vs_port", "tf", "port"),),
+    "training": (("training", "tf_training", "torch_training"),),
 }
 
 # `tf2torch verify`: TF writes the reference outputs, the Keras variables and per-layer values; the
@@ -166,9 +174,12 @@ def verify(
 def stage_groups(cfg: ModelConfig) -> tuple[tuple[str, tuple[str, ...]], ...]:
     native = tuple(name for name in NATIVE_STAGES if cfg.native and getattr(cfg, name))
     groups = tuple((g, (*names, *native) if g == "torch" else names) for g, names in STAGE_GROUPS)
-    if not cfg.gradients:
-        return groups
-    return tuple((group, (*names, GRADIENT_STAGES[group])) for group, names in groups)
+    if cfg.gradients:
+        groups = tuple((group, (*names, GRADIENT_STAGES[group])) for group, names in groups)
+    if cfg.writes_train_py:
+        # Last in each group: the TF steps change the Keras model's weights.
+        groups = tuple((group, (*names, TRAINING_STAGES[group])) for group, names in groups)
+    return groups
 
 
 def localize(
@@ -235,6 +246,8 @@ def _skipped(name: str, reason: str) -> dict[str, Any]:
 def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
     """Compare this stage's outputs with the earlier stages' and set its status accordingly."""
     for pair, ref_key, cand_key in STAGE_COMPARISONS.get(record["name"], ()):
+        if pair in _COMPARED_WHEN_ASKED and not (out / artifacts.COMPARED[cand_key]).is_file():
+            continue
         reference = artifacts.load_arrays(out / artifacts.COMPARED[ref_key])
         candidate = artifacts.load_arrays(out / artifacts.COMPARED[cand_key])
         if list(reference) != list(candidate):
@@ -272,6 +285,10 @@ def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
         record["status"] = "tolerance_fail"
         bad = [f"{c['pair']} '{c['output']}'" for c in record["comparisons"] if not c["passed"]]
         record["error"] = "outside tolerance: " + ", ".join(bad)
+        # A stage may name what it suspects (the training check: optimizer settings that differ).
+        suspects = (record.get("details") or {}).get("suspects")
+        if suspects:
+            record["error"] += "; likely cause: " + "; ".join(suspects)
 
 
 def _run_group(

@@ -40,6 +40,8 @@ STAGE_FUNCTIONS = {
     "localize": "pipeline.stages.localize_torch:localize",
     "port_load": "pipeline.stages.port_tf:port_load",
     "port": "pipeline.port.stage:port",
+    "tf_training": "pipeline.stages.training_tf:tf_training",
+    "training": "pipeline.stages.training_torch:training",
 }
 
 

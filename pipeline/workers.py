@@ -30,6 +30,10 @@ class WorkerProcess:
     def __init__(self, group: str):
         self.group = group
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+        # Every torch.load in the worker, libraries' included (torch.export.load of model.pt2), reads
+        # tensors only and never unpickles code; the user's own opposite setting would conflict.
+        env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+        env["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline.worker", group],  # the group names it in `ps`
             stdin=subprocess.PIPE,

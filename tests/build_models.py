@@ -211,6 +211,44 @@ def untrusted(out: Path) -> None:
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), Scale()]).save(out / "custom_layer.keras")
 
 
+def compiled(out: Path) -> None:
+    """Models saved after compile(): the training setup tf2torch carries over (issue: training)."""
+    import keras
+
+    from pipeline import zoo
+
+    cnn = zoo.build("demo.cnn", seed=0)
+    cnn.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    cnn.save(out / "train_cnn.keras")
+    keras.utils.set_random_seed(4)
+    mlp = keras.Sequential(
+        [
+            keras.Input((6,), name="features"),
+            keras.layers.Dense(16, activation="relu"),
+            keras.layers.BatchNormalization(momentum=0.9),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(3),
+        ]
+    )
+    mlp.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.01, epsilon=1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    mlp.save(out / "train_mlp.keras")
+    lstm = zoo.build("demo.lstm", seed=0)
+    lstm.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.01), loss="mse", metrics=["mae"])
+    lstm.save(out / "train_lstm.keras")
+    # Settings with no mapping: they must come out as TODOs, never silently replaced.
+    odd = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
+    odd.compile(optimizer=keras.optimizers.Nadam(), loss="kl_divergence", metrics=["auc"])
+    odd.save(out / "train_unmapped.keras")
+
+
 BUILDERS = (
     keras_two_inputs,
     keras_layer_zoo,
@@ -222,6 +260,7 @@ BUILDERS = (
     tflite,
     unsupported,
     untrusted,
+    compiled,
 )
 
 if __name__ == "__main__":

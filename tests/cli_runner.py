@@ -12,9 +12,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_cli(*args: str | Path, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run `python -m pipeline ...` as a user would, returning its exit code and output."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def run_cli(
+    *args: str | Path, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run `python -m pipeline ...` as a user would, returning its exit code and output; `env` adds
+    variables to the environment."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "pipeline", *map(str, args)],
         cwd=cwd or REPO,

@@ -163,6 +163,26 @@ def test_configs_are_read_with_a_safe_yaml_loader(models, write_config, tmp_path
     assert not marker.exists()
 
 
+def test_the_torch_worker_never_unpickles_code(models, write_config, tmp_path):
+    """Every torch.load in the worker is weights-only, even one that asks for more (torch.export.load
+    asks for more on some tensors): a pickle that would run code is refused."""
+    marker = tmp_path / "pickle_ran"
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import os, torch\n"
+        "class Payload:\n"
+        "    def __reduce__(self):\n"
+        f"        return (os.system, ('touch {marker}',))\n"
+        f"torch.save({{'x': Payload()}}, {str(tmp_path / 'evil.pt')!r})\n"
+        f"torch.load({str(tmp_path / 'evil.pt')!r}, weights_only=False)\n"
+    )
+    config = write_config(f"converters: [{probe}]\n")
+    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "UnpicklingError: Weights only load failed" in proc.stdout
+    assert not marker.exists(), "the pickle's code ran"
+
+
 # --- nothing lost -----------------------------------------------------------------------------------
 
 

@@ -211,8 +211,9 @@ def test_a_killed_worker_fails_its_model_and_the_batch_goes_on(tmp_path):
     out = tmp_path / "out"
     zoo = write_zoo(tmp_path / "zoo.yaml", CNN, MOBILENET, LSTM)
     batch = start_batch(zoo, "--out", out, "--workers", "1")
-    # MobileNetV3 takes seconds to build and export: kill its TF worker while it does.
-    wait_for(lambda: (out / "mobilenet_v3_small" / "logs" / "tf-job.json").exists())
+    # MobileNetV3 takes seconds to build and export: kill its TF worker while it does (the run is
+    # written in its staging directory until it is published).
+    wait_for(lambda: any(out.glob(".mobilenet_v3_small.partial-*/logs/tf-job.json")))
     victims = wait_for(lambda: worker_pids(batch.pid, "tf"))
     os.kill(victims[0], signal.SIGKILL)
     stdout, stderr = batch.communicate(timeout=600)
@@ -270,6 +271,7 @@ def test_a_stopped_batch_resumes_without_redoing_finished_models(tmp_path):
     assert stopped["cnn"]["status"] == "pass"
     assert "interrupted" in {r["status"] for r in stopped.values()}
     assert not worker_pids(batch.pid, "tf") and not worker_pids(batch.pid, "torch")
+    assert not list(out.glob(".*.partial-*")), "the interrupted model left its staging directory"
 
     done = run_batch(zoo, "--out", out, "--workers", "1")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -60,14 +60,21 @@ def linear(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
             candidate = fxutil.constant(gm, other)
             if candidate is not None and tuple(candidate.shape) == (weight.shape[1],):
                 bias = candidate
+        last = add if bias is not None else node
+        layer, sources = _find_dense(dense, weight, bias)
+        if bias is None and layer is not None and "bias" in dense[layer]:
+            # An all-zero bias (Keras's initial one) is dropped by the graph optimisers: bring it back,
+            # or model.py could not learn it.
+            kept = dense[layer]["bias"].value
+            if kept.shape == (weight.shape[1],) and not kept.any():
+                bias = torch.from_numpy(kept.copy())
+                sources["bias"] = (dense[layer]["bias"].path, "none")
         module = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
         with torch.no_grad():
             module.weight.copy_(weight.T)
             if bias is not None:
                 module.bias.copy_(bias)
-        layer, sources = _find_dense(dense, weight, bias)
         tag(module, layer, sources)
-        last = add if bias is not None else node
         name = fxutil.fresh_name(gm, layer or "linear")
         gm.add_submodule(name, module)
         with gm.graph.inserting_before(last):
@@ -104,21 +111,25 @@ def batchnorm(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
             continue
         data, scale = _data_and_constant(gm, node)
         value = a.get(data.name) if data is not None else None
-        if scale is None or not isinstance(value, torch.Tensor) or value.dim() != 4:
+        # NCHW images (4-D) or features (2-D, after a Dense layer).
+        if scale is None or not isinstance(value, torch.Tensor) or value.dim() not in (2, 4):
             continue
         channels = value.shape[1]
         add = _only_user(node)
-        if add is None or add.op != "call_function" or add.target not in _ADD:
-            continue
-        _, shift = _data_and_constant(gm, add)
+        if add is not None and add.op == "call_function" and add.target in _ADD:
+            _, shift = _data_and_constant(gm, add)
+        else:
+            # A zero shift (beta 0, moving mean 0: a fresh BatchNormalization) was optimised away.
+            add, shift = node, torch.zeros(channels)
         if shift is None or scale.numel() != channels or shift.numel() != channels:
             continue
         found = _find_batchnorm(layers, scale.flatten().numpy(), shift.flatten().numpy(), used)
         if found is None:
-            notes.append(f"{node.name}: per-channel Mul/Add that no Keras BatchNormalization explains")
+            if add is not node:
+                notes.append(f"{node.name}: per-channel Mul/Add that no Keras BatchNormalization explains")
             continue
         used.add(found)
-        module = _batchnorm_module(found, layers[found])
+        module = _batchnorm_module(found, layers[found], value.dim())
         name = fxutil.fresh_name(gm, found)
         gm.add_submodule(name, module)
         with gm.graph.inserting_before(add):
@@ -280,12 +291,13 @@ def _batchnorm_affine(variables: dict[str, TFVariable]):
     return scale, variables["beta"].value - variables["moving_mean"].value * scale
 
 
-def _batchnorm_module(layer: str, variables: dict[str, TFVariable]) -> nn.BatchNorm2d:
+def _batchnorm_module(layer: str, variables: dict[str, TFVariable], rank: int = 4) -> nn.Module:
     config = variables["gamma"].config
     channels = variables["gamma"].value.shape[0]
     # Keras' momentum weighs the old statistics, torch's the new batch: 0.99 in Keras is 0.01 in torch.
     momentum = round(1.0 - float(config.get("momentum", 0.99)), 6)
-    module = nn.BatchNorm2d(channels, eps=float(config.get("epsilon", 1e-3)), momentum=momentum)
+    kind = nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d
+    module = kind(channels, eps=float(config.get("epsilon", 1e-3)), momentum=momentum)
     with torch.no_grad():
         for torch_name, keras_name in _BATCHNORM_NAMES.items():
             getattr(module, torch_name).copy_(torch.from_numpy(variables[keras_name].value))

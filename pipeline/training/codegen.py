@@ -1,0 +1,197 @@
+"""train.py: a short PyTorch training loop for model.py, with the Keras model's optimizer, loss and
+metrics as mapping.py translated them. Written beside model.py; it imports torch, numpy and model.py
+only. The training check (stages/training_torch.py) imports this same file and runs its
+`make_optimizer`, `loss_fn` and `train_step`, so what is checked is what the user gets."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import textwrap
+from typing import Any
+
+from pipeline import __version__
+from pipeline.training import keras_compat, mapping
+
+
+def todos(setup: dict[str, Any], dropout: list[str], batchnorm: bool) -> list[str]:
+    """What train.py cannot carry over: the unmapped compile settings, and what model.py lacks for
+    training as Keras does."""
+    found = list(setup["todos"])
+    if batchnorm:
+        found.append(
+            "BatchNorm running_var: torch updates it with the unbiased batch variance, Keras with the "
+            "biased one (n/(n-1) apart at batch size n); eval-mode outputs after training differ a little"
+        )
+    if dropout:
+        found.append(
+            f"Keras Dropout layers {', '.join(dropout)}: model.py is the inference graph and has none; "
+            "add nn.Dropout where Keras has it if training needs it"
+        )
+    return found
+
+
+def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], todos: list[str]) -> str:
+    optimizer, loss = setup["optimizer"], setup["loss"]
+    helpers = [*optimizer["helpers"], *loss["helpers"], *(m["torch"] for m in setup["metrics"])]
+    lines = [
+        f'"""Training loop for {class_name} (model.py), carried over from the Keras model\'s compile() by',
+        f"tf2torch {__version__}. Edit freely.",
+        "",
+        f"Keras: optimizer {_keras_call(setup['keras']['optimizer'])}",
+        f"       loss {_keras_loss(setup['keras']['loss'])}",
+        f"       metrics {setup['keras'].get('metrics') or []}",
+        "",
+        "Run: python train.py DATA.npz [--epochs N] [--batch-size N]",
+        f"DATA.npz holds the inputs by name ({', '.join(input_names)}) and the targets as `targets` "
+        f"({_target_doc(loss['target'])}).",
+        '"""',
+        "",
+        "import argparse",
+        *(["import functools"] if "functools.partial" in loss["code"] else []),
+        *(["import math"] if any(h.startswith("Keras") for h in helpers) else []),
+        "",
+        "import numpy as np",
+        "import torch",
+        "from safetensors.torch import load_file, save_file",
+        "from torch import nn",
+        "",
+        f"from model import {class_name}",
+        "",
+        "BATCH_SIZE = 32  # Keras fit()'s default",
+        "EPOCHS = 1",
+    ]
+    if todos:
+        lines += ["", "# TODO: Keras settings tf2torch did not map (the conversion report lists them too):"]
+        for todo in todos:
+            wrapped = textwrap.wrap(todo, 100)
+            lines += [f"# TODO: {wrapped[0]}", *(f"#       {more}" for more in wrapped[1:])]
+    for helper in dict.fromkeys(helpers):
+        lines += ["", "", inspect.getsource(getattr(keras_compat, helper)).rstrip()]
+    lines += [
+        "",
+        "",
+        "def make_optimizer(model):",
+        "    # Keras updates its trainable variables only: frozen parameters stay out.",
+        "    params = [p for p in model.parameters() if p.requires_grad]",
+        f"    return {optimizer['class']}(params, {_kwargs(optimizer['kwargs'])})",
+        "",
+        "",
+        f"loss_fn = {loss['code']}",
+        "",
+        "METRICS = {" + ", ".join(f"{json.dumps(m['keras'])}: {m['torch']}" for m in setup["metrics"]) + "}",
+        "",
+        "",
+        "def train_step(model, optimizer, inputs, targets):",
+        "    model.train()  # BatchNorm uses and updates its batch statistics, as Keras does in fit()",
+        "    optimizer.zero_grad()",
+        "    outputs = model(*inputs)",
+        "    loss = loss_fn(outputs, targets)",
+        "    loss.backward()",
+        *_clip_lines(optimizer["clip"]),
+        "    optimizer.step()",
+        "    return loss.detach(), outputs.detach()",
+        "",
+        "",
+        "@torch.no_grad()",
+        "def evaluate(model, loader):",
+        "    model.eval()  # BatchNorm uses its running statistics",
+        "    return run_epoch(loader, lambda inputs, targets: _eval_step(model, inputs, targets))",
+        "",
+        "",
+        "def _eval_step(model, inputs, targets):",
+        "    outputs = model(*inputs)",
+        "    return loss_fn(outputs, targets), outputs",
+        "",
+        "",
+        "def run_epoch(loader, step):",
+        '    """Mean loss and metrics over the loader, one `step(inputs, targets)` per batch."""',
+        "    total, seen, scores = 0.0, 0, {name: 0.0 for name in METRICS}",
+        "    for *inputs, targets in loader:",
+        "        loss, outputs = step(inputs, targets)",
+        "        total += float(loss) * len(targets)",
+        "        seen += len(targets)",
+        "        for name, metric in METRICS.items():",
+        "            scores[name] += float(metric(outputs, targets)) * len(targets)",
+        '    return {"loss": total / seen} | {name: score / seen for name, score in scores.items()}',
+        "",
+        "",
+        "def load_data(path, batch_size, shuffle):",
+        "    with np.load(path) as data:",
+        f"        tensors = [torch.from_numpy(data[name]) for name in {json.dumps(input_names)}]",
+        '        tensors.append(torch.from_numpy(data["targets"])'
+        + (".long())" if loss["target"] == "class_index" else ")"),
+        "    dataset = torch.utils.data.TensorDataset(*tensors)",
+        "    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)",
+        "",
+        "",
+        "def main():",
+        '    parser = argparse.ArgumentParser(description="Train model.py on DATA.npz.")',
+        '    parser.add_argument("data")',
+        '    parser.add_argument("--validation", help="DATA.npz evaluated after each epoch")',
+        '    parser.add_argument("--epochs", type=int, default=EPOCHS)',
+        '    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)',
+        '    parser.add_argument("--weights", default="model.safetensors")',
+        '    parser.add_argument("--save", default="trained.safetensors")',
+        "    args = parser.parse_args()",
+        "    loader = load_data(args.data, args.batch_size, shuffle=True)  # fit() shuffles too",
+        "    validation = load_data(args.validation, args.batch_size, shuffle=False) if args.validation else None",
+        f"    model = {class_name}()",
+        "    model.load_state_dict(load_file(args.weights), strict=True)",
+        "    optimizer = make_optimizer(model)",
+        "    for epoch in range(args.epochs):",
+        "        figures = run_epoch(loader, lambda inputs, targets: train_step(model, optimizer, inputs, targets))",
+        "        if validation is not None:",
+        '            figures |= {f"val_{k}": v for k, v in evaluate(model, validation).items()}',
+        '        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))',
+        "    save_file(model.state_dict(), args.save)",
+        "",
+        "",
+        'if __name__ == "__main__":',
+        "    main()",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _clip_lines(clip: dict[str, float]) -> list[str]:
+    lines = []
+    if "clipvalue" in clip:
+        lines.append(
+            f"    nn.utils.clip_grad_value_(model.parameters(), {clip['clipvalue']!r})  # Keras clipvalue"
+        )
+    if "clipnorm" in clip:  # Keras clips each gradient by its own norm
+        lines += [
+            "    for p in model.parameters():  # Keras clipnorm: each gradient by its own norm",
+            "        if p.grad is not None:",
+            f"            nn.utils.clip_grad_norm_([p], {clip['clipnorm']!r})",
+        ]
+    if "global_clipnorm" in clip:
+        lines.append(
+            f"    nn.utils.clip_grad_norm_(model.parameters(), {clip['global_clipnorm']!r})  # global_clipnorm"
+        )
+    return lines
+
+
+def _keras_call(entry: dict[str, Any]) -> str:
+    return f"{entry['class_name']}({_kwargs(mapping.shown_keras_settings(entry))})"
+
+
+def _keras_loss(entry: Any) -> str:
+    if isinstance(entry, dict) and "class_name" in entry:
+        config = {k: v for k, v in (entry.get("config") or {}).items() if k not in ("name", "reduction")}
+        return f"{entry['class_name']}({_kwargs(config)})"
+    return repr(entry)
+
+
+def _target_doc(target: str) -> str:
+    return {
+        "real": "same shape as the output",
+        "one_hot": "one-hot rows, same shape as the output",
+        "class_index": "integer class indices",
+        "binary": "0/1 values, same shape as the output",
+    }[target]

@@ -1,0 +1,155 @@
+"""Optimizers and losses that compute what Keras computes, where torch's own classes do not. codegen.py
+pastes the ones a model needs into its train.py (inspect.getsource), so each must stand alone: torch,
+math and nothing else. Formulas from Keras 3's optimizers and losses (keras/src/optimizers/*.py)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class KerasAdam(torch.optim.Optimizer):
+    """Adam (and AdamW: weight_decay > 0) as Keras computes it. Keras adds epsilon to sqrt(v) before
+    the bias correction; torch.optim.Adam adds it after, which is a different denominator in the
+    first steps (by up to 1 / sqrt(1 - beta_2) = 31.6x for epsilon). Weight decay is decoupled and
+    applied before the update, as in Keras."""
+
+    def __init__(self, params, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, amsgrad=False, weight_decay=0.0):
+        defaults = dict(
+            lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad, weight_decay=weight_decay
+        )
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, beta_1, beta_2 = group["lr"], group["beta_1"], group["beta_2"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(
+                        step=0, m=torch.zeros_like(p), v=torch.zeros_like(p), v_hat=torch.zeros_like(p)
+                    )
+                state["step"] += 1
+                if group["weight_decay"]:
+                    p.sub_(p * group["weight_decay"] * lr)
+                alpha = lr * math.sqrt(1 - beta_2 ** state["step"]) / (1 - beta_1 ** state["step"])
+                m, v = state["m"], state["v"]
+                m.add_((p.grad - m) * (1 - beta_1))
+                v.add_((p.grad.square() - v) * (1 - beta_2))
+                if group["amsgrad"]:
+                    torch.maximum(state["v_hat"], v, out=state["v_hat"])
+                    v = state["v_hat"]
+                p.sub_(m * alpha / (v.sqrt() + group["epsilon"]))
+
+
+class KerasRMSprop(torch.optim.Optimizer):
+    """RMSprop as Keras computes it: epsilon inside the square root (torch.optim.RMSprop adds it
+    outside), Keras's `rho` is torch's `alpha`, and momentum accumulates the scaled step."""
+
+    def __init__(self, params, lr, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
+        super().__init__(params, dict(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            rho = group["rho"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(
+                        velocity=torch.zeros_like(p),
+                        average=torch.zeros_like(p),
+                        momentum=torch.zeros_like(p),
+                    )
+                velocity = state["velocity"]
+                velocity.mul_(rho).add_((1 - rho) * p.grad.square())
+                denominator = velocity + group["epsilon"]
+                if group["centered"]:
+                    state["average"].mul_(rho).add_((1 - rho) * p.grad)
+                    denominator = denominator - state["average"].square()
+                increment = group["lr"] * p.grad / denominator.sqrt()
+                if group["momentum"] > 0:
+                    state["momentum"].mul_(group["momentum"]).add_(increment)
+                    increment = state["momentum"]
+                p.sub_(increment)
+
+
+class KerasAdagrad(torch.optim.Optimizer):
+    """Adagrad as Keras computes it: the accumulator starts at initial_accumulator_value (Keras 0.1,
+    torch 0) and epsilon sits inside the square root."""
+
+    def __init__(self, params, lr, initial_accumulator_value=0.1, epsilon=1e-7):
+        super().__init__(
+            params, dict(lr=lr, initial_accumulator_value=initial_accumulator_value, epsilon=epsilon)
+        )
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["accumulator"] = torch.full_like(p, group["initial_accumulator_value"])
+                state["accumulator"].add_(p.grad.square())
+                p.sub_(group["lr"] * p.grad / (state["accumulator"] + group["epsilon"]).sqrt())
+
+
+def categorical_crossentropy(probabilities, targets, label_smoothing=0.0, reduction="mean"):
+    """Keras's categorical cross-entropy on probabilities (from_logits=False): renormalised, clipped
+    to [1e-7, 1 - 1e-7]; targets are one-hot (or class probabilities)."""
+    if label_smoothing:
+        targets = targets * (1 - label_smoothing) + label_smoothing / targets.shape[-1]
+    probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
+    probabilities = probabilities.clamp(1e-7, 1 - 1e-7)
+    per_sample = -(targets * probabilities.log()).sum(dim=-1)
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+def sparse_categorical_crossentropy(probabilities, targets, reduction="mean"):
+    """Keras's sparse categorical cross-entropy on probabilities: targets are class indices."""
+    probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
+    log_probabilities = probabilities.clamp(1e-7, 1 - 1e-7).log()
+    per_sample = -log_probabilities.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+def binary_crossentropy(outputs, targets, from_logits=False, label_smoothing=0.0, reduction="mean"):
+    """Keras's binary cross-entropy: the mean over the last axis, then over the batch; probabilities
+    are clipped to [1e-7, 1 - 1e-7]."""
+    if label_smoothing:
+        targets = targets * (1 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        per_element = torch.nn.functional.binary_cross_entropy_with_logits(outputs, targets, reduction="none")
+    else:
+        p = outputs.clamp(1e-7, 1 - 1e-7)
+        per_element = -(targets * p.log() + (1 - targets) * (1 - p).log())
+    per_sample = per_element.mean(dim=-1)
+    return per_sample.sum() if reduction == "sum" else per_sample.mean()
+
+
+def categorical_accuracy(outputs, targets):
+    return (outputs.argmax(-1) == targets.argmax(-1)).float().mean()
+
+
+def sparse_categorical_accuracy(outputs, targets):
+    return (outputs.argmax(-1) == targets.long()).float().mean()
+
+
+def binary_accuracy(outputs, targets, threshold=0.5):
+    return ((outputs > threshold).float() == targets).float().mean()
+
+
+def mean_absolute_error(outputs, targets):
+    return (outputs - targets).abs().mean()
+
+
+def mean_squared_error(outputs, targets):
+    return (outputs - targets).square().mean()

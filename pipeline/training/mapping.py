@@ -1,0 +1,293 @@
+"""Keras compile settings -> the PyTorch optimizer, loss and metrics that compute the same thing.
+
+Where torch's own class computes what Keras computes (SGD with momentum or Nesterov, MSE, MAE,
+Huber, cross-entropy on logits) it is used with translated arguments. Where it does not, train.py
+gets a short class or function from keras_compat.py that follows Keras's formula: Adam/AdamW (Keras
+adds epsilon to sqrt(v) before the bias correction, torch after it: with epsilon=1e-3 the first step
+differs by a factor of ~30 in the denominator), RMSprop and Adagrad (epsilon inside the square root),
+cross-entropy on probabilities (Keras renormalises and clips to [1e-7, 1 - 1e-7]).
+
+Every Keras setting ends up in `settings` (mapped) or `todos` (not mapped, with the Keras value):
+nothing is dropped silently. No framework is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# Keras 3's defaults, for compile(optimizer="adam") and for keys a config leaves out.
+OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "SGD": {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False},
+    "Adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
+    "AdamW": {
+        "learning_rate": 0.001,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-7,
+        "amsgrad": False,
+        "weight_decay": 0.004,
+    },
+    "RMSprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
+    "Adagrad": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
+}
+_OPTIMIZER_NAMES = {name.lower(): name for name in OPTIMIZER_DEFAULTS}
+# Optimizer keys that change nothing when they have these values; anything else is a TODO.
+_NEUTRAL = {
+    "name": None,
+    "weight_decay": (None, 0, 0.0),
+    "clipnorm": (None,),
+    "global_clipnorm": (None,),
+    "clipvalue": (None,),
+    "use_ema": (False,),
+    "ema_momentum": None,
+    "ema_overwrite_frequency": None,
+    "loss_scale_factor": (None,),
+    "gradient_accumulation_steps": (None, 1),
+    "jit_compile": None,
+    "is_legacy_optimizer": None,
+    "decay": (None, 0, 0.0),
+}
+# Keras optimizer key -> the key the torch optimizer's `defaults` has it under.
+TORCH_NAMES = {"learning_rate": "lr"}
+
+_LOSS_NAMES = {
+    "mse": "mse",
+    "mean_squared_error": "mse",
+    "meansquarederror": "mse",
+    "mae": "mae",
+    "mean_absolute_error": "mae",
+    "meanabsoluteerror": "mae",
+    "huber": "huber",
+    "huber_loss": "huber",
+    "categorical_crossentropy": "categorical_crossentropy",
+    "categoricalcrossentropy": "categorical_crossentropy",
+    "sparse_categorical_crossentropy": "sparse_categorical_crossentropy",
+    "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
+    "binary_crossentropy": "binary_crossentropy",
+    "binarycrossentropy": "binary_crossentropy",
+}
+# What the targets of each loss look like (the training check draws them accordingly).
+TARGETS = {
+    "mse": "real",
+    "mae": "real",
+    "huber": "real",
+    "categorical_crossentropy": "one_hot",
+    "sparse_categorical_crossentropy": "class_index",
+    "binary_crossentropy": "binary",
+}
+_METRICS = {
+    "accuracy": None,  # resolved from the loss, as Keras does
+    "acc": None,
+    "categorical_accuracy": "categorical_accuracy",
+    "sparse_categorical_accuracy": "sparse_categorical_accuracy",
+    "binary_accuracy": "binary_accuracy",
+    "mae": "mean_absolute_error",
+    "mean_absolute_error": "mean_absolute_error",
+    "mse": "mean_squared_error",
+    "mean_squared_error": "mean_squared_error",
+}
+_ACCURACY_FOR = {
+    "categorical_crossentropy": "categorical_accuracy",
+    "sparse_categorical_crossentropy": "sparse_categorical_accuracy",
+    "binary_crossentropy": "binary_accuracy",
+}
+# Tests only: TF2TORCH_TRAINING_FAULT=adam_epsilon maps Adam's epsilon to torch's default, the
+# mistake the training check must catch and name.
+FAULT_ENV = "TF2TORCH_TRAINING_FAULT"
+
+
+def map_setup(keras: dict[str, Any]) -> dict[str, Any]:
+    todos: list[str] = []
+    optimizer = _optimizer(keras["optimizer"], todos)
+    loss = _loss(keras["loss"], todos)
+    if keras.get("loss_weights") not in (None, [], {}):
+        todos.append(f"loss_weights {keras['loss_weights']!r}: not applied (one output, one loss is mapped)")
+    metrics = _metrics(keras.get("metrics") or [], loss["kind"], todos)
+    return {"keras": keras, "optimizer": optimizer, "loss": loss, "metrics": metrics, "todos": todos}
+
+
+def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
+    name = _OPTIMIZER_NAMES.get(entry["class_name"].lower())
+    if name is None:
+        shown = ", ".join(f"{k}={v!r}" for k, v in shown_keras_settings(entry).items())
+        todos.append(
+            f"optimizer {entry['class_name']}({shown}): no mapping; train.py uses torch.optim.SGD(lr=0.01) "
+            "until you replace it"
+        )
+        return {"class": "torch.optim.SGD", "kwargs": {"lr": 0.01}, "helpers": [], "settings": [], "clip": {}}
+    given = {k: _plain(v) for k, v in entry["config"].items() if v is not None}
+    config = {**OPTIMIZER_DEFAULTS[name], **given}
+    learning_rate = config["learning_rate"]
+    if isinstance(learning_rate, dict):  # a LearningRateSchedule
+        initial = (learning_rate.get("config") or {}).get("initial_learning_rate", 0.001)
+        todos.append(
+            f"learning_rate schedule {learning_rate.get('class_name')} {learning_rate.get('config')}: not "
+            f"mapped; train.py starts from its initial learning rate {initial} and keeps it"
+        )
+        config["learning_rate"] = learning_rate = initial
+    for key, value in entry["config"].items():
+        known = key in OPTIMIZER_DEFAULTS[name] or key in _NEUTRAL
+        neutral = _NEUTRAL.get(key)
+        if not known or (neutral is not None and value not in neutral and key not in _CLIP_KEYS):
+            if key == "weight_decay" and name in ("Adam", "AdamW"):
+                continue  # decoupled, as KerasAdam applies it
+            todos.append(f"optimizer {name} {key}={value!r}: not mapped")
+    # Every torch optimizer, ours included, calls the learning rate `lr` (LR schedulers expect it).
+    kwargs = {TORCH_NAMES.get(k, k): config[k] for k in OPTIMIZER_DEFAULTS[name]}
+    kwargs["lr"] = float(learning_rate)
+    if name == "SGD":
+        torch_class, helpers = "torch.optim.SGD", []
+    else:
+        torch_class = {
+            "Adam": "KerasAdam",
+            "AdamW": "KerasAdam",
+            "RMSprop": "KerasRMSprop",
+            "Adagrad": "KerasAdagrad",
+        }[name]
+        helpers = [torch_class]
+        if name == "Adam":
+            kwargs["weight_decay"] = config.get("weight_decay") or 0.0
+        if name == "Adam" and os.environ.get(FAULT_ENV) == "adam_epsilon":
+            kwargs["epsilon"] = 1e-8
+    settings = [
+        {
+            "keras": key,
+            "keras_value": config.get(key),
+            "torch": TORCH_NAMES.get(key, key),
+            "torch_value": kwargs.get(TORCH_NAMES.get(key, key)),
+        }
+        for key in OPTIMIZER_DEFAULTS[name]
+    ]
+    clip = {k: config[k] for k in _CLIP_KEYS if config.get(k) is not None}
+    return {
+        "keras_class": name,
+        "class": torch_class,
+        "kwargs": kwargs,
+        "helpers": helpers,
+        "settings": settings,
+        "clip": clip,
+    }
+
+
+_CLIP_KEYS = ("clipnorm", "global_clipnorm", "clipvalue")
+
+
+def _loss(entry: Any, todos: list[str]) -> dict[str, Any]:
+    if isinstance(entry, str):
+        class_name, config = entry, {}
+    elif isinstance(entry, dict) and "class_name" in entry:
+        class_name, config = entry["class_name"], dict(entry.get("config") or {})
+    else:
+        todos.append(
+            f"loss {entry!r}: only one loss for one output is mapped; train.py uses MSE until you replace it"
+        )
+        return {"kind": "mse", "code": "nn.MSELoss()", "helpers": [], "target": "real", "keras": entry}
+    kind = _LOSS_NAMES.get(class_name.lower())
+    if kind is None:
+        todos.append(f"loss {class_name} {config}: no mapping; train.py uses MSE until you replace it")
+        return {"kind": "mse", "code": "nn.MSELoss()", "helpers": [], "target": "real", "keras": entry}
+    reduction = config.get("reduction", "sum_over_batch_size")
+    torch_reduction = {"sum_over_batch_size": "mean", "sum": "sum", "auto": "mean", None: "mean"}.get(
+        reduction
+    )
+    if torch_reduction is None:
+        todos.append(f"loss reduction {reduction!r}: not mapped; train.py averages over the batch")
+        torch_reduction = "mean"
+    from_logits = bool(config.get("from_logits", False))
+    smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
+    reduction_arg = "" if torch_reduction == "mean" else f"reduction={torch_reduction!r}"
+    helpers: list[str] = []
+    if kind == "mse":
+        code = f"nn.MSELoss({reduction_arg})"
+    elif kind == "mae":
+        code = f"nn.L1Loss({reduction_arg})"
+    elif kind == "huber":
+        delta = float(config.get("delta", 1.0))
+        code = f"nn.HuberLoss({_args(reduction_arg, f'delta={delta!r}')})"
+    elif kind == "categorical_crossentropy" and from_logits:
+        code = f"nn.CrossEntropyLoss({_args(reduction_arg, f'label_smoothing={smoothing!r}' if smoothing else '')})"
+    elif kind == "sparse_categorical_crossentropy" and from_logits:
+        code = f"nn.CrossEntropyLoss({reduction_arg})"
+    else:
+        # Probabilities in (or binary logits): Keras's formula, pasted into train.py.
+        helpers = [kind]
+        args = [f"from_logits={from_logits}"] if kind == "binary_crossentropy" else []
+        if smoothing:
+            args.append(f"label_smoothing={smoothing!r}")
+        if torch_reduction != "mean":
+            args.append(f"reduction={torch_reduction!r}")
+        code = f"functools.partial({kind}, {', '.join(args)})" if args else kind
+    handled = ("name", "reduction", "from_logits", "label_smoothing", "axis", "delta", "dtype")
+    for key in config:
+        if key not in handled and config[key] not in (None, False):
+            todos.append(f"loss {class_name} {key}={config[key]!r}: not mapped")
+    if config.get("axis", -1) != -1:
+        todos.append(f"loss {class_name} axis={config['axis']}: train.py reduces over the last axis")
+    return {
+        "kind": kind,
+        "code": code,
+        "helpers": helpers,
+        "target": TARGETS[kind],
+        "keras": {"class_name": class_name, "config": config},
+        "from_logits": from_logits,
+        "label_smoothing": smoothing,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """Keras stores hyper-parameters as float32: 0.05 comes back as 0.05000000074505806."""
+    return float(f"{value:.7g}") if isinstance(value, float) else value
+
+
+def shown_keras_settings(entry: dict[str, Any]) -> dict[str, Any]:
+    """The optimizer settings worth showing: its own keys and any other that is not at a neutral value."""
+    own = OPTIMIZER_DEFAULTS.get(_OPTIMIZER_NAMES.get(entry["class_name"].lower(), ""), {})
+    shown = {}
+    for key, value in entry["config"].items():
+        neutral = _NEUTRAL.get(key, ())
+        if key in own or key not in _NEUTRAL or (neutral is not None and value not in neutral):
+            shown[key] = _plain(value)
+    return shown
+
+
+def _args(*parts: str) -> str:
+    return ", ".join(p for p in parts if p)
+
+
+def _metrics(metrics: list[Any], loss_kind: str, todos: list[str]) -> list[dict[str, str]]:
+    mapped = []
+    for metric in metrics:
+        name = metric if isinstance(metric, str) else str(metric)
+        key = name.lower()
+        if key not in _METRICS:
+            todos.append(f"metric {name!r}: not mapped")
+            continue
+        function = _METRICS[key] or _ACCURACY_FOR.get(loss_kind)
+        if function is None:
+            todos.append(f"metric {name!r} with loss {loss_kind}: Keras picks no accuracy for it; not mapped")
+            continue
+        mapped.append({"keras": name, "torch": function})
+    return mapped
+
+
+def torch_optimizer_differences(setup: dict[str, Any], torch_defaults: dict[str, Any]) -> list[str]:
+    """The Keras optimizer settings the constructed torch optimizer does not have: named when a
+    training check fails, because a wrong hyper-parameter is the usual reason."""
+    differences = []
+    for row in setup["optimizer"]["settings"]:
+        keras_value = row["keras_value"]
+        if isinstance(keras_value, dict) or keras_value is None:
+            continue
+        actual = torch_defaults.get(row["torch"])
+        if actual is None or not _same(keras_value, actual):
+            differences.append(
+                f"{row['keras']}: Keras {keras_value!r}, torch optimizer {row['torch']}={actual!r}"
+            )
+    return differences
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return bool(a) == bool(b)
+    return abs(float(a) - float(b)) <= 1e-6 * max(abs(float(a)), abs(float(b)), 1e-30)

@@ -1,0 +1,204 @@
+"""Issue "Carry the training setup over": train.py from the Keras compile() settings, and the training
+check (N optimizer steps in TF and with train.py, compared) on real compiled models."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from cli_runner import read_report, run_cli
+
+from pipeline.training.mapping import FAULT_ENV, map_setup
+
+
+def _training_stage(out):
+    return next(s for s in read_report(out)["stages"] if s["name"] == "training")
+
+
+@pytest.mark.parametrize(
+    ("model", "construction", "losses"),
+    [
+        (
+            "train_cnn.keras",
+            "torch.optim.SGD(params, lr=0.05, momentum=0.9, nesterov=False)",
+            "categorical_crossentropy",
+        ),
+        (
+            "train_mlp.keras",
+            "KerasAdam(params, lr=0.01, beta_1=0.9, beta_2=0.999, epsilon=0.001",
+            "nn.CrossEntropyLoss()",
+        ),
+        (
+            "train_lstm.keras",
+            "KerasRMSprop(params, lr=0.01, rho=0.9, momentum=0.0, epsilon=1e-07",
+            "nn.MSELoss()",
+        ),
+    ],
+    ids=["cnn-sgd-momentum-cce", "mlp-batchnorm-adam-epsilon", "lstm-rmsprop-mse"],
+)
+def test_training_check_passes_with_the_mapped_setup(models, tmp_path, model, construction, losses):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / model, "--training-check", "3", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stage = _training_stage(out)
+    assert stage["status"] == "pass"
+    details = stage["details"]
+    assert len(details["tf_losses"]) == len(details["torch_losses"]) == 3
+    assert details["optimizer_differences"] == [] and details["not_compared"] == []
+    # Every trainable TF variable's update was compared, plus the losses.
+    judged = {c["output"] for c in stage["comparisons"]}
+    trained = {
+        f"update:{row['torch']}" for row in _weights_map(out) if not row["torch"].endswith("running_var")
+    }
+    assert judged == {"loss"} | trained and len(trained) >= 2
+    # The steps really trained: TF's loss moved, and so did each weight.
+    assert len(set(details["tf_losses"])) == 3
+    train_py = (out / "train.py").read_text()
+    assert construction in train_py and f"loss_fn = {losses}" in train_py
+
+
+def test_batchnorm_trains_as_batchnorm_with_keras_momentum_translated(models, tmp_path):
+    out = tmp_path / "run"
+    assert (
+        run_cli("convert", models / "train_mlp.keras", "--training-check", "3", "--out", out).returncode == 0
+    )
+    model_py = (out / "model.py").read_text()
+    # Keras momentum 0.9 (weight of the old statistics) is torch's 0.1 (weight of the new batch).
+    assert "nn.BatchNorm1d(16, eps=0.001, momentum=0.1" in model_py
+    stage = _training_stage(out)
+    assert {"update:batch_normalization.weight", "update:batch_normalization.running_mean"} <= {
+        c["output"] for c in stage["comparisons"]
+    }
+    # torch's running_var uses the unbiased batch variance: shown, listed in train.py, not judged.
+    assert "batch_normalization.running_var" in stage["details"]["running_var_max_abs_diff"]
+    assert "unbiased batch variance" in (out / "train.py").read_text()
+    assert "dropout (Dropout)" in stage["details"]["dropout_disabled"]
+
+
+def test_a_wrong_adam_epsilon_fails_the_check_and_is_named(models, tmp_path):
+    out = tmp_path / "run"
+    env = {FAULT_ENV: "adam_epsilon"}
+    proc = run_cli("convert", models / "train_mlp.keras", "--training-check", "3", "--out", out, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "training     TOLERANCE FAIL" in proc.stdout
+    assert (
+        "likely cause: optimizer setting epsilon: Keras 0.001, torch optimizer epsilon=1e-08" in proc.stdout
+    )
+    failed = {c["output"] for c in _training_stage(out)["comparisons"] if not c["passed"]}
+    assert "loss" in failed and any(name.endswith(".weight") for name in failed)
+
+
+def test_train_py_runs_on_its_own_without_this_package(models, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("convert", models / "train_cnn.keras", "--training", "--out", out).returncode == 0
+    rng = np.random.default_rng(0)
+    np.savez(
+        out / "data.npz",
+        image=rng.random((40, 28, 28, 1), dtype=np.float32),
+        targets=np.eye(10, dtype=np.float32)[rng.integers(0, 10, 40)],
+    )
+    blocker = tmp_path / "block"
+    for name in ("pipeline", "tensorflow", "keras", "onnx2torch", "onnx", "tf2onnx"):
+        (blocker / name).mkdir(parents=True)
+        (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} must not be needed')\n")
+    proc = subprocess.run(
+        [sys.executable, "train.py", "data.npz", "--epochs", "2", "--batch-size", "8"],
+        cwd=out,
+        env={**os.environ, "PYTHONPATH": str(blocker)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    epochs = [line for line in proc.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epochs) == 2 and "accuracy" in epochs[0]
+    assert (out / "trained.safetensors").is_file()
+
+
+def test_settings_without_a_mapping_are_todos_not_silent_replacements(models, tmp_path):
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "train_unmapped.keras", "--training", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    train_py = (out / "train.py").read_text()
+    assert "# TODO: optimizer Nadam" in train_py
+    assert "# TODO: loss kl_divergence" in train_py
+    assert "# TODO: metric 'auc': not mapped" in train_py
+    todos = _training_stage(out)["details"]["todos"]
+    assert any("Nadam" in t for t in todos) and any("kl_divergence" in t for t in todos)
+
+
+def test_a_model_saved_without_compile_says_how_to_get_a_training_setup(models, tmp_path):
+    proc = run_cli("convert", models / "two_inputs.keras", "--training", "--out", tmp_path / "run")
+    assert proc.returncode == 2
+    assert "has no training configuration: save the model after model.compile(" in proc.stdout
+
+
+# --- the mapping, on Keras configs as the files store them ----------------------------------------------
+
+
+def _setup(optimizer, loss="mse", metrics=None):
+    return map_setup({"optimizer": optimizer, "loss": loss, "metrics": metrics or []})
+
+
+def test_optimizer_given_by_name_gets_keras_defaults_not_torchs():
+    setup = _setup({"class_name": "adam", "config": {}})
+    assert setup["optimizer"]["class"] == "KerasAdam"
+    assert setup["optimizer"]["kwargs"]["epsilon"] == 1e-7  # torch.optim.Adam's default is 1e-8
+    setup = _setup({"class_name": "Adagrad", "config": {}})
+    assert setup["optimizer"]["kwargs"]["initial_accumulator_value"] == 0.1  # torch's default is 0
+
+
+def test_adamw_weight_decay_is_decoupled_and_sgd_weight_decay_is_a_todo():
+    setup = _setup({"class_name": "AdamW", "config": {"learning_rate": 0.001, "weight_decay": 0.05}})
+    assert setup["optimizer"]["kwargs"]["weight_decay"] == 0.05 and not setup["todos"]
+    setup = _setup({"class_name": "SGD", "config": {"learning_rate": 0.1, "weight_decay": 0.01}})
+    assert any("weight_decay=0.01" in t for t in setup["todos"])
+
+
+@pytest.mark.parametrize(
+    ("loss", "code", "target"),
+    [
+        (
+            {
+                "class_name": "CategoricalCrossentropy",
+                "config": {"from_logits": True, "label_smoothing": 0.1},
+            },
+            "nn.CrossEntropyLoss(label_smoothing=0.1)",
+            "one_hot",
+        ),
+        (
+            {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": False}},
+            "sparse_categorical_crossentropy",
+            "class_index",
+        ),
+        (
+            {"class_name": "BinaryCrossentropy", "config": {"from_logits": True}},
+            "functools.partial(binary_crossentropy, from_logits=True)",
+            "binary",
+        ),
+        ({"class_name": "Huber", "config": {"delta": 2.0}}, "nn.HuberLoss(delta=2.0)", "real"),
+        (
+            {"class_name": "MeanAbsoluteError", "config": {"reduction": "sum"}},
+            "nn.L1Loss(reduction='sum')",
+            "real",
+        ),
+    ],
+)
+def test_losses_map_with_logits_smoothing_and_reduction(loss, code, target):
+    mapped = _setup({"class_name": "SGD", "config": {}}, loss)["loss"]
+    assert (mapped["code"], mapped["target"]) == (code, target)
+
+
+def test_accuracy_follows_the_loss_as_in_keras():
+    metrics = _setup({"class_name": "SGD", "config": {}}, "sparse_categorical_crossentropy", ["accuracy"])[
+        "metrics"
+    ]
+    assert metrics == [{"keras": "accuracy", "torch": "sparse_categorical_accuracy"}]
+
+
+def _weights_map(out):
+    return json.loads((out / "weights_map.json").read_text())
