@@ -202,3 +202,75 @@ def test_accuracy_follows_the_loss_as_in_keras():
 
 def _weights_map(out):
     return json.loads((out / "weights_map.json").read_text())
+
+
+# Each optimizer setting against Keras's own update, on one variable: the Keras optimizer in a
+# TensorFlow subprocess, the mapped torch optimizer (train.py's class and arguments) here.
+OPTIMIZERS = [
+    {"class_name": "SGD", "config": {"learning_rate": 0.1}},
+    {"class_name": "SGD", "config": {"learning_rate": 0.1, "momentum": 0.9, "nesterov": True}},
+    {"class_name": "Adam", "config": {"learning_rate": 0.01, "epsilon": 1e-3}},
+    {"class_name": "Adam", "config": {"learning_rate": 0.01, "amsgrad": True, "beta_2": 0.9}},
+    {"class_name": "AdamW", "config": {"learning_rate": 0.01, "weight_decay": 0.1}},
+    {"class_name": "RMSprop", "config": {"learning_rate": 0.01}},
+    {
+        "class_name": "RMSprop",
+        "config": {"learning_rate": 0.01, "centered": True, "momentum": 0.5, "rho": 0.8},
+    },
+    {
+        "class_name": "Adagrad",
+        "config": {"learning_rate": 0.1, "initial_accumulator_value": 0.2, "epsilon": 1e-3},
+    },
+]
+_KERAS_STEPS = """
+import json, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import numpy as np, keras
+rng = np.random.default_rng(0)
+start, grads = rng.standard_normal(6).astype("float32"), rng.standard_normal((4, 6)).astype("float32")
+out = {"start": start, "grads": grads}
+for i, entry in enumerate(json.loads(sys.argv[2])):
+    optimizer = keras.optimizers.get(entry)
+    variable = keras.Variable(start.copy())
+    values = []
+    for g in grads:
+        optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
+        values.append(np.array(variable.numpy()))
+    out[f"steps{i}"] = np.stack(values)
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path):
+    import torch
+
+    from pipeline.training import keras_compat
+
+    target = tmp_path / "keras_steps.npz"
+    subprocess.run(
+        [sys.executable, "-c", _KERAS_STEPS, str(target), json.dumps(OPTIMIZERS)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    keras_steps = np.load(target)
+    for i, entry in enumerate(OPTIMIZERS):
+        mapped = map_setup({"optimizer": entry, "loss": "mse"})["optimizer"]
+        assert not map_setup({"optimizer": entry, "loss": "mse"})["todos"], entry
+        cls = (
+            torch.optim.SGD
+            if mapped["class"] == "torch.optim.SGD"
+            else getattr(keras_compat, mapped["class"])
+        )
+        param = torch.nn.Parameter(torch.from_numpy(keras_steps["start"].copy()))
+        optimizer = cls([param], **mapped["kwargs"])
+        for step, grad in enumerate(keras_steps["grads"]):
+            param.grad = torch.from_numpy(grad.copy())
+            optimizer.step()
+            np.testing.assert_allclose(
+                param.detach().numpy(),
+                keras_steps[f"steps{i}"][step],
+                rtol=2e-5,
+                atol=2e-6,
+                err_msg=f"{entry} step {step + 1}",
+            )
