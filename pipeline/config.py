@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import ConfigError
 
@@ -95,6 +95,8 @@ class ModelConfig(_Strict):
     samples: int = Field(default=3, ge=1)
     batch_size: int = Field(default=2, ge=1)
     timeout: float = Field(default=900, gt=0)
+    # Seconds one stage may take, by stage name (e.g. {export: 600}); `timeout` still bounds the job.
+    stage_timeouts: dict[str, float] = {}
     tolerances: Tolerances = Tolerances()
     # Compare TF's and torch's gradients with respect to the inputs (pipeline/gradients.py).
     gradients: bool = False
@@ -136,6 +138,20 @@ class ModelConfig(_Strict):
     input_layout: Literal["nhwc", "nchw"] = "nchw"
     weight_mapping: dict[str, str] = {}
     save_weights: str | None = None
+
+    @field_validator("stage_timeouts")
+    @classmethod
+    def _known_stages(cls, value: dict[str, float]) -> dict[str, float]:
+        from pipeline.worker import STAGE_FUNCTIONS  # stage names; worker.py imports no framework
+
+        for stage, seconds in value.items():
+            if stage not in STAGE_FUNCTIONS:
+                close = difflib.get_close_matches(stage, STAGE_FUNCTIONS, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ValueError(f"unknown stage '{stage}'{hint}; stages: {', '.join(STAGE_FUNCTIONS)}")
+            if not seconds > 0:
+                raise ValueError(f"{stage}: must be more than 0 seconds, got {seconds}")
+        return value
 
     @model_validator(mode="after")
     def _needs_native(self) -> ModelConfig:

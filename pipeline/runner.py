@@ -325,17 +325,23 @@ def _run_group(
     stage_started = time.monotonic()
     timed_out = finished = False
     usage: dict[str, Any] = {}
-    events = worker.run(job_path.resolve(), log_path, deadline=time.monotonic() + cfg.timeout)
+    # `timeout` bounds the whole job, `stage_timeouts` a stage of it: the nearer of the two applies.
+    job_deadline = time.monotonic() + cfg.timeout
+    deadline = [job_deadline]
+    events = worker.run(job_path.resolve(), log_path, deadline=lambda: deadline[0])
     try:
         for event in events:
             if event["event"] == "start":
                 current, stage_started = event["stage"], time.monotonic()
+                limit = cfg.stage_timeouts.get(current)
+                deadline[0] = min(job_deadline, stage_started + limit) if limit else job_deadline
             elif event["event"] == "timeout":
                 timed_out = True
             elif event["event"] == "job_end":
                 finished = True
                 usage = event
             else:
+                deadline[0] = job_deadline
                 yield _record(event, group)
                 reported += 1
                 current = None
@@ -353,7 +359,13 @@ def _run_group(
     returncode = worker.returncode
     if not finished:
         seconds = round(time.monotonic() - stage_started, 3)
-        if timed_out:
+        limit = cfg.stage_timeouts.get(current or "")
+        if timed_out and limit and stage_started + limit <= job_deadline:
+            why = (
+                f"timed out after {limit:g} s in stage {current} (raise `stage_timeouts.{current}` in the "
+                "config if the model needs longer)"
+            )
+        elif timed_out:
             why = (
                 f"timed out after {cfg.timeout:g} s (raise `timeout` in the config if the model needs longer)"
             )

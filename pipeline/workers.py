@@ -52,9 +52,12 @@ class WorkerProcess:
         self.returncode: int | None = None
         self.peak_rss_kb = 0
 
-    def run(self, job_path: Path, log_path: Path, deadline: float) -> Iterator[dict[str, Any]]:
+    def run(
+        self, job_path: Path, log_path: Path, deadline: float | Callable[[], float]
+    ) -> Iterator[dict[str, Any]]:
         """Yield the job's events up to and including `job_end`. Ends early, without `job_end`, if the
-        worker dies (the caller reads `returncode`) or the deadline passes (then a `timeout` event)."""
+        worker dies (the caller reads `returncode`) or the deadline passes (then a `timeout` event).
+        A callable deadline is asked again after each event (a stage's own limit moves it)."""
         with self._log_lock:
             self._log = log_path
         try:
@@ -65,7 +68,8 @@ class WorkerProcess:
             return
         while True:
             try:
-                event = self._events.get(timeout=max(0.0, deadline - time.monotonic()))
+                limit = deadline() if callable(deadline) else deadline
+                event = self._events.get(timeout=max(0.0, limit - time.monotonic()))
             except queue.Empty:
                 self.kill()
                 yield {"event": "timeout"}

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, alive, read_report, run_cli
 
 TIGHT = "tolerances:\n  default: {atol: 0.0, rtol: 0.0}\nlocalize: never\n"
 
@@ -326,6 +326,20 @@ def test_a_worker_killed_by_a_signal_is_reported_with_it(models, write_config, t
     assert f"the torch worker was killed by {signum.name} (see logs/torch.log" in proc.stdout
     assert hint in proc.stdout
     assert read_report(tmp_path / "run")["status"] == "error"
+
+
+def test_a_stage_past_its_own_timeout_is_killed_and_named(models, write_config, tmp_path):
+    config = write_config("stage_timeouts: {export: 0.05}\n")  # far less than an export takes
+    out = tmp_path / "run"
+    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", out)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "timed out after 0.05 s in stage export (raise `stage_timeouts.export`" in proc.stdout
+    report = read_report(out)
+    assert [s["status"] for s in report["stages"]][:2] == ["pass", "error"]  # load finished, export did not
+    assert not alive(report["workers"]["tf"]["pid"])
+    # A stage name that does not exist is a config error, with the closest one suggested.
+    proc = run_cli("convert", models / "legacy.h5", "--config", write_config("stage_timeouts: {exprt: 5}\n"))
+    assert proc.returncode == 2 and "unknown stage 'exprt' (did you mean 'export'?)" in proc.stderr
 
 
 def test_debug_shows_the_traceback_that_is_otherwise_hidden(tmp_path):
