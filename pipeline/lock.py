@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +35,11 @@ class OutputLock:
             "host": socket.gethostname(),
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        tmp = self.path.with_name(f"{LOCK_NAME}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(record))
+        # Unique per call: a batch's threads take the locks of several models at once, in one process.
+        fd, name = tempfile.mkstemp(prefix=f"{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(record))
+        tmp = Path(name)
         try:
             for _ in range(2):
                 try:
