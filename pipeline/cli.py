@@ -119,14 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         const="never",
         help="do not localise a failing comparison (default: localise it, config key `localize`)",
     )
-    convert.add_argument(
-        "--trust-model",
-        dest="trust_model",
-        action="store_const",
-        const=True,
-        help="load Keras Lambda layers, whose Python code is stored in the model file and runs when it is "
-        "loaded (config: trust_model); only for files you trust",
-    )
+    _add_trust_model(convert)
     convert.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
     localize = commands.add_parser(
@@ -168,14 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("nhwc", "nchw"),
         help="the port's image layout (config: input_layout; default nchw: 4-D inputs are transposed)",
     )
-    verify.add_argument(
-        "--trust-model",
-        dest="trust_model",
-        action="store_const",
-        const=True,
-        help="load Keras Lambda layers, whose Python code is stored in the model file and runs when it is "
-        "loaded (config: trust_model); only for files you trust",
-    )
+    _add_trust_model(verify)
     verify.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
     batch = commands.add_parser(
@@ -215,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     return parser
+
+
+def _add_trust_model(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--trust-model",
+        dest="trust_model",
+        action="store_const",
+        const=True,
+        help="load Keras Lambda layers, whose Python code is stored in the model file and runs when it is "
+        "loaded (config: trust_model); only for files you trust",
+    )
 
 
 def _positive_int(text: str) -> int:
