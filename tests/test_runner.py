@@ -21,9 +21,12 @@ def test_events_are_found_even_after_text_a_library_printed_without_newline():
 
 def test_every_stage_has_a_function_and_tf_stages_run_before_torch_stages():
     assert [n for _, group in STAGE_GROUPS for n in group] == ["load", "export", "validate", "import"]
-    with_gradients = stage_groups(ModelConfig(gradients=True, torch_compile=True, train_check=True))
+    with_gradients = stage_groups(
+        ModelConfig(gradients=True, torch_compile=True, train_check=True, training_check=3)
+    )
     assert dict(with_gradients) == {
-        "tf": ("load", "export", "tf_gradients"),
+        # The training stages come last: the TF steps change the Keras model's weights.
+        "tf": ("load", "export", "tf_gradients", "tf_training"),
         "torch": (
             "validate",
             "import",
@@ -32,6 +35,7 @@ def test_every_stage_has_a_function_and_tf_stages_run_before_torch_stages():
             "torch_compile",
             "train_check",
             "gradients",
+            "training",
         ),
     }
     assert dict(stage_groups(ModelConfig(native=False)))["torch"] == ("validate", "import")
@@ -50,6 +54,7 @@ TORCH_STAGE_MODULES = {
     "pipeline.stages.localize_torch",
     "pipeline.stages.native_stage",
     "pipeline.stages.torch_export",
+    "pipeline.stages.training_torch",
     "pipeline.port.stage",
 }
 

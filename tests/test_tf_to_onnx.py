@@ -135,6 +135,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pipeline.stages.tf_stages  # registers the project's tf2onnx shims, as the worker does
+from pipeline.config import ModelConfig
 from pipeline.stages import tf_models, tf_to_onnx
 
 if sys.argv[1] == "broken":
@@ -145,7 +146,7 @@ warnings = []
 handler = logging.Handler()
 handler.emit = lambda record: warnings.append(record.getMessage())
 logging.getLogger("tf2torch").addHandler(handler)
-model = tf_models.load("zoo", "demo.cnn", "serving_default", None, None, 0, Path(tempfile.mkdtemp()))
+model = tf_models.load("zoo", ModelConfig(model="demo.cnn"), Path(tempfile.mkdtemp()))
 proto = model.to_onnx(17)
 dropped = model._model is None
 x = np.random.default_rng(0).standard_normal((2, 28, 28, 1)).astype(np.float32)
