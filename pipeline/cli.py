@@ -10,7 +10,6 @@ file, 3 a stage could not convert.
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import re
 import signal
@@ -21,6 +20,7 @@ from pathlib import Path
 from pipeline import __version__, report, report_html, runner
 from pipeline.config import ModelConfig, load_config
 from pipeline.errors import (
+    CANNOT_WRITE_ERRNOS,
     EXIT_CONVERSION,
     EXIT_PASS,
     EXIT_TOLERANCE,
@@ -310,28 +310,13 @@ def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int
     except BrokenPipeError:
         raise
     except OSError as exc:
-        if exc.errno not in _CANNOT_WRITE:
+        if exc.errno not in CANNOT_WRITE_ERRNOS:
             raise  # not the output directory's fault: a bug, with its traceback
         raise _cannot_write(out, exc) from exc  # --debug shows where
     print(report.verdict_line(result), flush=True)
     for line in report.localization_lines(result):
         print(line, flush=True)
     return result["exit_code"]
-
-
-# errno values that mean the output directory cannot take the run: full, read-only, not permitted,
-# or a path through a file.
-_CANNOT_WRITE = {
-    errno.ENOSPC,
-    errno.EDQUOT,
-    errno.EROFS,
-    errno.EACCES,
-    errno.EPERM,
-    errno.EFBIG,
-    errno.ENOTDIR,
-    errno.EEXIST,
-    errno.ENAMETOOLONG,
-}
 
 
 def _cannot_write(out: Path, exc: OSError) -> UsageError:
@@ -381,7 +366,7 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         result = runner.verify(cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True))
     except OSError as exc:
-        if exc.errno not in _CANNOT_WRITE:
+        if exc.errno not in CANNOT_WRITE_ERRNOS:
             raise  # not the output directory's fault: a bug, with its traceback
         raise _cannot_write(out, exc) from exc  # --debug shows where
     for line in report.port_lines(result):

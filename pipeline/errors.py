@@ -1,12 +1,29 @@
 """Error types. A PipelineError is a problem the user can act on: the CLI prints its message
 without a traceback and exits with its exit code. Anything else is a bug in this tool."""
 
+import errno
 from collections import Counter
 
 EXIT_PASS = 0
 EXIT_TOLERANCE = 1
 EXIT_USAGE = 2
 EXIT_CONVERSION = 3
+
+# errno values that mean the output directory cannot take a run's files: full, read-only, not
+# permitted, or a path through a file. The user's to fix (exit 2), not a conversion failure.
+CANNOT_WRITE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EFBIG,
+        errno.ENOTDIR,
+        errno.EEXIST,
+        errno.ENAMETOOLONG,
+    }
+)
 
 
 class PipelineError(Exception):

@@ -11,7 +11,6 @@ TensorFlow's C++ code logs) goes to that job's log file; the runner sends any ot
 from __future__ import annotations
 
 import contextlib
-import errno
 import gc
 import importlib
 import json
@@ -73,13 +72,9 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-# errno values that mean the run directory cannot take the run's files.
-_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EFBIG}
-
-
 def run_job(job: dict) -> None:
     from pipeline.config import ModelConfig
-    from pipeline.errors import PipelineError, first_line
+    from pipeline.errors import CANNOT_WRITE_ERRNOS, PipelineError, first_line
 
     cfg = ModelConfig.model_validate(job["config"])
     out = Path(job["out_dir"])
@@ -102,7 +97,7 @@ def run_job(job: dict) -> None:
             )
             return
         except Exception as exc:
-            if isinstance(exc, OSError) and exc.errno in _CANNOT_WRITE:
+            if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE_ERRNOS:
                 # A full disk or a read-only file system: the user's to fix, as a bad --out is.
                 emit(
                     stage=stage,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,3 +62,21 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return "State:\tZ" not in state
+
+
+def default_signals() -> None:
+    """preexec_fn for a command a test stops: a background job inherits SIGINT ignored, and a
+    terminal's Ctrl-C is what these tests stand for."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def wait_for(condition, timeout: float = 300, every: float = 0.05):
+    """Poll `condition` until it returns something true (returned) or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")

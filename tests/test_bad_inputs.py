@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO, alive, read_report, run_cli
+from cli_runner import REPO, alive, default_signals, read_report, run_cli, wait_for
 
 TIGHT = "tolerances:\n  default: {atol: 0.0, rtol: 0.0}\nlocalize: never\n"
 
@@ -212,7 +212,7 @@ def test_an_interrupted_run_leaves_the_previous_result_and_no_partial_files(mode
     assert run_cli("convert", models / "legacy.h5", "--out", out).returncode == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     proc = _start_convert(models / "two_inputs.keras", out)
-    _wait_for(lambda: any(".partial-" in p.name for p in tmp_path.iterdir()), "the staging directory")
+    wait_for(lambda: any(".partial-" in p.name for p in tmp_path.iterdir()), timeout=60)
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=60)
@@ -224,7 +224,7 @@ def test_an_interrupted_run_leaves_the_previous_result_and_no_partial_files(mode
 def test_two_converts_into_one_directory_do_not_interleave(models, tmp_path):
     out = tmp_path / "run"
     first = _start_convert(models / "two_inputs.keras", out)
-    _wait_for(lambda: (tmp_path / ".run.lock").exists(), "the first run's lock")
+    wait_for(lambda: (tmp_path / ".run.lock").exists(), timeout=60)
     second = run_cli("convert", models / "legacy.h5", "--out", out)
     assert second.returncode == 2
     assert f"another tf2torch convert (PID {first.pid}" in second.stderr
@@ -370,23 +370,10 @@ def test_readme_bad_input_table_names_a_test_for_every_row():
 def _start_convert(model: Path, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "convert", str(model), "--out", str(out)],
-        preexec_fn=_default_signals,
+        preexec_fn=default_signals,
         cwd=REPO,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def _wait_for(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} never appeared"
-        time.sleep(0.05)
-
-
-def _default_signals() -> None:
-    # A background job inherits SIGINT ignored; a terminal's Ctrl-C is what these tests stand for.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO, worker_pids
+from cli_runner import REPO, wait_for, worker_pids
 
 SMOKE = REPO / "configs" / "zoos" / "smoke.yaml"
 SMOKE_IDS = {"linear_regression", "cnn", "lstm", "gru", "dynamic_range_tflite", "mobilenet_v3_small"}
@@ -184,16 +183,6 @@ def test_error_growth_past_the_zoo_factor_is_a_regression(smoke_run, tmp_path):
     # Against its own summary nothing regressed.
     (tmp_path / "same.json").write_text((smoke_run / "summary.json").read_text())
     assert run_batch(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "same.json").returncode == 0
-
-
-def wait_for(condition, timeout: float = 300, every: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 def start_batch(*args) -> subprocess.Popen:

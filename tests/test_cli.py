@@ -11,7 +11,7 @@ import time
 import zipfile
 
 import pytest
-from cli_runner import REPO, alive, read_report, run_cli, worker_pids
+from cli_runner import REPO, alive, default_signals, read_report, run_cli, worker_pids
 
 
 def _stage(report: dict, name: str) -> dict:
@@ -204,7 +204,7 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
         [sys.executable, "-m", "pipeline", "convert", str(models / "two_inputs.keras"), "--out", str(out)],
         # A job started in the background inherits SIGINT ignored, and so would the command; a terminal's
         # Ctrl-C is what this test stands for, so give the command default signal handling.
-        preexec_fn=_default_signals,
+        preexec_fn=default_signals,
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,
@@ -225,8 +225,3 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
     time.sleep(0.3)
     left = [pid for pid in workers if alive(pid)]
     assert left == [], f"worker(s) {left} left running after {signum.name}"
-
-
-def _default_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
