@@ -66,7 +66,7 @@ def torch_module_values(model: onnx.ModelProto, feed: dict[str, np.ndarray], cfg
     import torch
     from torch import fx
 
-    module = to_torch(model, cfg, attach_onnx_mapping=True)
+    module = to_torch(model, cfg.converters, attach_onnx_mapping=True)
     captured: dict[str, np.ndarray] = {}
 
     class Capture(fx.Interpreter):

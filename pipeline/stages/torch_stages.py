@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,14 +105,18 @@ def _all_nodes(graph: onnx.GraphProto):
 
 
 def to_torch(
-    model: onnx.ModelProto, cfg: ModelConfig, attach_onnx_mapping: bool = False, data_dir: Path | None = None
+    model: onnx.ModelProto,
+    converters: Sequence[str] = (),
+    attach_onnx_mapping: bool = False,
+    data_dir: Path | None = None,
 ):
-    """The onnx2torch module in eval mode, with the project's and the config's converters. `data_dir`:
-    the model was loaded without its external data, which lies there."""
+    """The onnx2torch module in eval mode, with the project's converters and the config's
+    (`converters`: the files it names). `data_dir`: the model was loaded without its external data,
+    which lies there."""
     from pipeline.converters import context
     from pipeline.converters.plugins import user_converters
 
-    with user_converters(cfg.converters):
+    with user_converters(converters):
         missing = unsupported_by_onnx2torch(model)
         if missing:
             raise UnsupportedOpsError("import", "onnx2torch", missing)
@@ -126,7 +131,7 @@ def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     path = out / artifacts.ONNX_MODEL
     external = onnx_files.has_external_data(path)
     model = state.get("onnx") or onnx.load(str(path), load_external_data=not external)
-    module = to_torch(model, cfg, data_dir=out if external else None)
+    module = to_torch(model, cfg.converters, data_dir=out if external else None)
     input_names = [i.name for i in model.graph.input]
     output_names = [o.name for o in model.graph.output]
     save_module_outputs(module, "torch", out, input_names, output_names)
