@@ -20,11 +20,15 @@ _MODULES = (
     "pipeline.converters.dequantize_linear",
     "pipeline.converters.dynamic_quantize_linear",
     "pipeline.converters.reverse_sequence",
+    "pipeline.converters.elementwise",
 )
 
 
 def register() -> None:
     import importlib
 
+    from pipeline.converters.version_fallback import register_aliases
+
     for name in _MODULES:
         importlib.import_module(name)  # importing a module twice is a no-op, so this is idempotent
+    register_aliases()  # last: an op version with a converter of its own keeps it

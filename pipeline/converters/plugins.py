@@ -41,12 +41,18 @@ def user_converters(paths: Sequence[str]) -> Iterator[None]:
     from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY
 
     from pipeline.converters import register
+    from pipeline.converters.version_fallback import ALIASES, register_aliases
 
     register()  # the project's converters stay registered for good; only the user's are undone
     saved = dict(_CONVERTER_REGISTRY)
     try:
-        for path in paths:
-            _load(Path(path))
+        if paths:
+            # a user's converter for a version that only has an alias takes the alias's place
+            for key in ALIASES:
+                _CONVERTER_REGISTRY.pop(key, None)
+            for path in paths:
+                _load(Path(path))
+            register_aliases()
         yield
     finally:
         _CONVERTER_REGISTRY.clear()
