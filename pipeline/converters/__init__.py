@@ -21,6 +21,7 @@ _MODULES = (
     "pipeline.converters.dynamic_quantize_linear",
     "pipeline.converters.reverse_sequence",
     "pipeline.converters.elementwise",
+    "pipeline.converters.cast",
 )
 
 

@@ -29,11 +29,13 @@ def convert(model: onnx.ModelProto, attach_onnx_mapping: bool = False, data_dir:
 
     from pipeline.converters import register
     from pipeline.converters.graph_fixes import route_graph_outputs
+    from pipeline.converters.unsigned import widen_unsigned
 
     register()
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     route_graph_outputs(fixed.graph)
+    widen_unsigned(fixed)
     token = _MODEL.set(fixed)
     try:
         if data_dir is None:
