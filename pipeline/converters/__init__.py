@@ -22,6 +22,7 @@ _MODULES = (
     "pipeline.converters.reverse_sequence",
     "pipeline.converters.elementwise",
     "pipeline.converters.cast",
+    "pipeline.converters.tensor_ops",
 )
 
 

@@ -7,33 +7,51 @@ traced code as constants.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable
+
+import torch
 
 from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
 from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
-from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_mapping_from_node
+from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
 from torch import fx
+
+from pipeline.converters.refusal import NotConvertible
 
 # A builder takes the node (and graph) and returns the function that computes the node's outputs.
 Builder = Callable[[OnnxNode, OnnxGraph], Callable]
 
 
-def traced(function: Callable, name: str | None = None) -> fx.GraphModule:
-    module = fx.symbolic_trace(function)
-    if name:
-        module.__class__.__name__ = name
-    return module
+class RuntimeValue(Exception):
+    """A builder needs an input's value at conversion time, and the graph computes it at run time."""
 
 
-def result(function: Callable, node: OnnxNode, inputs: Iterable[str] | None = None) -> OperationConverterResult:
-    """The converter result for `function` applied to the node's inputs (or to `inputs`, a subset)."""
-    mapping = (
-        onnx_mapping_from_node(node)
-        if inputs is None
-        else OnnxMapping(inputs=tuple(inputs), outputs=node.output_values)
+def constant(node: OnnxNode, graph: OnnxGraph, index: int):
+    """The value of the node's input `index` when the graph holds it as a constant, as a torch tensor."""
+    names = list(node.input_values)
+    if index >= len(names) or not names[index]:
+        return None
+    try:
+        value = get_const_value(names[index], graph)
+    except KeyError:
+        raise RuntimeValue(f"input {index} ('{names[index]}') is computed at run time") from None
+    return value if isinstance(value, torch.Tensor) else torch.as_tensor(value)
+
+
+def result(function: Callable, node: OnnxNode) -> OperationConverterResult:
+    """The converter result for `function` applied to the node's inputs. Omitted optional inputs
+    are traced as None, so the code has no branch for them; trailing ones are left out."""
+    names = present_inputs(node)
+    parameters = list(inspect.signature(function).parameters)
+    omitted = {parameters[i]: None for i, name in enumerate(names) if not name and i < len(parameters)}
+    omitted.update({p: None for p in parameters[len(names) :] if p not in omitted})
+    module = fx.symbolic_trace(function, concrete_args=omitted or None)
+    # an omitted input in the middle stays in the mapping: onnx2torch then passes the later ones by name
+    return OperationConverterResult(
+        torch_module=module, onnx_mapping=OnnxMapping(inputs=tuple(names), outputs=node.output_values)
     )
-    return OperationConverterResult(torch_module=traced(function), onnx_mapping=mapping)
 
 
 def present_inputs(node: OnnxNode) -> list[str]:
@@ -45,13 +63,26 @@ def present_inputs(node: OnnxNode) -> list[str]:
 
 
 def register(op_type: str, versions: Iterable[int], builder: Builder, replace: bool = False) -> None:
-    """Register `builder` for each version; `replace` takes the place of onnx2torch's own converter."""
-
-    def convert(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
-        return result(builder(node, graph), node)
-
+    """Register `builder` for each version. `replace` takes the place of onnx2torch's own converter,
+    which stays the fallback for nodes the builder declines: it returns None for a mode onnx2torch
+    handles, or raises RuntimeValue for an input it needs as a constant."""
     for version in versions:
         key = OperationDescription(domain="", operation_type=op_type, version=version)
         if key in _CONVERTER_REGISTRY and not replace:
             raise ValueError(f"{key} is registered already")
-        _CONVERTER_REGISTRY[key] = convert
+        _CONVERTER_REGISTRY[key] = _converter(builder, _CONVERTER_REGISTRY.get(key), op_type)
+
+
+def _converter(builder: Builder, fallback, op_type: str):
+    def convert(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+        try:
+            function = builder(node, graph)
+        except RuntimeValue as exc:
+            if fallback is None:
+                raise NotConvertible(f"{op_type} node '{node.name}': {exc}") from None
+            return fallback(node, graph)
+        if function is None:
+            return fallback(node, graph)
+        return result(function, node)
+
+    return convert

@@ -1,5 +1,5 @@
 """Element-wise ONNX ops onnx2torch 1.5.15 lacks or covers only in part: hyperbolic functions,
-bitwise ops and shifts, ThresholdedRelu, Selu and IsInf with every attribute, Size, Det and
+bitwise ops and shifts, ThresholdedRelu, Selu and IsInf with every attribute, Det and
 LpNormalization. Each is a traced function of torch calls (see _functional)."""
 
 from __future__ import annotations
@@ -94,13 +94,6 @@ def _is_inf(node, graph):
     return is_inf
 
 
-def _size(node, graph):
-    def size(x):
-        return torch.tensor(x.numel(), dtype=torch.int64)
-
-    return size
-
-
 def _det(node, graph):
     def det(x):
         return torch.linalg.det(x)
@@ -122,6 +115,5 @@ register("BitShift", [11], _bit_shift)
 register("ThresholdedRelu", [10], _thresholded_relu)
 register("Selu", [6], _selu, replace=True)
 register("IsInf", [10], _is_inf, replace=True)
-register("Size", [1, 13], _size)
 register("Det", [11], _det)
 register("LpNormalization", [1], _lp_normalization)

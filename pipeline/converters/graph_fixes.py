@@ -21,7 +21,8 @@ def route_graph_outputs(graph: onnx.GraphProto) -> int:
     added = 0
     for index, output in enumerate(graph.output):
         node = producers.get(output.name)
-        single = node is not None and len([o for o in node.output if o]) == 1
+        # an omitted optional output ('') still takes a place in the converted module's result tuple
+        single = node is not None and len(node.output) == 1
         if single and id(node) not in claimed:
             claimed.add(id(node))
             continue
