@@ -23,6 +23,8 @@ _MODULES = (
     "pipeline.converters.elementwise",
     "pipeline.converters.cast",
     "pipeline.converters.tensor_ops",
+    "pipeline.converters.scatter_gather",
+    "pipeline.converters.unique",
 )
 
 

@@ -86,3 +86,12 @@ def _converter(builder: Builder, fallback, op_type: str):
         return result(function, node)
 
     return convert
+
+
+def register_module(op_type: str, versions: Iterable[int], converter, replace: bool = False) -> None:
+    """Register a converter that builds its own module (one fx cannot trace)."""
+    for version in versions:
+        key = OperationDescription(domain="", operation_type=op_type, version=version)
+        if key in _CONVERTER_REGISTRY and not replace:
+            raise ValueError(f"{key} is registered already")
+        _CONVERTER_REGISTRY[key] = converter
