@@ -17,6 +17,8 @@ Runs in a torch process (never import TensorFlow here).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import sys
 import time
@@ -63,7 +65,8 @@ def run_test(test: NodeTest) -> Outcome:
         return outcome("failed", f"import: {_describe(exc)}")
     args = [torch.from_numpy(np.ascontiguousarray(value)) for value in test.inputs.values()]
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # fx prints the generated code of a failing traced module to stderr; the outcome says enough
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             result = module(*args)
     except NotConvertible as exc:
