@@ -25,6 +25,7 @@ _MODULES = (
     "pipeline.converters.tensor_ops",
     "pipeline.converters.scatter_gather",
     "pipeline.converters.unique",
+    "pipeline.converters.pooling",
 )
 
 

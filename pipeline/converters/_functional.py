@@ -11,7 +11,6 @@ import inspect
 from collections.abc import Callable, Iterable
 
 import torch
-
 from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
 from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode

@@ -1,9 +1,7 @@
 """ONNX Conv with auto_pad SAME_UPPER / SAME_LOWER (onnx2torch 1.5.15 raises NotImplementedError).
 
 tf2onnx emits auto_pad for `padding='same'` when a spatial size is unknown at export time, so the
-padding must be computed from the input's shape at run time:
-total = max((ceil(in / stride) - 1) * stride + kernel - in, 0),
-with the odd extra element at the end (SAME_UPPER) or the beginning (SAME_LOWER). Every other Conv
+padding must be computed from the input's shape at run time (same_padding.py). Every other Conv
 goes to onnx2torch's own converter, which this wraps. Dilation > 1 with SAME is refused, as onnxruntime
 refuses it.
 """
@@ -16,6 +14,8 @@ from onnx2torch.utils.common import OperationConverterResult
 from torch import fx, nn
 from torch.nn import functional
 
+from pipeline.converters.same_padding import same_pads
+
 _SAME = ("SAME_UPPER", "SAME_LOWER")
 
 
@@ -26,17 +26,12 @@ class _SamePaddedConv(nn.Module):
         self.upper = upper
 
     def forward(self, x):
+        conv = self.conv
+        settings = {"kernel": conv.kernel_size, "strides": conv.stride, "dilations": [1] * len(conv.stride)}
+        begins, ends = same_pads(x, settings, self.upper)
         pads = []
-        spatial = len(self.conv.kernel_size)
-        for axis in range(spatial):  # a Python loop over a fixed rank: fx unrolls it
-            size = x.shape[2 + axis]
-            stride = self.conv.stride[axis]
-            out = -(-size // stride)
-            total = (out - 1) * stride + self.conv.kernel_size[axis] - size
-            total = total * (total > 0)  # max(total, 0), written so fx can trace it
-            small = total // 2
-            begin, end = (small, total - small) if self.upper else (total - small, small)
-            pads = [begin, end] + pads  # functional.pad takes the last dimension first
+        for axis in reversed(range(len(begins))):  # functional.pad takes the last dimension first
+            pads += [begins[axis], ends[axis]]
         return self.conv(functional.pad(x, pads))
 
 

@@ -92,7 +92,9 @@ def _gather_nd(node, graph):
         sizes = torch._shape_as_tensor(batch)[1 : 1 + depth]
         rows = _row_numbers(index, sizes)  # [B, ...]
         table = batch.flatten(1, depth)  # [B, rows, rest...]
-        which = torch.arange(table.shape[0]).reshape([-1] + [1] * (index_rank - batch_dims - 1)).expand_as(rows)
+        which = (
+            torch.arange(table.shape[0]).reshape([-1] + [1] * (index_rank - batch_dims - 1)).expand_as(rows)
+        )
         gathered = table[which, rows]
         return gathered.unflatten(0, [indices.shape[i] for i in range(batch_dims)])
 

@@ -24,7 +24,9 @@ class OnnxUnique(nn.Module):
     def forward(self, x):
         data = x.reshape(-1) if self.axis is None else x
         dim = 0 if self.axis is None else self.axis
-        values, inverse, counts = torch.unique(data, sorted=True, return_inverse=True, return_counts=True, dim=dim)
+        values, inverse, counts = torch.unique(
+            data, sorted=True, return_inverse=True, return_counts=True, dim=dim
+        )
         positions = torch.arange(inverse.numel(), device=x.device)
         first = torch.full((counts.numel(),), inverse.numel(), dtype=torch.int64, device=x.device)
         first = first.scatter_reduce(0, inverse, positions, "amin")

@@ -123,7 +123,9 @@ def run_onnxruntime(test: NodeTest) -> list[np.ndarray]:
 
     options = ort.SessionOptions()
     options.log_severity_level = 4
-    session = ort.InferenceSession(test.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(
+        test.model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     return session.run(None, test.inputs)
 
 
