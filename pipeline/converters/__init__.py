@@ -26,6 +26,7 @@ _MODULES = (
     "pipeline.converters.scatter_gather",
     "pipeline.converters.unique",
     "pipeline.converters.pooling",
+    "pipeline.converters.resize",
 )
 
 
