@@ -27,6 +27,7 @@ _MODULES = (
     "pipeline.converters.unique",
     "pipeline.converters.pooling",
     "pipeline.converters.resize",
+    "pipeline.converters.gru",
 )
 
 

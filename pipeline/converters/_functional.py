@@ -94,3 +94,8 @@ def register_module(op_type: str, versions: Iterable[int], converter, replace: b
         if key in _CONVERTER_REGISTRY and not replace:
             raise ValueError(f"{key} is registered already")
         _CONVERTER_REGISTRY[key] = converter
+
+
+def registered(op_type: str, version: int):
+    """The converter registered now for the op version (onnx2torch's own, before a project one replaces it)."""
+    return _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type=op_type, version=version)]

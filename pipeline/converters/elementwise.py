@@ -106,7 +106,8 @@ def _lp_normalization(node, graph):
     p = int(node.attributes.get("p", 2))
 
     def lp_normalization(x):
-        return x / torch.linalg.vector_norm(x, ord=p, dim=axis, keepdim=True)
+        norm = torch.linalg.vector_norm(x, ord=p, dim=axis, keepdim=True)
+        return x / torch.where(norm == 0, torch.ones_like(norm), norm)  # an all-zero slice stays zero
 
     return lp_normalization
 

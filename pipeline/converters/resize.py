@@ -168,7 +168,11 @@ def _plan(node, graph, settings):
         box = (0.0, 1.0)
         if roi is not None:
             values = [float(v) for v in roi.tolist()]
-            box = (values[i], values[len(axes) + i]) if len(values) == 2 * len(axes) else (values[axis], values[rank + axis])
+            box = (
+                (values[i], values[len(axes) + i])
+                if len(values) == 2 * len(axes)
+                else (values[axis], values[rank + axis])
+            )
         if outs[axis] == shape[axis] and full_scales[axis] == 1.0 and box == (0.0, 1.0):
             continue
         plan.append((axis, shape[axis], outs[axis], full_scales[axis], box))

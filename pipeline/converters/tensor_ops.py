@@ -7,8 +7,9 @@ Pow (integer base), Reshape (allowzero), GatherElements (negative indices), Drop
 from __future__ import annotations
 
 import torch
+from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
-from pipeline.converters._functional import RuntimeValue, constant, register
+from pipeline.converters._functional import RuntimeValue, constant, register, register_module, registered
 from pipeline.converters.refusal import NotConvertible
 
 
@@ -234,3 +235,26 @@ register("Pow", [12, 13, 15], _pow, replace=True)
 register("Reshape", [14], _reshape, replace=True)
 register("GatherElements", [11, 13], _gather_elements, replace=True)
 register("Dropout", [12, 13], _dropout, replace=True)
+
+
+class SequenceIdentity(torch.nn.Module):
+    """Identity of a sequence (a list of tensors) or an optional value: a new list, the same tensors."""
+
+    def forward(self, x):
+        return x if x is None or isinstance(x, torch.Tensor) else list(x)
+
+
+def _identity(tensor_identity):
+    def convert(node, graph):
+        info = graph.value_info.get(node.input_values[0])
+        if info is None or info.type.WhichOneof("value") == "tensor_type":
+            return tensor_identity(node, graph)  # onnx2torch's: a clone
+        return OperationConverterResult(
+            torch_module=SequenceIdentity(), onnx_mapping=onnx_mapping_from_node(node)
+        )
+
+    return convert
+
+
+for _version in (1, 13, 14, 16):
+    register_module("Identity", [_version], _identity(registered("Identity", _version)), replace=True)

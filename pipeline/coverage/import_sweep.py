@@ -63,7 +63,8 @@ def run_test(test: NodeTest) -> Outcome:
         return outcome("failed", f"import: {exc}")
     except Exception as exc:
         return outcome("failed", f"import: {_describe(exc)}")
-    args = [torch.from_numpy(np.ascontiguousarray(value)) for value in test.inputs.values()]
+    # np.asarray keeps a 0-d input 0-d (np.ascontiguousarray makes it 1-d)
+    args = [_to_torch(value) for value in test.inputs.values()]
     try:
         # fx prints the generated code of a failing traced module to stderr; the outcome says enough
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
@@ -73,9 +74,18 @@ def run_test(test: NodeTest) -> Outcome:
         return outcome("refused", str(exc))
     except Exception as exc:
         return outcome("failed", f"run: {_describe(exc)}")
-    results = list(result) if isinstance(result, (tuple, list)) else [result]
+    single = len(test.model.graph.output) == 1  # then a list is one sequence output, not several outputs
+    results = [result] if single or not isinstance(result, (tuple, list)) else list(result)
     mismatch = compare(test, [_to_numpy(r) for r in results])
     return outcome("failed", f"outputs: {mismatch}") if mismatch else outcome("passed")
+
+
+def _to_torch(value):
+    import torch
+
+    if isinstance(value, list):  # a sequence input
+        return [_to_torch(v) for v in value]
+    return torch.from_numpy(np.asarray(value, order="C"))
 
 
 def _to_numpy(value):

@@ -26,7 +26,7 @@ def torch_gradients(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]
     per_sample: list[dict[str, np.ndarray]] = []
     unreached: set[str] = set()
     for i in range(len(next(iter(feeds.values())))):
-        args = {n: torch.from_numpy(np.ascontiguousarray(feeds[n][i])) for n in input_names}
+        args = {n: torch.from_numpy(np.asarray(feeds[n][i], order="C")) for n in input_names}
         for name in names:
             args[name].requires_grad_(True)
         with warnings.catch_warnings():

@@ -26,7 +26,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     reference = artifacts.load_arrays(out / artifacts.OUTPUTS["onnx"])
     count = len(feeds[input_names[0]])
     samples = [
-        [torch.from_numpy(np.ascontiguousarray(feeds[n][i])) for n in input_names] for i in range(count)
+        [torch.from_numpy(np.asarray(feeds[n][i], order="C")) for n in input_names] for i in range(count)
     ]
     references = [{k: v[i] for k, v in reference.items()} for i in range(count)]
     tf_variables, tf_summary = _tf_variables(out)

@@ -33,7 +33,7 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     model = state["native_module"]
     input_names, output_names = state["input_names"], state["output_names"]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
-    first = [np.ascontiguousarray(feeds[n][0]) for n in input_names]
+    first = [np.asarray(feeds[n][0], order="C") for n in input_names]
     # An example batch of 1 would make torch.export specialise the batch to 1.
     example = first if first[0].shape[0] > 1 else with_extra_row(first)
     args = tuple(torch.from_numpy(a) for a in example)

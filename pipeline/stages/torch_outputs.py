@@ -29,7 +29,8 @@ def save_module_outputs(
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
 
     def run(feed):
-        results = run_module(module, [torch.from_numpy(np.ascontiguousarray(feed[n])) for n in input_names])
+        # np.asarray keeps a 0-d input 0-d (np.ascontiguousarray makes it 1-d)
+        results = run_module(module, [torch.from_numpy(np.asarray(feed[n], order="C")) for n in input_names])
         if len(results) != len(output_names):
             raise ConversionError(
                 f"the torch module returned {len(results)} outputs, the ONNX model has {len(output_names)}"
