@@ -201,12 +201,11 @@ def _dropout(node, graph):
         ratio = constant(node, graph, 1)
     except RuntimeValue:
         training, ratio = torch.tensor(True), torch.tensor(0.5)
-    if training is not None and bool(training):
-        if ratio is None or float(ratio) != 0:
-            raise NotConvertible(
-                f"Dropout node '{node.name}': training_mode is on; tf2onnx exports inference graphs "
-                "and a random mask cannot be checked against another runtime"
-            )
+    if training is not None and bool(training) and (ratio is None or float(ratio) != 0):
+        raise NotConvertible(
+            f"Dropout node '{node.name}': training_mode is on; tf2onnx exports inference graphs "
+            "and a random mask cannot be checked against another runtime"
+        )
 
     def dropout(x, ratio=None, training_mode=None):
         return x, torch.ones_like(x, dtype=torch.bool)
