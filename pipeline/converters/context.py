@@ -45,3 +45,35 @@ def convert(model: onnx.ModelProto, attach_onnx_mapping: bool = False, data_dir:
             return onnx2torch_convert(staged.name, attach_onnx_mapping=attach_onnx_mapping)
     finally:
         _MODEL.reset(token)
+
+
+def unconvertible_nodes(model: onnx.ModelProto) -> dict[str, int]:
+    """Every node of the top graph whose converter declines it, counted per op and reason: called once
+    a conversion failed, so the error lists them all rather than the first one onnx2torch met."""
+    from collections import Counter
+
+    from onnx2torch.node_converters.registry import get_converter
+    from onnx2torch.onnx_graph import OnnxGraph
+    from onnx2torch.utils.safe_shape_inference import safe_shape_inference
+
+    from pipeline.converters.unsigned import widen_unsigned
+
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    widen_unsigned(fixed)
+    inferred = safe_shape_inference(fixed)
+    opsets = {o.domain: o.version for o in inferred.opset_import}
+    graph = OnnxGraph(inferred.graph)
+    found: Counter = Counter()
+    token = _MODEL.set(fixed)
+    try:
+        for node in graph.nodes.values():
+            version = opsets.get(node.domain, 1)
+            try:
+                get_converter(node.operation_type, version, node.domain)(node, graph)
+            except NotImplementedError as exc:
+                reason = str(exc).split(": ", 1)[-1] if "node '" in str(exc) else str(exc)
+                found[f"{node.operation_type} (opset {version}): {reason.strip()[:200]}"] += 1
+    finally:
+        _MODEL.reset(token)
+    return dict(found)

@@ -1,7 +1,7 @@
 """ONNX Conv with auto_pad SAME_UPPER / SAME_LOWER (onnx2torch 1.5.15 raises NotImplementedError).
 
 tf2onnx emits auto_pad for `padding='same'` when a spatial size is unknown at export time, so the
-padding must be computed from the input's shape at run time (same_padding.py). Every other Conv
+padding must be computed from the input's shape at run time (_same_padding.py). Every other Conv
 goes to onnx2torch's own converter, which this wraps. Dilation > 1 with SAME is refused, as onnxruntime
 refuses it.
 """
@@ -14,7 +14,7 @@ from onnx2torch.utils.common import OperationConverterResult
 from torch import fx, nn
 from torch.nn import functional
 
-from pipeline.converters.same_padding import same_pads
+from pipeline.converters._same_padding import same_pads
 
 _SAME = ("SAME_UPPER", "SAME_LOWER")
 

@@ -11,7 +11,7 @@ import torch
 from torch.nn import functional
 
 from pipeline.converters._functional import register
-from pipeline.converters.same_padding import same_pads
+from pipeline.converters._same_padding import same_pads
 
 _MAX_POOL = {1: functional.max_pool1d, 2: functional.max_pool2d, 3: functional.max_pool3d}
 _AVG_POOL = {1: functional.avg_pool1d, 2: functional.avg_pool2d, 3: functional.avg_pool3d}

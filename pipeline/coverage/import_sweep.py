@@ -60,7 +60,10 @@ def run_test(test: NodeTest) -> Outcome:
     except NotConvertible as exc:
         return outcome("refused", str(exc))
     except UnsupportedOpsError as exc:
-        return outcome("failed", f"import: {exc}")
+        # the import stage names every declined node; a converter's deliberate refusal stays one
+        return outcome(
+            "refused" if isinstance(exc.__context__, NotConvertible) else "failed", f"import: {exc}"
+        )
     except Exception as exc:
         return outcome("failed", f"import: {_describe(exc)}")
     # np.asarray keeps a 0-d input 0-d (np.ascontiguousarray makes it 1-d)

@@ -122,7 +122,14 @@ def to_torch(
             raise UnsupportedOpsError("import", "onnx2torch", missing)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return context.convert(model, attach_onnx_mapping, data_dir).eval()
+            try:
+                return context.convert(model, attach_onnx_mapping, data_dir).eval()
+            except NotImplementedError:
+                # a converter declined a node: name every such node, not only the first
+                declined = Counter(context.unconvertible_nodes(model))
+                if not declined:
+                    raise
+                raise UnsupportedOpsError("import", "onnx2torch", declined) from None
 
 
 def import_torch(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
