@@ -13,7 +13,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert verify zoo test test-fast bench bench-large lint format clean
+.PHONY: setup convert verify zoo test test-fast sweep bench bench-large lint format clean
 
 setup: $(STAMP)
 
@@ -69,6 +69,10 @@ test: setup
 # Everyday selection: skips the tests marked slow.
 test-fast: setup
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+# ONNX's backend node tests through the import stage, at opsets 17 and 18 (README "Op coverage").
+sweep: setup
+	$(BIN)/python -m pipeline.coverage.import_sweep
 
 lint: setup
 	$(BIN)/ruff check pipeline tests scripts

@@ -28,6 +28,7 @@ _MODULES = (
     "pipeline.converters.pooling",
     "pipeline.converters.resize",
     "pipeline.converters.gru",
+    "pipeline.converters.refused_modes",
 )
 
 
