@@ -99,3 +99,13 @@ def register_module(op_type: str, versions: Iterable[int], converter, replace: b
 def registered(op_type: str, version: int):
     """The converter registered now for the op version (onnx2torch's own, before a project one replaces it)."""
     return _CONVERTER_REGISTRY[OperationDescription(domain="", operation_type=op_type, version=version)]
+
+
+def static_shape(name: str, graph: OnnxGraph) -> list[int | None] | None:
+    """A value's shape as shape inference or the initializer gives it (None for an unknown size), or None."""
+    if name in graph.initializers:
+        return list(graph.initializers[name].to_torch().shape)
+    info = graph.value_info.get(name)
+    if info is None or not info.type.tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]

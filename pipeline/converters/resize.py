@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from pipeline.converters._functional import RuntimeValue, constant, register
+from pipeline.converters._functional import RuntimeValue, constant, register, static_shape
 from pipeline.converters.refusal import NotConvertible
 
 
@@ -118,16 +118,9 @@ def _settings(node) -> dict:
     }
 
 
-def _static_shape(name: str, graph) -> list[int | None] | None:
-    info = graph.value_info.get(name)
-    if info is None or not info.type.tensor_type.HasField("shape"):
-        return None
-    return [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
-
-
 def _plan(node, graph, settings):
     """For each resized axis: (axis, input length, output length, scale, roi)."""
-    shape = _static_shape(node.input_values[0], graph)
+    shape = static_shape(node.input_values[0], graph)
     if shape is None:
         raise RuntimeValue("the input's rank is unknown before run time")
     rank = len(shape)
@@ -184,7 +177,7 @@ def _resize(node, graph):
     mode = settings["mode"]
     if mode not in ("nearest", "linear", "cubic"):
         raise NotConvertible(f"Resize node '{node.name}': mode {mode!r} is not in the ONNX spec")
-    rank = len(_static_shape(node.input_values[0], graph) or [])
+    rank = len(static_shape(node.input_values[0], graph) or [])
     steps = []
     for axis, length, out, scale, roi in _plan(node, graph, settings):
         taps, weights, outside = axis_taps(mode, settings, length, out, scale, roi)

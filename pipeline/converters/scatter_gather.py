@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.converters._functional import RuntimeValue, register
+from pipeline.converters._functional import RuntimeValue, register, static_shape
 
 _REDUCE = {"add": "sum", "mul": "prod", "max": "amax", "min": "amin"}
 
@@ -31,18 +31,9 @@ def _scatter_elements(node, graph):
     return scatter_elements
 
 
-def _static_shape(name: str, graph) -> list[int | None] | None:
-    if name in graph.initializers:
-        return list(graph.initializers[name].to_torch().shape)
-    info = graph.value_info.get(name)
-    if info is None or not info.type.tensor_type.HasField("shape"):
-        return None
-    return [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
-
-
 def _index_shape(node, graph) -> tuple[int, int]:
     """The rank of the node's indices and their last dimension (the index depth), both needed statically."""
-    shape = _static_shape(node.input_values[1], graph)
+    shape = static_shape(node.input_values[1], graph)
     if not shape or shape[-1] is None:
         raise RuntimeValue("the indices' rank and last dimension are unknown before run time")
     return len(shape), shape[-1]
@@ -59,7 +50,7 @@ def _row_numbers(index, sizes):
 def _scatter_nd(node, graph):
     reduction = _reduction(node)
     index_rank, depth = _index_shape(node, graph)
-    data_shape = _static_shape(node.input_values[0], graph)
+    data_shape = static_shape(node.input_values[0], graph)
     if data_shape is None:
         raise RuntimeValue("the data's rank is unknown before run time")
     row_rank = len(data_shape) - depth + 1
