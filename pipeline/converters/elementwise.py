@@ -87,9 +87,8 @@ def _is_inf(node, graph):
     negative = bool(node.attributes.get("detect_negative", 1))
 
     def is_inf(x):
-        return torch.isinf(x) & ((x > 0) if positive else torch.zeros_like(x, dtype=torch.bool)) | (
-            torch.isinf(x) & ((x < 0) if negative else torch.zeros_like(x, dtype=torch.bool))
-        )
+        inf = torch.isinf(x)
+        return (inf & (x > 0) & positive) | (inf & (x < 0) & negative)
 
     return is_inf
 
