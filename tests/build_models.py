@@ -119,16 +119,17 @@ class _Special(tf.Module):
         return {"y": tf.math.lgamma(x + 1.0) + tf.math.lgamma(x + 2.0) + tf.math.digamma(x + 1.0)}
 
 
-class _Determinant(tf.Module):
-    """tf.linalg.det exports to ONNX Det, which onnx2torch has no converter for."""
+class _RandomNoise(tf.Module):
+    """tf.random.uniform exports to ONNX RandomUniformLike, which no converter handles (a random draw
+    cannot be compared across frameworks). Scaled by zero so TF and onnxruntime still agree."""
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 3, 3], tf.float32, name="m")])
-    def serve(self, m):
-        return {"det": tf.linalg.det(m)}
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": x + 0.0 * tf.random.uniform(tf.shape(x))}
 
 
 def unsupported(out: Path) -> None:
-    for name, module in (("tf_unsupported", _Special()), ("torch_unsupported", _Determinant())):
+    for name, module in (("tf_unsupported", _Special()), ("torch_unsupported", _RandomNoise())):
         tf.saved_model.save(module, str(out / name), signatures={"serving_default": module.serve})
 
 
