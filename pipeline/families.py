@@ -140,6 +140,91 @@ def _while_loop(keras):
     return keras.Model(features, Power()(features))
 
 
+def _subclassed_model(keras):
+    """A subclassed keras.Model: no functional graph, so `model.inputs` does not exist; the input
+    comes from the shape it was built with and the name of `call`'s argument."""
+
+    class Classifier(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(8, 3, padding="same", activation="relu")
+            self.pool = keras.layers.GlobalAveragePooling2D()
+            self.head = keras.layers.Dense(4)
+
+        def call(self, image):
+            return self.head(self.pool(self.conv(image)) * 2.0)
+
+    model = Classifier()
+    model(keras.Input((None, None, 3)))  # builds every layer; `model.build(shape)` would not
+    return model
+
+
+def _bidirectional_rnn_dropout(keras):
+    """Dropout and recurrent dropout are training-only, but Keras still builds their masks in the
+    inference graph (a `training` switch around random ops)."""
+    return keras.Sequential(
+        [
+            keras.Input((None, 6), name="sequence"),
+            keras.layers.Bidirectional(
+                keras.layers.LSTM(8, dropout=0.2, recurrent_dropout=0.2, return_sequences=True)
+            ),
+            keras.layers.Bidirectional(keras.layers.GRU(8, dropout=0.1, recurrent_dropout=0.1)),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _conv_transpose_decoder(keras):
+    """Stride-2 'same' Conv2DTranspose (asymmetric padding in ONNX), as in segmentation and VAE decoders."""
+    image = keras.Input((8, 8, 4), name="latent")
+    x = keras.layers.Conv2DTranspose(8, 3, strides=2, padding="same", activation="relu")(image)
+    x = keras.layers.Conv2DTranspose(6, 4, strides=2, padding="same")(x)
+    x = keras.layers.Conv2DTranspose(3, 5, strides=(2, 1), padding="valid")(x)
+    return keras.Model(image, x)
+
+
+def _causal_decoder_lm(keras):
+    """A decoder-only language model: token and position embeddings, two blocks of causally masked
+    self-attention, next-token logits."""
+    vocab, width = 50, 32
+
+    class TokenAndPosition(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.token = keras.layers.Embedding(vocab, width)
+            self.position = keras.layers.Embedding(64, width)
+
+        def call(self, tokens):
+            return self.token(tokens) + self.position(keras.ops.arange(keras.ops.shape(tokens)[1]))
+
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    x = TokenAndPosition()(tokens)
+    for _ in range(2):
+        normed = keras.layers.LayerNormalization(epsilon=1e-5)(x)
+        attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=8)(
+            normed, normed, use_causal_mask=True
+        )
+        x = x + attended
+        hidden = keras.layers.Dense(64, activation="gelu")(keras.layers.LayerNormalization(epsilon=1e-5)(x))
+        x = x + keras.layers.Dense(width)(hidden)
+    return keras.Model(tokens, keras.layers.Dense(vocab)(keras.layers.LayerNormalization()(x)))
+
+
+def _signature_named_tflite(keras) -> bytes:
+    """A .tflite whose signature calls its input `image` (the tensor is `serving_default_image:0`)."""
+    import tensorflow as tf
+
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3), name="image"),
+            keras.layers.Conv2D(4, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(2),
+        ]
+    )
+    return tf.lite.TFLiteConverter.from_keras_model(model).convert()
+
+
 def _quantized_tflite(keras, representative: bool) -> bytes:
     import numpy as np
     import tensorflow as tf
@@ -185,7 +270,12 @@ BUILDERS = {
     "family.dynamic_same_conv": _dynamic_same_conv,
     "family.top_k": _top_k,
     "family.while_loop": _while_loop,
+    "family.subclassed_model": _subclassed_model,
+    "family.bidirectional_rnn_dropout": _bidirectional_rnn_dropout,
+    "family.conv_transpose_decoder": _conv_transpose_decoder,
+    "family.causal_decoder_lm": _causal_decoder_lm,
     # these return the bytes of a .tflite file rather than a Keras model
     "family.dynamic_range_tflite": _dynamic_range_tflite,
     "family.int8_tflite": _int8_tflite,
+    "family.signature_named_tflite": _signature_named_tflite,
 }

@@ -17,11 +17,14 @@ from pipeline.errors import ConfigError
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """An input or output as the model declares it. `shape` may contain None for unknown sizes."""
+    """An input or output as the model declares it. `shape` may contain None for unknown sizes.
+    `aliases` are other names users know it by: a signature's key (`image`) for a TFLite tensor
+    (`serving_default_image:0`), or the tensor name for a SavedModel signature's key."""
 
     name: str
     dtype: str
     shape: tuple[int | None, ...] | None
+    aliases: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -45,12 +48,29 @@ DEFAULT_RANGES = {"float": (0.0, 1.0), "int": (0, 10), "bool": (0, 2)}
 def resolve_specs(
     declared: list[TensorInfo], configured: list[InputSpec] | None, batch_size: int
 ) -> list[ConcreteInput]:
-    by_name = {spec.name: spec for spec in configured or []}
-    unknown = sorted(set(by_name) - {info.name for info in declared})
+    known = {alias: info.name for info in declared for alias in (info.name, *info.aliases)}
+    by_name: dict[str, InputSpec] = {}
+    unknown = []
+    for spec in configured or []:
+        if spec.name not in known:
+            unknown.append(spec.name)
+        elif known[spec.name] in by_name:
+            raise ConfigError(
+                f"config `inputs` names the input '{known[spec.name]}' twice "
+                f"(as '{by_name[known[spec.name]].name}' and '{spec.name}')"
+            )
+        else:
+            by_name[known[spec.name]] = spec
     if unknown:
-        names = ", ".join(f"{i.name} {_fmt_shape(i.shape)} {i.dtype}" for i in declared)
-        raise ConfigError(f"config `inputs` names {', '.join(unknown)}, but the model's inputs are: {names}")
+        names = ", ".join(f"{_fmt_names(i)} {_fmt_shape(i.shape)} {i.dtype}" for i in declared)
+        raise ConfigError(
+            f"config `inputs` names {', '.join(sorted(unknown))}, but the model's inputs are: {names}"
+        )
     return [_resolve_one(info, by_name.get(info.name), batch_size) for info in declared]
+
+
+def _fmt_names(info: TensorInfo) -> str:
+    return info.name + "".join(f" (or {alias})" for alias in info.aliases)
 
 
 def _resolve_one(info: TensorInfo, spec: InputSpec | None, batch_size: int) -> ConcreteInput:

@@ -10,6 +10,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+# A subclassed keras.Model's code: saved from here, and given back as the user's custom_objects file.
+SUBCLASSED_MODEL_FILE = Path(__file__).parent / "subclassed_classifier.py"
+
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
@@ -210,6 +213,14 @@ def untrusted(out: Path) -> None:
             return x * 3.0
 
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), Scale()]).save(out / "custom_layer.keras")
+
+    # A subclassed model (no functional graph), its code given the same way.
+    import runpy
+
+    classifier = runpy.run_path(str(SUBCLASSED_MODEL_FILE))["Classifier"]()
+    classifier(np.zeros((1, 9, 7, 3), "float32"))  # as a user's first call or fit records the shape
+    classifier.save(out / "subclassed.keras")
+
 
 
 def compiled(out: Path) -> None:

@@ -9,6 +9,7 @@ converters) drive the conversion.
 
 _MODULES = (
     "pipeline.converters.conv_same",
+    "pipeline.converters.conv_transpose",
     "pipeline.converters.global_max_pool",
     "pipeline.converters.loop",
     "pipeline.converters.lstm",

@@ -24,7 +24,8 @@ import tensorflow as tf  # noqa: E402
 from pipeline.config import InputSpec, ModelConfig  # noqa: E402
 from pipeline.errors import ConfigError, ConversionError, ModelFileError, UsageError, first_line  # noqa: E402
 from pipeline.inputs import TensorInfo  # noqa: E402
-from pipeline.stages import keras_trust  # noqa: E402
+from pipeline.stages import keras_signature, keras_trust  # noqa: E402
+from pipeline.stages.keras_signature import tensor_dims  # noqa: E402
 
 log = logging.getLogger("tf2torch.export")
 
@@ -110,11 +111,6 @@ def graph_to_onnx(graph: FrozenTFGraph, opset: int, nchw: tuple[list[int], list[
     )
 
 
-def _dims(shape) -> tuple[int | None, ...] | None:
-    shape = tf.TensorShape(shape)
-    return None if shape.rank is None else tuple(shape.as_list())
-
-
 # --- Keras 3, legacy Keras 2 (.h5) and built-in zoo models -------------------------------------
 
 
@@ -126,8 +122,8 @@ class KerasModel:
     def __init__(self, model, reload: Callable[[], Any] | None = None):
         self._model = model
         self._reload = reload
-        self.inputs = [TensorInfo(t.name, tf.as_dtype(t.dtype).name, _dims(t.shape)) for t in model.inputs]
-        self.outputs = [f"output_{i}" for i in range(len(tf.nest.flatten(model.outputs)))]
+        self.inputs = keras_signature.declared_inputs(model)
+        self.outputs = [f"output_{i}" for i in range(keras_signature.output_count(model, self.inputs))]
 
     @property
     def model(self):
@@ -189,10 +185,7 @@ class KerasModel:
         from pipeline.stages import tf_to_onnx
 
         model = self.model
-        specs = [
-            tf.TensorSpec(t.shape, t.dtype, name=_node_name(i.name))
-            for t, i in zip(model.inputs, self.inputs, strict=True)
-        ]
+        specs = [tf.TensorSpec(i.shape, i.dtype, name=_node_name(i.name)) for i in self.inputs]
         call = tf.function(lambda *args: model(list(args) if len(args) > 1 else args[0], training=False))
         return tf_to_onnx.freeze_function(call.get_concrete_function(*specs))
 
@@ -248,8 +241,9 @@ def load_h5(path: Path, trust: bool = False, custom: dict[str, type] | None = No
 
 def _ensure_built(model):
     # A loaded Keras 3 model must have been called once before model.export() accepts it.
-    if not getattr(model, "built", True):
-        model.build([t.shape for t in model.inputs])
+    tensors = keras_signature.functional_inputs(model)
+    if not getattr(model, "built", True) and tensors is not None:
+        model.build([t.shape for t in tensors])
     return model
 
 
@@ -273,7 +267,11 @@ class SavedModel:
         self._fn = loaded.signatures[signature]
         specs = self._fn.structured_input_signature[1]
         # Signature functions take keyword arguments only; their flat order is sorted by name.
-        self.inputs = [TensorInfo(k, specs[k].dtype.name, _dims(specs[k].shape)) for k in sorted(specs)]
+        tensors = _signature_tensor_names(path, signature)
+        self.inputs = [
+            TensorInfo(k, specs[k].dtype.name, tensor_dims(specs[k].shape), tensors.get(k, ()))
+            for k in sorted(specs)
+        ]
         self.outputs = sorted(self._fn.structured_outputs)
 
     def run(self, feeds):
@@ -292,6 +290,24 @@ class SavedModel:
 
     def frozen_graph(self):
         return saved_model_graph(str(self.path), self.signature, [i.name for i in self.inputs], self.outputs)
+
+
+def _signature_tensor_names(path: Path, signature: str) -> dict[str, tuple[str, ...]]:
+    """A signature's input key -> its tensor's names (`image` -> `serving_default_image:0` and
+    `serving_default_image`), as saved_model_cli and TF Serving show them."""
+    from tensorflow.python.saved_model import loader_impl
+
+    try:
+        meta_graphs = loader_impl.parse_saved_model(str(path)).meta_graphs
+    except Exception:  # noqa: BLE001 - the aliases are a convenience; the signature loaded already
+        return {}
+    names: dict[str, tuple[str, ...]] = {}
+    for meta_graph in meta_graphs:
+        if signature in meta_graph.signature_def:
+            for key, info in meta_graph.signature_def[signature].inputs.items():
+                if info.name and info.name != key:
+                    names[key] = (info.name, info.name.split(":")[0])
+    return names
 
 
 def saved_model_graph(
@@ -467,6 +483,17 @@ def _check_tflite_structure(path: Path) -> None:
         ) from None
 
 
+def _tflite_signature_names(interpreter) -> dict[str, tuple[str, ...]]:
+    """Tensor name -> the names its signatures give it (`serving_default_image:0` -> `image`)."""
+    names: dict[str, tuple[str, ...]] = {}
+    for key in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner(key)
+        for alias, detail in runner.get_input_details().items():
+            if alias != detail["name"] and alias not in names.get(detail["name"], ()):
+                names[detail["name"]] = (*names.get(detail["name"], ()), alias)
+    return names
+
+
 class TFLiteModel:
     def __init__(self, path: Path):
         self.path = path
@@ -477,11 +504,13 @@ class TFLiteModel:
             raise ModelFileError(f"{path} is not a readable .tflite model: {first_line(exc)}") from None
         self._in = self._interpreter.get_input_details()
         self._out = self._interpreter.get_output_details()
+        aliases = _tflite_signature_names(self._interpreter)
         self.inputs = [
             TensorInfo(
                 d["name"],
                 np.dtype(d["dtype"]).name,
                 tuple(None if s < 0 else int(s) for s in d["shape_signature"]),
+                aliases.get(d["name"], ()),
             )
             for d in self._in
         ]

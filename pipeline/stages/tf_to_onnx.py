@@ -67,6 +67,7 @@ def freeze_saved_model(path: str, signature: str):
         )
     # The large-model path skips this upstream fix (ResourceGather left inside functions).
     graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+    _drop_frozen_state_writes(graph_def)
     weights = _untag(graph_def, tagged)
     gc.collect()  # the loaded SavedModel's variables: the weights now live in `weights` only
     return graph_def, weights, in_tensors, out_tensors, renames, tables
@@ -83,7 +84,44 @@ def freeze_function(func):
     with _weights_kept_apart() as tagged:
         graph_def = tf_loader.from_function(func, in_tensors, out_tensors, large_model=True)
     graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+    _drop_frozen_state_writes(graph_def)
     return graph_def, _untag(graph_def, tagged), in_tensors, out_tensors
+
+
+# Ops that only update a variable. Once the variables are constants, an update can change no output
+# (every read was frozen to the value before it); left in, it no longer imports into a graph.
+_STATE_WRITES = {"AssignVariableOp", "AssignAddVariableOp", "AssignSubVariableOp"}
+
+
+def _drop_frozen_state_writes(graph_def) -> None:
+    """Remove variable updates left in an inference graph, such as the seed-generator increments of
+    Keras 3 layers with dropout (the RNN dropout masks are built even when `training=False`), and
+    every control dependency on them. Updates of variables that are still variables stay."""
+    _drop_writes_in(graph_def.node)
+    for function in graph_def.library.function:
+        dropped = _drop_writes_in(function.node_def)
+        for key in [k for k, node in function.control_ret.items() if node in dropped]:
+            del function.control_ret[key]
+            function.signature.control_output.remove(key)
+
+
+def _drop_writes_in(nodes) -> set[str]:
+    by_name = {n.name: n for n in nodes}
+
+    def frozen(ref: str) -> bool:
+        source = by_name.get(ref.lstrip("^").split(":")[0])
+        return source is None or source.op not in ("VarHandleOp", "Placeholder")
+
+    dropped = {n.name for n in nodes if n.op in _STATE_WRITES and frozen(n.input[0])}
+    if dropped:
+        kept = [n for n in nodes if n.name not in dropped]
+        for node in kept:
+            inputs = [i for i in node.input if not (i.startswith("^") and i[1:] in dropped)]
+            del node.input[:]
+            node.input.extend(inputs)
+        del nodes[:]
+        nodes.extend(kept)
+    return dropped
 
 
 @contextlib.contextmanager
