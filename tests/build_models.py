@@ -222,7 +222,6 @@ def untrusted(out: Path) -> None:
     classifier.save(out / "subclassed.keras")
 
 
-
 def compiled(out: Path) -> None:
     """Models saved after compile(): the training setup tf2torch carries over (issue: training)."""
     import keras

@@ -80,7 +80,10 @@ def test_onnx_ops_onnx2torch_cannot_convert_are_named_with_the_stage(models, tmp
     out = tmp_path / "run"
     proc = run_cli("convert", models / "torch_unsupported", "--out", out)
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert "onnx2torch cannot convert 1 node(s) in stage 'import': RandomUniformLike (opset 17) x1" in proc.stdout
+    assert (
+        "onnx2torch cannot convert 1 node(s) in stage 'import': RandomUniformLike (opset 17) x1"
+        in proc.stdout
+    )
     report = read_report(out)
     assert _stage(report, "validate")["status"] == "pass"
     assert _stage(report, "import")["status"] == "error" and report["exit_code"] == 3

@@ -33,11 +33,15 @@ def test_a_saved_model_input_can_be_named_by_its_signature_tensor(models, write_
     )
     proc = run_cli("convert", models / "affine_savedmodel", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    resolved = {i["name"]: i["shape"] for i in read_report(tmp_path / "run")["stages"][0]["details"]["inputs"]}
+    resolved = {
+        i["name"]: i["shape"] for i in read_report(tmp_path / "run")["stages"][0]["details"]["inputs"]
+    }
     assert resolved == {"x": [3, 4], "bias": [3, 3]}
 
 
-def test_a_saved_subclassed_keras_model_converts_with_its_call_argument_as_input(models, write_config, tmp_path):
+def test_a_saved_subclassed_keras_model_converts_with_its_call_argument_as_input(
+    models, write_config, tmp_path
+):
     source = REPO / "tests" / "subclassed_classifier.py"
     config = write_config(f"custom_objects: [{source}]\ninputs: [{{name: image, shape: [2, 9, 7, 3]}}]\n")
     proc = run_cli("convert", models / "subclassed.keras", "--config", config, "--out", tmp_path / "run")

@@ -52,7 +52,10 @@ def _begin_end(node: OnnxNode, graph: OnnxGraph, kernel, strides, dilations, out
         pads = list(node.attributes.get("pads", [0] * 2 * rank))
         return list(zip(pads[:rank], pads[rank:], strict=True))
     if output_shape is None:  # SAME: out = in * stride, so the total does not depend on the input
-        totals = [op + (k - 1) * d + 1 - s for k, s, d, op in zip(kernel, strides, dilations, output_padding)]
+        totals = [
+            op + (k - 1) * d + 1 - s
+            for k, s, d, op in zip(kernel, strides, dilations, output_padding, strict=True)
+        ]
     else:
         shape = static_shape(node.input_values[0], graph)
         if shape is None or any(d is None for d in shape[2:]):
@@ -63,7 +66,9 @@ def _begin_end(node: OnnxNode, graph: OnnxGraph, kernel, strides, dilations, out
         sizes = shape[2:]
         totals = [
             s * (n - 1) + op + (k - 1) * d + 1 - out
-            for n, k, s, d, op, out in zip(sizes, kernel, strides, dilations, output_padding, output_shape)
+            for n, k, s, d, op, out in zip(
+                sizes, kernel, strides, dilations, output_padding, output_shape, strict=True
+            )
         ]
     upper = auto_pad == "SAME_UPPER"
     return [(t // 2, t - t // 2) if upper else (t - t // 2, t // 2) for t in totals]
@@ -92,7 +97,9 @@ def _convert(original):
         output_padding = list(attrs.get("output_padding", [0] * rank))
         groups = int(attrs.get("group", 1))
         padding, crops = [], []
-        for axis, (begin, end) in enumerate(_begin_end(node, graph, kernel, strides, dilations, output_padding)):
+        for axis, (begin, end) in enumerate(
+            _begin_end(node, graph, kernel, strides, dilations, output_padding)
+        ):
             if begin < 0:
                 raise NotConvertible(
                     f"ConvTranspose node '{node.name}': the output is extended before its start "
@@ -132,4 +139,6 @@ def _convert(original):
 
 
 for _version in (1, 11):
-    register_module("ConvTranspose", [_version], _convert(registered("ConvTranspose", _version)), replace=True)
+    register_module(
+        "ConvTranspose", [_version], _convert(registered("ConvTranspose", _version)), replace=True
+    )
