@@ -12,6 +12,7 @@ _MODULES = (
     "pipeline.converters.conv_transpose",
     "pipeline.converters.global_max_pool",
     "pipeline.converters.loop",
+    "pipeline.converters.if_",
     "pipeline.converters.lstm",
     "pipeline.converters.pad_opset18",
     "pipeline.converters.reduce_opset18",

@@ -12,16 +12,14 @@ tf2torch installed to load.
 
 from __future__ import annotations
 
-import onnx
 import torch
-from onnx import helper
 from onnx2torch.node_converters.registry import add_converter
 from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
 from onnx2torch.utils.common import OnnxMapping, OperationConverterResult
 from torch import nn
 
-from pipeline.converters import context
+from pipeline.converters._subgraph import convert_body
 
 
 class OnnxLoop(nn.Module):
@@ -58,46 +56,17 @@ class OnnxLoop(nn.Module):
         return outputs if len(outputs) > 1 else outputs[0]
 
 
-def _outer_scope_names(body: onnx.GraphProto) -> list[str]:
-    """Names the body reads but neither defines nor receives as inputs, in first-use order."""
-    defined = {i.name for i in body.input} | {t.name for t in body.initializer}
-    defined |= {o for n in body.node for o in n.output}
-    names: list[str] = []
-    for node in body.node:
-        for name in node.input:
-            if name and name not in defined and name not in names:
-                names.append(name)
-        for attr in node.attribute:  # a nested Loop's body may read from this graph's enclosing scope too
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                names += [n for n in _outer_scope_names(sub) if n not in defined and n not in names]
-    return names
-
-
-def _value_info(name: str, graph: OnnxGraph) -> onnx.ValueInfoProto:
-    if name in graph.initializers:
-        tensor = graph.initializers[name].proto
-        return helper.make_tensor_value_info(name, tensor.data_type, list(tensor.dims))
-    if name in graph.value_info:
-        return graph.value_info[name]
-    raise NotImplementedError(f"Loop body reads '{name}' from the enclosing graph, whose type is unknown")
-
-
 @add_converter(operation_type="Loop", version=1)
 @add_converter(operation_type="Loop", version=11)
 @add_converter(operation_type="Loop", version=13)
 @add_converter(operation_type="Loop", version=16)
 def convert_loop(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
-    body_graph = onnx.GraphProto()
-    body_graph.CopyFrom(node.attributes["body"].g)
-    outer = _outer_scope_names(body_graph)
-    body_graph.input.extend(_value_info(name, graph) for name in outer)
-    body_model = helper.make_model(body_graph, opset_imports=context.opset_imports())
-    body_model.ir_version = context.ir_version()
-
+    body_graph = node.attributes["body"].g
+    body, outer = convert_body(body_graph, graph)
     trip_name, condition_name, *initial = list(node.input_values)
     carried = len(initial)
     scanned = len(body_graph.output) - 1 - carried
-    module = OnnxLoop(context.convert(body_model), bool(trip_name), bool(condition_name), carried, scanned)
+    module = OnnxLoop(body, bool(trip_name), bool(condition_name), carried, scanned)
     inputs = tuple(n for n in (trip_name, condition_name) if n) + tuple(initial) + tuple(outer)
     return OperationConverterResult(
         torch_module=module, onnx_mapping=OnnxMapping(inputs=inputs, outputs=node.output_values)
