@@ -23,7 +23,9 @@ from pipeline.converters._subgraph import convert_body
 
 
 class OnnxIf(nn.Module):
-    def __init__(self, then_branch: nn.Module, else_branch: nn.Module, then_args: list[int], else_args: list[int]):
+    def __init__(
+        self, then_branch: nn.Module, else_branch: nn.Module, then_args: list[int], else_args: list[int]
+    ):
         super().__init__()
         self.then_branch = then_branch
         self.else_branch = else_branch

@@ -45,43 +45,51 @@ class Outcome:
 
 
 def run_test(test: NodeTest) -> Outcome:
+    def outcome(status: str, detail: str = "") -> Outcome:
+        return Outcome(test.name, test.opset, test.op_types, status, detail)
+
+    if test.not_applicable:
+        return outcome("not_applicable", test.not_applicable)
+    status, detail, results = convert_and_run(test.model, list(test.inputs.values()))
+    if status != "ran":
+        return outcome(status, detail)
+    mismatch = compare(test, results)
+    return outcome("failed", f"outputs: {mismatch}") if mismatch else outcome("passed")
+
+
+def convert_and_run(model, inputs: list) -> tuple[str, str, list]:
+    """The model through the import stage's `to_torch`, run in torch on `inputs` (numpy arrays, or
+    lists for sequence inputs). Returns (status, detail, outputs as numpy): status "ran", "refused"
+    (a converter's deliberate NotConvertible) or "failed"."""
     import torch
 
     from pipeline.converters.refusal import NotConvertible
     from pipeline.errors import UnsupportedOpsError
     from pipeline.stages.torch_stages import to_torch
 
-    def outcome(status: str, detail: str = "") -> Outcome:
-        return Outcome(test.name, test.opset, test.op_types, status, detail)
-
-    if test.not_applicable:
-        return outcome("not_applicable", test.not_applicable)
     try:
-        module = to_torch(test.model)
+        module = to_torch(model)
     except NotConvertible as exc:
-        return outcome("refused", str(exc))
+        return "refused", str(exc), []
     except UnsupportedOpsError as exc:
         # the import stage names every declined node; a converter's deliberate refusal stays one
-        return outcome(
-            "refused" if isinstance(exc.__context__, NotConvertible) else "failed", f"import: {exc}"
-        )
+        return ("refused" if isinstance(exc.__context__, NotConvertible) else "failed"), f"import: {exc}", []
     except Exception as exc:
-        return outcome("failed", f"import: {_describe(exc)}")
+        return "failed", f"import: {_describe(exc)}", []
     # np.asarray keeps a 0-d input 0-d (np.ascontiguousarray makes it 1-d)
-    args = [_to_torch(value) for value in test.inputs.values()]
+    args = [_to_torch(value) for value in inputs]
     try:
         # fx prints the generated code of a failing traced module to stderr; the outcome says enough
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
             warnings.simplefilter("ignore")
             result = module(*args)
     except NotConvertible as exc:
-        return outcome("refused", str(exc))
+        return "refused", str(exc), []
     except Exception as exc:
-        return outcome("failed", f"run: {_describe(exc)}")
-    single = len(test.model.graph.output) == 1  # then a list is one sequence output, not several outputs
+        return "failed", f"run: {_describe(exc)}", []
+    single = len(model.graph.output) == 1  # then a list is one sequence output, not several outputs
     results = [result] if single or not isinstance(result, (tuple, list)) else list(result)
-    mismatch = compare(test, [_to_numpy(r) for r in results])
-    return outcome("failed", f"outputs: {mismatch}") if mismatch else outcome("passed")
+    return "ran", "", [_to_numpy(r) for r in results]
 
 
 def _to_torch(value):

@@ -138,17 +138,19 @@ def compare(test: NodeTest, actual: list) -> str | None:
             if not isinstance(got, (list, tuple)) or len(got) != len(want):
                 return f"output {index}: a sequence of {len(want)} expected"
             for g, w in zip(got, want, strict=True):
-                problem = _compare_arrays(np.asarray(g), np.asarray(w), test)
+                problem = array_mismatch(np.asarray(g), np.asarray(w), test.rtol, test.atol)
                 if problem:
                     return f"output {index}: {problem}"
             continue
-        problem = _compare_arrays(np.asarray(got), np.asarray(want), test)
+        problem = array_mismatch(np.asarray(got), np.asarray(want), test.rtol, test.atol)
         if problem:
             return f"output {index}: {problem}"
     return None
 
 
-def _compare_arrays(got: np.ndarray, want: np.ndarray, test: NodeTest) -> str | None:
+def array_mismatch(got: np.ndarray, want: np.ndarray, rtol: float, atol: float) -> str | None:
+    """None when `got` matches `want` (shape, dtype, values within rtol/atol; NaN matches NaN), else how
+    it differs."""
     if got.shape != want.shape:
         return f"shape {list(got.shape)}, expected {list(want.shape)}"
     if want.dtype == object or got.dtype == object:
@@ -157,10 +159,10 @@ def _compare_arrays(got: np.ndarray, want: np.ndarray, test: NodeTest) -> str | 
         return f"dtype {got.dtype}, expected {want.dtype}"
     if want.dtype.kind in "fc":
         try:
-            np.testing.assert_allclose(got, want, rtol=test.rtol, atol=test.atol)
+            np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
         except AssertionError:
             diff = np.abs(got.astype(np.float64) - want.astype(np.float64))
-            return f"max abs error {np.nanmax(diff) if diff.size else 0:.3g} (rtol {test.rtol}, atol {test.atol})"
+            return f"max abs error {np.nanmax(diff) if diff.size else 0:.3g} (rtol {rtol}, atol {atol})"
         return None
     return None if np.array_equal(got, want) else "values differ"
 

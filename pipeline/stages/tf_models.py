@@ -153,7 +153,6 @@ class KerasModel:
         return keras_weights.write(self.model, out)
 
     def frozen_graph(self, drop_model: bool = False):
-        from pipeline.stages import tf_to_onnx
 
         try:
             frozen = self._frozen_call()
@@ -172,12 +171,7 @@ class KerasModel:
                 self._drop(drop_model)
                 return saved_model_graph(tmp, "serving_default", [i.name for i in self.inputs], self.outputs)
         self._drop(drop_model)  # the frozen weights are the only copy from here on
-        graph_def, weights, in_tensors, out_tensors = frozen
-        renames = dict(
-            zip(in_tensors + out_tensors, [i.name for i in self.inputs] + self.outputs, strict=True)
-        )
-        graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors, weights)
-        return FrozenTFGraph(graph_def, weights, in_tensors, out_tensors, renames)
+        return optimized_graph(frozen, [i.name for i in self.inputs], self.outputs)
 
     def _frozen_call(self):
         """The model's inference call traced and frozen in this process (graph_def, weights, input and
@@ -193,6 +187,42 @@ class KerasModel:
         if drop_model and self._reload is not None:
             self._model = None
             gc.collect()
+
+
+def optimized_graph(frozen, input_names: list[str], output_names: list[str]) -> FrozenTFGraph:
+    """A frozen call (graph_def, weights, input and output tensors) optimized for tf2onnx, its inputs
+    and outputs renamed to the model's names."""
+    from pipeline.stages import tf_to_onnx
+
+    graph_def, weights, in_tensors, out_tensors = frozen
+    renames = dict(zip(in_tensors + out_tensors, input_names + output_names, strict=True))
+    graph_def = tf_to_onnx.optimize_tf_graph(graph_def, in_tensors, out_tensors, weights)
+    return FrozenTFGraph(graph_def, weights, in_tensors, out_tensors, renames)
+
+
+class FunctionModel:
+    """A `tf.function` and its input signature, converted in memory (no file): what the export
+    sweep (pipeline/coverage/) feeds the export stage, one TF op or layer at a time."""
+
+    def __init__(self, function, signature: list):
+        self._function = function
+        self._signature = signature
+        self.inputs = [TensorInfo(s.name, s.dtype.name, tensor_dims(s.shape)) for s in signature]
+        concrete = function.get_concrete_function(*signature)
+        self.outputs = [f"output_{i}" for i in range(len(tf.nest.flatten(concrete.structured_outputs)))]
+
+    def run(self, feeds):
+        result = self._function(*[tf.constant(feeds[i.name]) for i in self.inputs])
+        return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result), strict=True)}
+
+    def frozen_graph(self):
+        from pipeline.stages import tf_to_onnx
+
+        frozen = tf_to_onnx.freeze_function(self._function.get_concrete_function(*self._signature))
+        return optimized_graph(frozen, [i.name for i in self.inputs], self.outputs)
+
+    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
+        return graph_to_onnx(self.frozen_graph(), opset, _positions(self, nchw_inputs, nchw_outputs))
 
 
 def load_keras(path: Path, trust: bool = False, custom: dict[str, type] | None = None) -> KerasModel:
