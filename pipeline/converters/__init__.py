@@ -14,7 +14,7 @@ _MODULES = (
     "pipeline.converters.loop",
     "pipeline.converters.if_",
     "pipeline.converters.lstm",
-    "pipeline.converters.pad_opset18",
+    "pipeline.converters.pad",
     "pipeline.converters.reduce_opset18",
     "pipeline.converters.resize_opset18",
     "pipeline.converters.split_opset18",

@@ -28,13 +28,14 @@ def convert(model: onnx.ModelProto, attach_onnx_mapping: bool = False, data_dir:
     from onnx2torch import convert as onnx2torch_convert
 
     from pipeline.converters import register
-    from pipeline.converters.graph_fixes import route_graph_outputs
+    from pipeline.converters.graph_fixes import rename_keyword_nodes, route_graph_outputs
     from pipeline.converters.unsigned import widen_unsigned
 
     register()
     fixed = onnx.ModelProto()
     fixed.CopyFrom(model)
     route_graph_outputs(fixed.graph)
+    rename_keyword_nodes(fixed.graph)
     widen_unsigned(fixed)
     token = _MODEL.set(fixed)
     try:

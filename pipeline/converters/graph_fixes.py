@@ -6,12 +6,36 @@ when an output
 - is not produced by a node at all (a Loop body passing an input or an outer value straight through);
 - appears twice, or shares its node with another output: it keeps one of them.
 Routing such outputs through their own Identity node gives each output a node of its own.
+
+onnx2torch also names each module after its node, and torch.fx writes `self.<name>(...)`: a node
+named like a Python keyword (tf2onnx names a logical-and node `and`) makes code that does not compile.
 """
 
 from __future__ import annotations
 
+import keyword
+
 import onnx
 from onnx import helper
+
+
+def rename_keyword_nodes(graph: onnx.GraphProto) -> int:
+    """Nodes named like a Python keyword (`and`, `if`, `not`, ...) get a trailing underscore, in
+    subgraphs too; returns how many were renamed."""
+    taken = {node.name for node in graph.node}
+    renamed = 0
+    for node in graph.node:
+        if keyword.iskeyword(node.name.replace(".", "/")):
+            name = node.name + "_"
+            while name in taken:
+                name += "_"
+            taken.add(name)
+            node.name = name
+            renamed += 1
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                renamed += rename_keyword_nodes(sub)
+    return renamed
 
 
 def route_graph_outputs(graph: onnx.GraphProto) -> int:

@@ -1,7 +1,7 @@
 """MaxPool and AveragePool in the modes onnx2torch 1.5.15 refuses or gets wrong: auto_pad SAME_UPPER /
 SAME_LOWER (tf2onnx writes them for padding='SAME' when a spatial size is unknown at export), pads
-larger than half the kernel, and MaxPool's Indices output in either storage order. The input is padded
-explicitly (-inf for max, zeros for average) and pooled without padding; an average divides by the
+larger than half the kernel, asymmetric pads (tf2onnx's 'same' with odd sizes), and MaxPool's
+Indices output in either storage order. The input is padded explicitly (-inf for max, zeros for average) and pooled without padding; an average divides by the
 count of the window's input elements, or of its input and pad elements with count_include_pad.
 Every other pool node keeps onnx2torch's converter."""
 
@@ -37,7 +37,9 @@ def _needs_own(settings, indices: bool) -> bool:
     half = [((k - 1) * d + 1) // 2 for k, d in zip(settings["kernel"], settings["dilations"], strict=True)]
     rank = len(half)
     too_large = any(p > half[i % rank] for i, p in enumerate(settings["pads"]))
-    return settings["auto_pad"] != "NOTSET" or too_large or indices
+    # tf2onnx writes 'same' pooling of odd sizes as explicit pads, more at the end than at the start
+    asymmetric = settings["pads"][:rank] != settings["pads"][rank:]
+    return settings["auto_pad"] != "NOTSET" or too_large or asymmetric or indices
 
 
 def _torch_pads(settings, x):

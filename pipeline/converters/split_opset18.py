@@ -1,4 +1,6 @@
-"""Opset 18 Split (`num_outputs` attribute) -> onnx2torch's opset 13 converter."""
+"""Opset 18 Split (`num_outputs` attribute) -> onnx2torch's opset 13 converter; and a Split into one
+part, at any opset, -> its input (onnx2torch returns a 1-tuple, which the next node then receives;
+tf2onnx writes such a Split for tf.gather_nd with batch_dims)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from onnx2torch.onnx_graph import OnnxGraph
 from onnx2torch.onnx_node import OnnxNode
 from onnx2torch.utils.common import OperationConverterResult
 
-from pipeline.converters._functional import result
+from pipeline.converters._functional import register, result
 from pipeline.converters._opset13 import opset13_converter, rewritten
 
 
@@ -41,3 +43,16 @@ def _axis_length(node: OnnxNode, graph: OnnxGraph) -> int | None:
 
 
 add_converter(operation_type="Split", version=18)(_convert_split)
+
+
+def _single_part(node: OnnxNode, graph: OnnxGraph):
+    if len(node.output_values) != 1:
+        return None  # the converter registered before handles it
+
+    def whole(x, split=None):
+        return x
+
+    return whole
+
+
+register("Split", [1, 2, 11, 13, 18], _single_part, replace=True)

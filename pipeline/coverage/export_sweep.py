@@ -57,7 +57,7 @@ def export_in_tf(out: Path, opsets, name_filter: str | None) -> dict:
     if name_filter:
         command += ["-k", name_filter]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    done = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the TF half of the export sweep failed:\n{done.stderr[-3000:]}")
     return json.loads((out / "cases.json").read_text())

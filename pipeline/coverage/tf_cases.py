@@ -63,10 +63,7 @@ def _randomize(layer) -> None:
     rng = np.random.default_rng(7)
     for weight in layer.weights:
         shape = tuple(weight.shape)
-        if "variance" in weight.path:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0.0, 0.4, shape)
+        value = rng.uniform(0.5, 1.5, shape) if "variance" in weight.path else rng.normal(0.0, 0.4, shape)
         weight.assign(value.astype(weight.dtype))
 
 
