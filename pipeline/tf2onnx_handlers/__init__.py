@@ -1,7 +1,12 @@
 """Extra tf2onnx handlers for TF ops tf2onnx 1.17 leaves unconverted, registered through its own
 `tf_op` decorator. `register()` imports them; importing twice is a no-op."""
 
-_MODULES = ("pipeline.tf2onnx_handlers.erfc",)
+_MODULES = (
+    "pipeline.tf2onnx_handlers.erfc",
+    "pipeline.tf2onnx_handlers.math_ops",
+    "pipeline.tf2onnx_handlers.patches",
+    "pipeline.tf2onnx_handlers.one_hot",
+)
 
 
 def register() -> None:

@@ -1,0 +1,48 @@
+"""Sums and products of integer tensors keep their dtype.
+
+torch.sum, torch.prod and torch.cumsum promote int8/16/32 (and bool) to int64, where ONNX keeps the
+input's type: an int32 ReduceSum (tf2onnx writes one for keras.layers.Discretization and for counting
+masks) came out int64. Every registered converter of these ops is wrapped to cast its result back to
+the input's dtype; the wrapped module is traced to torch code, so model.pt needs nothing new.
+"""
+
+from __future__ import annotations
+
+from onnx2torch.utils.common import OperationConverterResult
+from torch import fx, nn
+
+from pipeline.converters._functional import register_module, registered
+
+_OPS = {
+    "ReduceSum": (1, 11, 13),
+    "ReduceProd": (1, 11, 13, 18),
+    "ReduceSumSquare": (1, 11, 13, 18),
+    "ReduceL1": (1, 11, 13, 18),
+    "CumSum": (11, 14),
+}
+
+
+class _SameDtype(nn.Module):
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x, *rest):
+        return self.inner(x, *rest).to(x.dtype)
+
+
+def _keep_dtype(original):
+    def convert(node, graph) -> OperationConverterResult:
+        converted = original(node, graph)
+        try:
+            module = fx.symbolic_trace(_SameDtype(converted.torch_module))
+        except Exception:  # noqa: BLE001 - a module fx cannot trace keeps its own result type
+            module = _SameDtype(converted.torch_module)
+        return OperationConverterResult(torch_module=module, onnx_mapping=converted.onnx_mapping)
+
+    return convert
+
+
+for _op, _versions in _OPS.items():
+    for _version in _versions:
+        register_module(_op, [_version], _keep_dtype(registered(_op, _version)), replace=True)
