@@ -33,6 +33,8 @@ import logging
 import numpy as np
 import tensorflow as tf
 
+from pipeline.stages import tf_idioms
+
 log = logging.getLogger("tf2torch.export")
 
 # Constants above this size are weights as far as grappler is concerned; small ones (shapes, axes)
@@ -199,6 +201,7 @@ def optimize_tf_graph(graph_def, input_tensors: list[str], output_tensors: list[
             _to_placeholder(node)
     with tf.Graph().as_default():  # grappler's meta-graph export needs graph mode
         optimized = tf_loader.tf_optimize(list(input_tensors), list(output_tensors), graph_def)
+    optimized, _ = tf_idioms.rewrite_idioms(optimized, list(output_tensors))
     kept = {n.name for n in optimized.node if n.op == "Placeholder"}
     for name in [n for n in weights if n not in kept]:
         del weights[name]  # grappler pruned the node: nothing reads this weight
