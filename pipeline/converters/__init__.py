@@ -31,6 +31,7 @@ _MODULES = (
     "pipeline.converters.resize",
     "pipeline.converters.gru",
     "pipeline.converters.refused_modes",
+    "pipeline.converters.dft",
     "pipeline.converters.integer_sums",
 )
 

@@ -6,6 +6,7 @@ _MODULES = (
     "pipeline.tf2onnx_handlers.math_ops",
     "pipeline.tf2onnx_handlers.patches",
     "pipeline.tf2onnx_handlers.one_hot",
+    "pipeline.tf2onnx_handlers.complex_fft",
 )
 
 
