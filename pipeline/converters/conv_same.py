@@ -14,6 +14,7 @@ from onnx2torch.utils.common import OperationConverterResult
 from torch import fx, nn
 from torch.nn import functional
 
+from pipeline.converters._functional import result, static_shape
 from pipeline.converters._same_padding import same_pads
 
 _SAME = ("SAME_UPPER", "SAME_LOWER")
@@ -47,8 +48,44 @@ def _without_auto_pad(node: OnnxNode) -> OnnxNode:
     return OnnxNode(proto, node.unique_name)
 
 
+_CONV = {1: functional.conv1d, 2: functional.conv2d, 3: functional.conv3d}
+
+
+def _functional_conv(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+    attrs = node.attributes
+    shape = static_shape(node.input_values[1], graph)
+    if shape is None:
+        raise NotImplementedError(f"Conv node '{node.name}': weights computed at run time, of unknown rank")
+    rank = len(shape) - 2
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    settings = {
+        "kernel": list(attrs.get("kernel_shape", shape[2:])),
+        "strides": list(attrs.get("strides", [1] * rank)),
+        "dilations": list(attrs.get("dilations", [1] * rank)),
+    }
+    pads = list(attrs.get("pads", [0] * 2 * rank))
+    groups = int(attrs.get("group", 1))
+    conv = _CONV[rank]
+
+    def conv_with_weights(x, w, b=None):
+        if auto_pad in _SAME:
+            begins, ends = same_pads(x, settings, auto_pad == "SAME_UPPER")
+        else:
+            begins, ends = pads[:rank], pads[rank:]
+        spec = []
+        for axis in reversed(range(rank)):  # functional.pad takes the last dimension first
+            spec += [begins[axis], ends[axis]]
+        x = functional.pad(x, spec)
+        return conv(x, w, b, settings["strides"], 0, settings["dilations"], groups)
+
+    return result(conv_with_weights, node)
+
+
 def _wrap(original):
     def convert_conv(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
+        if node.input_values[1] not in graph.initializers:
+            return _functional_conv(node, graph)
         auto_pad = node.attributes.get("auto_pad", "NOTSET")
         if auto_pad not in _SAME:
             return original(node, graph)

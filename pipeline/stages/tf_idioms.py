@@ -6,6 +6,12 @@ The sign-bit test `Less(BitwiseAnd(Bitcast(x, int32), INT32_MIN), 0)`: Keras 3 c
 before 0.0), so every Keras argmax fails export on the Bitcast, which ONNX cannot express. The same
 bit is `x < 0 or (x == 0 and 1 / x < 0)` (1 / -0.0 is -inf); only a NaN's sign differs, which
 argmax never reads.
+
+The lowered `tf.switch_case`: freezing lowers the functional Case op into `_SwitchN` (route a value
+to the taken branch) and `Merge` (take the value of the branch that ran), which tf2onnx cannot convert.
+Every branch is side-effect free once frozen, so the rewrite lets each branch read the values
+directly and replaces each Merge by a chain of selects on the branch index (the last branch also
+takes an index out of range, as TF's default branch does).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ def rewrite_idioms(graph_def, output_tensors: list[str]):
         if source is not None:
             _write_signbit(graph_def, node, source)
             rewritten += 1
+    rewritten += _unlower_switch_case(graph_def, output_tensors)
     if rewritten:
         keep = sorted({t.split(":")[0] for t in output_tensors})
         graph_def = tf.compat.v1.graph_util.extract_sub_graph(graph_def, keep)
@@ -87,3 +94,87 @@ def _is_constant(node, value) -> bool:
 
 def _name(tensor: str) -> str:
     return tensor.lstrip("^").split(":")[0]
+
+
+def _unlower_switch_case(graph_def, output_tensors: list[str]) -> int:
+    nodes = {n.name: n for n in graph_def.node}
+    switches = {n.name: n for n in graph_def.node if n.op == "_SwitchN"}
+    if not switches:
+        return 0
+    wanted = {_name(t) for t in output_tensors}
+    merges = [n for n in graph_def.node if n.op == "Merge" and _feeds(n.name, graph_def, wanted)]
+    for merge in merges:
+        branches = [_branch_of(i, nodes, switches) for i in merge.input if not i.startswith("^")]
+        if any(b is None for b in branches):
+            continue
+        index = switches[branches[0][0]].input[1]
+        values = [i for i in merge.input if not i.startswith("^")]
+        order = sorted(range(len(values)), key=lambda i: branches[i][1])
+        chosen = values[order[-1]]
+        for position in reversed(order[:-1]):
+            k = branches[position][1]
+            constant = graph_def.node.add(name=f"{merge.name}/branch_{k}", op="Const")
+            constant.attr["dtype"].type = tf.int32.as_datatype_enum
+            constant.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(np.int32(k)))
+            taken = graph_def.node.add(name=f"{merge.name}/is_{k}", op="Equal", input=[index, constant.name])
+            taken.attr["T"].type = tf.int32.as_datatype_enum
+            select = graph_def.node.add(
+                name=f"{merge.name}/select_{k}", op="SelectV2", input=[taken.name, values[position], chosen]
+            )
+            select.attr["T"].CopyFrom(merge.attr["T"])
+            chosen = select.name
+        dtype = merge.attr["T"]
+        merge.op = "Identity"
+        del merge.input[:]
+        merge.input.append(chosen)
+        merge.attr.clear()
+        merge.attr["T"].CopyFrom(dtype)
+    # each branch reads the routed value itself; control edges from the switches go
+    for node in graph_def.node:
+        inputs = []
+        for i in node.input:
+            source = _name(i)
+            if source in switches:
+                if not i.startswith("^"):
+                    inputs.append(switches[source].input[0])
+            else:
+                inputs.append(i)
+        del node.input[:]
+        node.input.extend(inputs)
+    return len(merges)
+
+
+def _feeds(name: str, graph_def, wanted: set[str]) -> bool:
+    """Whether the node's data output reaches one of the wanted nodes (through data edges)."""
+    consumers: dict[str, list[str]] = {}
+    for node in graph_def.node:
+        for i in node.input:
+            if not i.startswith("^"):
+                consumers.setdefault(_name(i), []).append(node.name)
+    seen, frontier = set(), [name]
+    while frontier:
+        current = frontier.pop()
+        if current in wanted:
+            return True
+        for nxt in consumers.get(current, []):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return False
+
+
+def _branch_of(tensor: str, nodes, switches) -> tuple[str, int] | None:
+    """(switch name, branch number) of the branch computing `tensor`, found through its inputs and
+    control inputs (a branch of constants hangs on its switch's pivot by a control edge)."""
+    seen, frontier = set(), [tensor]
+    while frontier:
+        current = frontier.pop()
+        source = _name(current)
+        if source in switches:
+            port = current.lstrip("^").split(":")
+            return source, int(port[1]) if len(port) > 1 else 0
+        if source in seen or source not in nodes:
+            continue
+        seen.add(source)
+        frontier.extend(nodes[source].input)
+    return None
