@@ -5,7 +5,8 @@ functional.pad, which pads only the last one to three dimensions of a 3-D to 5-D
 constant: functional.pad (negative pads crop). reflect, edge, wrap: each padded axis is gathered
 with an index computed from the axis length, which works for any rank and any axis; tf2onnx writes
 reflect for `tf.pad(mode='REFLECT')` and builds SYMMETRIC from it. The pads (and axes) must be
-constants of the graph, as tf2onnx writes them; otherwise onnx2torch's own converter runs.
+constants of the graph for this; pads computed at run time (tf2onnx writes them for shapes it does
+not know) go to onnx2torch's opset 13 converter, an opset 18 node rewritten into that form.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import torch
 from torch.nn import functional
 
-from pipeline.converters._functional import RuntimeValue, constant, register, static_shape
+from pipeline.converters._functional import RuntimeValue, constant, register, register_module, static_shape
+from pipeline.converters._opset13 import opset13_converter, rewritten
+from pipeline.converters.refusal import NotConvertible
 
 
 def _axis_index(length, before: int, after: int, mode: str, device):
@@ -75,5 +78,12 @@ def _convert(node, graph):
     return _pad_function(mode, begins, ends)
 
 
-register("Pad", [11, 13], _convert, replace=True)
-register("Pad", [18], _convert)
+def _as_opset13(node, graph):
+    names = list(node.input_values)
+    if len(names) > 3 and names[3]:
+        raise NotConvertible(f"Pad node '{node.name}': an `axes` input with pads computed at run time")
+    return opset13_converter("Pad")(rewritten(node, names[:3], set()), graph)
+
+
+register_module("Pad", [18], _as_opset13)
+register("Pad", [11, 13, 18], _convert, replace=True)

@@ -32,7 +32,7 @@ def export_case(case, opsets: list[int], folder: Path) -> dict:
     import tensorflow as tf
 
     from pipeline.stages.tf_models import FunctionModel
-    from pipeline.stages.tf_stages import order_graph_io, unknown_onnx_ops
+    from pipeline.stages.tf_stages import fill_output_ranks, order_graph_io, unknown_onnx_ops
 
     record = {
         "name": case.name,
@@ -64,10 +64,11 @@ def export_case(case, opsets: list[int], folder: Path) -> dict:
     for opset in opsets:
         try:
             proto = model.to_onnx(opset)
-            leftover = unknown_onnx_ops(proto.graph)
+            leftover = unknown_onnx_ops(proto.graph, opset)
             if leftover:
                 raise UnsupportedOpsError("export", "tf2onnx", leftover)
             order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
+            fill_output_ranks(proto, {name: np.ndim(value) for name, value in outputs.items()})
         except Exception as exc:  # noqa: BLE001 - any export failure is this case's outcome
             record["exports"][str(opset)] = {"status": "failed", "detail": _describe(exc)}
             continue

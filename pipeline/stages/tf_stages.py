@@ -31,7 +31,7 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
         raise ConfigError("`layout: nchw` needs an image input (4-D, NHWC in TF); this model has none")
     artifacts.save_arrays(out / artifacts.INPUTS, layout.to_artifacts(feeds, cfg.layout))
     artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], layout.to_artifacts(outputs, cfg.layout))
-    state.update(model=model, nchw=images)
+    state.update(model=model, nchw=images, output_ranks={n: a.ndim - 1 for n, a in outputs.items()})
     # Only the native passes read the variables; a Keras model's copy can be gigabytes.
     weights = model.write_weights(out) if cfg.native and hasattr(model, "write_weights") else None
     return {
@@ -65,10 +65,11 @@ def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     model = state["model"]
     nchw_inputs, nchw_outputs = state["nchw"]
     proto = model.to_onnx(cfg.opset, nchw_inputs, nchw_outputs)
-    leftover = unknown_onnx_ops(proto.graph)
+    leftover = unknown_onnx_ops(proto.graph, cfg.opset)
     if leftover:
         raise UnsupportedOpsError("export", "tf2onnx", leftover)
     order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
+    fill_output_ranks(proto, state.get("output_ranks", {}))
     saved = onnx_files.save(proto, out / artifacts.ONNX_MODEL, cfg.external_data_threshold_mb)
     return {
         **saved,
@@ -78,16 +79,49 @@ def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     }
 
 
-def unknown_onnx_ops(graph: onnx.GraphProto) -> Counter:
-    """TF ops tf2onnx could not map stay in the graph under their TF names; count them, subgraphs included."""
+def unknown_onnx_ops(graph: onnx.GraphProto, opset: int) -> Counter:
+    """TF ops tf2onnx could not map stay in the graph under their TF names; count them, subgraphs
+    included. A TF op named like an ONNX op that only exists at a later opset (BitwiseAnd, from 18)
+    counts too, with the opset that has it."""
     found: Counter = Counter()
     for node in graph.node:
-        if not onnx.defs.has(node.op_type, node.domain or ""):
-            found[node.op_type if not node.domain else f"{node.domain}.{node.op_type}"] += 1
+        domain = node.domain or ""
+        if domain in ("", "ai.onnx"):
+            if not _onnx_op_at(node.op_type, opset):
+                since = _onnx_op_since(node.op_type)
+                hint = f" (an ONNX op from opset {since}: set `opset: {since}`)" if since else ""
+                found[node.op_type + hint] += 1
+        elif not onnx.defs.has(node.op_type, domain):
+            found[f"{domain}.{node.op_type}"] += 1
         for attr in node.attribute:
             for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                found += unknown_onnx_ops(sub)
+                found += unknown_onnx_ops(sub, opset)
     return found
+
+
+def _onnx_op_at(op_type: str, opset: int) -> bool:
+    try:
+        onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return False
+    return True
+
+
+def _onnx_op_since(op_type: str) -> int | None:
+    history = onnx.defs.get_all_schemas_with_history()
+    versions = [s.since_version for s in history if s.name == op_type and s.domain == ""]
+    return min(versions) if versions else None
+
+
+def fill_output_ranks(proto: onnx.ModelProto, ranks: dict[str, int]) -> None:
+    """A graph output tf2onnx left without a shape (an If's result) fails onnx.checker; TF's own
+    output says its rank, so it gets that many dimensions of unknown size."""
+    for output in proto.graph.output:
+        tensor = output.type.tensor_type
+        if output.name in ranks and not tensor.HasField("shape"):
+            tensor.shape.SetInParent()
+            for _ in range(ranks[output.name]):
+                tensor.shape.dim.add()
 
 
 def order_graph_io(proto: onnx.ModelProto, input_names: list[str], output_names: list[str]) -> None:

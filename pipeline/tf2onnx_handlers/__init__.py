@@ -7,6 +7,7 @@ _MODULES = (
     "pipeline.tf2onnx_handlers.patches",
     "pipeline.tf2onnx_handlers.one_hot",
     "pipeline.tf2onnx_handlers.complex_fft",
+    "pipeline.tf2onnx_handlers.resize_area",
 )
 
 
