@@ -43,6 +43,8 @@ def _source_coordinates(mode: str, out: int, length: int, scale: float, roi: tup
         return np.full(out, -0.5) if resized == 1 else (y + 0.5) / scale - 0.5
     if mode == "half_pixel":
         return (y + 0.5) / scale - 0.5
+    if mode == "tf_half_pixel_for_nn":  # opset 11's mode, which tf2onnx still writes for nearest
+        return (y + 0.5) / scale
     if mode == "half_pixel_symmetric":
         offset = length / 2 * (1 - out / resized)
         return offset + (y + 0.5) / scale - 0.5
@@ -150,6 +152,9 @@ def _plan(node, graph, settings):
                 outs[axis] = int(common * shape[axis] + 0.5)
     elif scales is not None:
         for i, axis in enumerate(axes):
+            if float(scales[i]) == 1.0:
+                outs[axis] = shape[axis]  # not resized: its length (often the unknown batch) is not needed
+                continue
             if shape[axis] is None:
                 raise RuntimeValue(f"axis {axis}'s input length is unknown before run time")
             full_scales[axis] = float(scales[i])

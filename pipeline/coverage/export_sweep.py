@@ -64,9 +64,8 @@ def export_in_tf(out: Path, opsets, name_filter: str | None) -> dict:
 
 
 def check_case(record: dict, opset: int, out: Path) -> CaseOutcome:
-    known = (
-        record.get("known") if opset in record.get("known_opsets") or not record.get("known_opsets") else None
-    )
+    opsets = record.get("known_opsets") or []
+    known = record.get("known") if not opsets or opset in opsets else None
 
     def outcome(stage: str, status: str, detail: str = "") -> CaseOutcome:
         return CaseOutcome(record["name"], record["group"], opset, stage, status, detail, known)

@@ -38,6 +38,7 @@ def export_case(case, opsets: list[int], folder: Path) -> dict:
         "name": case.name,
         "group": case.group,
         "known": case.known,
+        "known_opsets": list(case.known_opsets),
         "atol": case.atol,
         "rtol": case.rtol,
     }
