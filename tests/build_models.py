@@ -131,6 +131,22 @@ class _RandomNoise(tf.Module):
         return {"y": x + 0.0 * tf.random.uniform(tf.shape(x))}
 
 
+class _Branching(tf.Module):
+    """A tf.cond on the data (ONNX If) reading a weight from outside its branches."""
+
+    def __init__(self):
+        self.w = tf.Variable(np.random.default_rng(3).normal(size=(3, 3)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": tf.cond(tf.reduce_sum(x) > 3.0, lambda: tf.tanh(x @ self.w), lambda: x * 2.0 - 1.0)}
+
+
+def branching(out: Path) -> None:
+    module = _Branching()
+    tf.saved_model.save(module, str(out / "branching"), signatures={"serving_default": module.serve})
+
+
 def unsupported(out: Path) -> None:
     for name, module in (("tf_unsupported", _Special()), ("torch_unsupported", _RandomNoise())):
         tf.saved_model.save(module, str(out / name), signatures={"serving_default": module.serve})
@@ -270,6 +286,7 @@ BUILDERS = (
     frozen_graph,
     tflite,
     unsupported,
+    branching,
     untrusted,
     compiled,
 )

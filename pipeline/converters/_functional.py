@@ -109,3 +109,13 @@ def static_shape(name: str, graph: OnnxGraph) -> list[int | None] | None:
     if info is None or not info.type.tensor_type.HasField("shape"):
         return None
     return [d.dim_value if d.HasField("dim_value") else None for d in info.type.tensor_type.shape.dim]
+
+
+def static_dtype(name: str, graph: OnnxGraph) -> int | None:
+    """A value's ONNX element type (onnx.TensorProto.FLOAT, ...) as the graph records it, or None."""
+    if name in graph.initializers:
+        return graph.initializers[name].proto.data_type
+    info = graph.value_info.get(name)
+    if info is None or not info.type.HasField("tensor_type"):
+        return None
+    return info.type.tensor_type.elem_type or None

@@ -8,10 +8,11 @@ the input's dtype; the wrapped module is traced to torch code, so model.pt needs
 
 from __future__ import annotations
 
+from onnx import TensorProto
 from onnx2torch.utils.common import OperationConverterResult
 from torch import fx, nn
 
-from pipeline.converters._functional import register_module, registered
+from pipeline.converters._functional import register_module, registered, static_dtype
 
 _OPS = {
     "ReduceSum": (1, 11, 13),
@@ -31,9 +32,15 @@ class _SameDtype(nn.Module):
         return self.inner(x, *rest).to(x.dtype)
 
 
+_PROMOTED = {TensorProto.BOOL, TensorProto.INT8, TensorProto.INT16, TensorProto.INT32, TensorProto.UINT8}
+
+
 def _keep_dtype(original):
     def convert(node, graph) -> OperationConverterResult:
         converted = original(node, graph)
+        dtype = static_dtype(node.input_values[0], graph)
+        if dtype is not None and dtype not in _PROMOTED:
+            return converted  # float or int64: torch keeps it
         try:
             module = fx.symbolic_trace(_SameDtype(converted.torch_module))
         except Exception:  # noqa: BLE001 - a module fx cannot trace keeps its own result type

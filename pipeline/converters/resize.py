@@ -237,7 +237,9 @@ def _library_equivalent(node, graph, settings, steps, resize):
         return None
     if settings["antialias"] or any(d is None for d in shape[1:]):
         return None
-    sizes = [int(index.numel() // (1 if weights is None else weights.shape[1])) for _, index, weights, _ in steps]
+    sizes = [
+        int(index.numel() // (1 if weights is None else weights.shape[1])) for _, index, weights, _ in steps
+    ]
     align = None if torch_mode == "nearest" else settings["coordinate_transformation_mode"] == "align_corners"
 
     def interpolate(x, roi=None, scales=None, sizes=None):

@@ -12,7 +12,7 @@ the import stage does (`to_torch`, run, compared with TF's outputs), at the case
 A case's `known` reason marks a failure the README lists. The sweep exits 1 when a case fails that is
 not known, or a known one passes (then its README row and `known` go).
 
-    python -m pipeline.coverage.export_sweep [--opsets 17 18] [-k NAME] [-v] [--json F] [--markdown]
+    python -m pipeline.coverage.export_sweep [--opsets 17 18] [-k NAME ...] [-v] [--json F] [--markdown]
 """
 
 from __future__ import annotations
@@ -51,11 +51,11 @@ class CaseOutcome:
         return (self.status == "passed") == bool(self.known)
 
 
-def export_in_tf(out: Path, opsets, name_filter: str | None) -> dict:
+def export_in_tf(out: Path, opsets, name_filters: list[str] | None) -> dict:
     """Run the TF half in its own process (TensorFlow and torch cannot share one)."""
     command = [sys.executable, "-m", "pipeline.coverage.tf_export", str(out), "--opsets", *map(str, opsets)]
-    if name_filter:
-        command += ["-k", name_filter]
+    for name in name_filters or []:
+        command += ["-k", name]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(command, env=env, capture_output=True, text=True)
     if done.returncode != 0:
@@ -124,14 +124,14 @@ def _mismatch(got: list, expected: list, record: dict) -> str | None:
 
 
 def sweep(
-    opsets=DEFAULT_OPSETS, name_filter: str | None = None, keep: Path | None = None
+    opsets=DEFAULT_OPSETS, name_filters: list[str] | None = None, keep: Path | None = None
 ) -> list[CaseOutcome]:
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(4)
     with tempfile.TemporaryDirectory(prefix="tf2torch-export-sweep-") as tmp:
         out = keep or Path(tmp)
-        catalogue = export_in_tf(out, opsets, name_filter)
+        catalogue = export_in_tf(out, opsets, name_filters)
         return [check_case(record, opset, out) for opset in opsets for record in catalogue["cases"]]
 
 
@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipeline.coverage.export_sweep", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--opsets", type=int, nargs="+", default=list(DEFAULT_OPSETS))
-    parser.add_argument("-k", dest="name_filter", default=None, help="only cases whose name contains this")
+    parser.add_argument(
+        "-k", dest="name_filters", action="append", help="only cases whose name contains this (repeatable)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per case that does not pass")
     parser.add_argument("--json", type=Path, default=None, help="write every outcome to this file")
     parser.add_argument(
@@ -187,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    outcomes = sweep(args.opsets, args.name_filter, args.keep)
+    outcomes = sweep(args.opsets, args.name_filters, args.keep)
     if args.verbose:
         for o in outcomes:
             if o.status != "passed":

@@ -1,7 +1,7 @@
 """The export sweep's TF half: each catalogue case (tf_cases.py) exported with the export stage's own
 code, at each opset. Runs in a TF process (never import torch here):
 
-    python -m pipeline.coverage.tf_export OUT_DIR [--opsets 17 18] [-k NAME]
+    python -m pipeline.coverage.tf_export OUT_DIR [--opsets 17 18] [-k NAME ...]
 
 For each case it writes OUT_DIR/<index>/inputs.npz, tf_outputs.npz and opset<N>.onnx (when the export
 succeeded), and OUT_DIR/cases.json with each case's export outcome per opset. The torch half
@@ -88,14 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.coverage.tf_export")
     parser.add_argument("out", type=Path)
     parser.add_argument("--opsets", type=int, nargs="+", default=[17, 18])
-    parser.add_argument("-k", dest="name_filter", default=None)
+    parser.add_argument("-k", dest="name_filters", action="append")
     args = parser.parse_args(argv)
 
     from pipeline.coverage.tf_cases import all_cases
 
     for name in ("tf2onnx", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    cases = [c for c in all_cases() if not args.name_filter or args.name_filter in c.name]
+    cases = [c for c in all_cases() if not args.name_filters or any(k in c.name for k in args.name_filters)]
     records = []
     for index, case in enumerate(cases):
         # tf2onnx and Keras print to stdout; the sweep's output is the summary
