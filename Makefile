@@ -13,7 +13,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert verify zoo test test-fast sweep bench bench-large lint format clean
+.PHONY: setup convert verify zoo test test-fast sweep ops-page bench bench-large lint format clean
 
 setup: $(STAMP)
 
@@ -76,6 +76,10 @@ test-fast: setup
 sweep: setup
 	$(BIN)/python -m pipeline.coverage.import_sweep
 	$(BIN)/python -m pipeline.coverage.export_sweep
+
+# docs/ops.md and pipeline/coverage/support_matrix.json (what `tf2torch ops` prints) from the sweeps.
+ops-page: setup
+	$(BIN)/python -m pipeline.coverage.support_matrix --write
 
 lint: setup
 	$(BIN)/ruff check pipeline tests scripts

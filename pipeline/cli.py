@@ -10,6 +10,7 @@ file, 3 a stage could not convert.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import signal
@@ -133,6 +134,20 @@ def build_parser() -> argparse.ArgumentParser:
     localize.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="output directory of `convert`")
     localize.add_argument("--debug", action="store_true", help="show tracebacks for errors")
 
+    ops = commands.add_parser(
+        "ops",
+        help="which TF ops, layers and ONNX ops convert (the support matrix from the sweeps)",
+        description='Prints the support matrix measured by the two sweeps (README "Op coverage"; '
+        "docs/ops.md is the same as a page): each TF op, layer or mode of the export sweep and each ONNX "
+        "op of the import sweep, with its status at opsets 17 and 18. QUERY filters by name "
+        "(case-insensitive substring), e.g. `tf2torch ops fft` or `tf2torch ops Resize`.",
+    )
+    ops.add_argument(
+        "query", nargs="?", default=None, metavar="QUERY", help="part of an op, layer or group name"
+    )
+    ops.add_argument("--json", action="store_true", help="print the matching rows as JSON")
+    ops.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+
     verify = commands.add_parser(
         "verify",
         help="check a hand-written PyTorch port against the TF model, transferring the weights",
@@ -233,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        commands = {"batch": _batch, "convert": _convert, "localize": _localize, "verify": _verify}
+        commands = {
+            "batch": _batch,
+            "convert": _convert,
+            "localize": _localize,
+            "ops": _ops,
+            "verify": _verify,
+        }
         return commands[args.command](args)
     except PipelineError as exc:
         if args.debug:
@@ -277,6 +298,25 @@ def _convert(args: argparse.Namespace) -> int:
         for (job_cfg, out), fmt in zip(jobs, formats, strict=True):
             worst = max(worst, _convert_one(job_cfg, fmt, out, pool))
     return worst
+
+
+def _ops(args: argparse.Namespace) -> int:
+    from pipeline.coverage import support_matrix
+
+    matrix = support_matrix.load()
+    if args.json:
+        query = (args.query or "").lower()
+        rows = {
+            "tf_ops": [
+                r for r in matrix["tf_ops"] if query in r["name"].lower() or query in r["group"].lower()
+            ],
+            "onnx_ops": [r for r in matrix["onnx_ops"] if query in r["op"].lower()],
+        }
+        print(json.dumps({"versions": matrix["versions"], **rows}, indent=1))
+        return 0 if rows["tf_ops"] or rows["onnx_ops"] else 1
+    text = support_matrix.lookup(matrix, args.query)
+    print(text)
+    return 1 if text.startswith("no TF or ONNX op matches") else 0
 
 
 def _batch(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickletools
 import signal
@@ -228,3 +229,16 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
     time.sleep(0.3)
     left = [pid for pid in workers if alive(pid)]
     assert left == [], f"worker(s) {left} left running after {signum.name}"
+
+
+def test_ops_lists_tf_and_onnx_ops_with_their_status():
+    proc = run_cli("ops", "fft")
+    assert proc.returncode == 0, proc.stderr
+    assert "tf.signal.rfft2d" in proc.stdout and "supported" in proc.stdout
+    proc = run_cli("ops", "lgamma")
+    assert proc.returncode == 0 and "fails" in proc.stdout and "ONNX has no log-gamma" in proc.stdout
+    proc = run_cli("ops", "Resize", "--json")
+    rows = json.loads(proc.stdout)["onnx_ops"]
+    assert [r["op"] for r in rows] == ["Resize"] and rows[0]["opsets"]["17"]["passed"] > 10
+    proc = run_cli("ops", "no-such-op")
+    assert proc.returncode == 1 and "no TF or ONNX op matches" in proc.stdout

@@ -119,3 +119,15 @@ def test_rewrite_turns_later_inputs_into_initializers():
     assert [i.name for i in test.model.graph.input] == ["x"]
     assert {t.name for t in test.model.graph.initializer} == {"min", "max"}
     assert test.not_applicable is None
+
+
+def test_the_committed_support_matrix_is_current(outcomes):
+    """docs/ops.md and support_matrix.json (what `tf2torch ops` prints) match a fresh build: the ONNX
+    side from this sweep, the TF side from the export sweep's catalogue (listed by a TF process)."""
+    from pipeline.coverage import support_matrix
+
+    fresh = support_matrix.build(outcomes, support_matrix.list_catalogue())
+    committed = support_matrix.load()
+    assert committed["onnx_ops"] == fresh["onnx_ops"], "run `make ops-page`"
+    assert committed["tf_ops"] == fresh["tf_ops"], "run `make ops-page`"
+    assert support_matrix.PAGE.read_text(encoding="utf-8") == support_matrix.markdown(committed)

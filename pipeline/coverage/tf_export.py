@@ -86,9 +86,12 @@ def _describe(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.coverage.tf_export")
-    parser.add_argument("out", type=Path)
+    parser.add_argument("out", type=Path, help="folder to export into, or a file for --list")
     parser.add_argument("--opsets", type=int, nargs="+", default=[17, 18])
     parser.add_argument("-k", dest="name_filters", action="append")
+    parser.add_argument(
+        "--list", action="store_true", help="only write the catalogue (name, group, known) as JSON"
+    )
     args = parser.parse_args(argv)
 
     from pipeline.coverage.tf_cases import all_cases
@@ -96,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("tf2onnx", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
     cases = [c for c in all_cases() if not args.name_filters or any(k in c.name for k in args.name_filters)]
+    if args.list:
+        listing = [
+            {"name": c.name, "group": c.group, "known": c.known, "known_opsets": list(c.known_opsets)}
+            for c in cases
+        ]
+        args.out.write_text(json.dumps(listing, indent=1))
+        return 0
     records = []
     for index, case in enumerate(cases):
         # tf2onnx and Keras print to stdout; the sweep's output is the summary
