@@ -377,3 +377,23 @@ def _start_convert(model: Path, out: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_a_graph_tf2onnx_wrote_wrongly_is_blamed_on_the_tf_op_behind_the_broken_node(tmp_path):
+    """tf2onnx's own ExtractImagePatches handler (replaced in this project) writes a Reshape to -3 for
+    an unknown batch; validate must name the TF op whose conversion wrote that node."""
+    from pipeline.config import ModelConfig
+    from pipeline.errors import ConversionError
+    from pipeline.stages import torch_stages
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+    script = REPO / "tests" / "upstream_patches_export.py"
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], check=True, env=env, capture_output=True, timeout=300
+    )
+    with pytest.raises(ConversionError) as caught:
+        torch_stages.validate(ModelConfig(model=str(tmp_path / "model")), "saved_model", tmp_path, {})
+    message = str(caught.value)
+    assert "ONNX shape inference failed on model.onnx" in message
+    assert "written by tf2onnx when converting the TF op ExtractImagePatches (" in message
+    assert "Traceback" not in message

@@ -33,7 +33,7 @@ import logging
 import numpy as np
 import tensorflow as tf
 
-from pipeline.stages import tf_idioms
+from pipeline.stages import tf_idioms, tf_origins
 
 log = logging.getLogger("tf2torch.export")
 
@@ -240,9 +240,11 @@ def graph_def_to_onnx(
     with tf.Graph().as_default() as tf_graph:
         tf.import_graph_def(graph_def, name="")
 
+    origins: dict[str, str] = {}  # ONNX node -> the TF op it was converted from (tf_origins.py)
+
     def build():
-        with tf_graph.as_default():
-            return tfonnx.process_tf_graph(
+        with tf_graph.as_default(), tf_origins.recording() as recorded:
+            graph = tfonnx.process_tf_graph(
                 tf_graph,
                 continue_on_error=True,  # unsupported ops stay in the graph; export reports them all
                 opset=opset,
@@ -254,6 +256,9 @@ def graph_def_to_onnx(
                 inputs_as_nchw=list(nchw[0]),
                 outputs_as_nchw=list(nchw[1]),
             )
+        origins.clear()
+        origins.update(recorded)
+        return graph
 
     try:
         onnx_graph = optimizer.optimize_graph(build(), catch_errors=False, optimizers=optimizers)
@@ -271,7 +276,9 @@ def graph_def_to_onnx(
         onnx_graph = optimizer.optimize_graph(build(), catch_errors=True, optimizers=optimizers)
     weights.clear()  # the ONNX graph holds its own copy: one copy fewer while the ModelProto is built
     gc.collect()
-    return _model_proto(onnx_graph)
+    model = _model_proto(onnx_graph)
+    tf_origins.attach(model, origins)
+    return model
 
 
 _MAIN_GRAPH = "tf2torch main graph"

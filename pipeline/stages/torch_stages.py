@@ -15,6 +15,7 @@ from pipeline import artifacts, onnx_files
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, UnsupportedOpsError, first_line
 from pipeline.inputs import run_samples
+from pipeline.stages import tf_origins
 from pipeline.stages.torch_outputs import save_module_outputs
 
 # The reference run computes the graph's own arithmetic. Otherwise onnxruntime fuses
@@ -41,17 +42,33 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     try:
         # The path form also works for models with external data (over 2 GB).
         onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        raise ConversionError(f"onnx.checker rejected {path.name}: {first_line(exc)}") from None
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        # full_check runs shape inference too, which raises its own error type
+        what = (
+            "ONNX shape inference failed on"
+            if isinstance(exc, onnx.shape_inference.InferenceError)
+            else ("onnx.checker rejected")
+        )
+        structure = onnx.load(str(path), load_external_data=False)
+        raise ConversionError(
+            f"{what} {path.name}: {first_line(exc)}{tf_origins.explain(structure, str(exc))}"
+        ) from None
     # Over the threshold the tensors stay on disk: ORT, the checker and inference read the path.
     model = onnx.load(str(path), load_external_data=not onnx_files.has_external_data(path))
     try:
         _strict_shape_inference(model, path)
     except Exception as exc:
-        raise ConversionError(f"ONNX shape inference failed on {path.name}: {first_line(exc)}") from None
+        raise ConversionError(
+            f"ONNX shape inference failed on {path.name}: {first_line(exc)}{tf_origins.explain(model, str(exc))}"
+        ) from None
     state["onnx"] = model
 
-    session = onnxruntime_session(str(path))
+    try:
+        session = onnxruntime_session(str(path))
+    except Exception as exc:  # onnxruntime refuses a graph the checks let through
+        raise ConversionError(
+            f"onnxruntime cannot load {path.name}: {first_line(exc)}{tf_origins.explain(model, str(exc))}"
+        ) from None
     names = [o.name for o in session.get_outputs()]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
 
