@@ -131,3 +131,29 @@ def test_the_committed_support_matrix_is_current(outcomes):
     assert committed["onnx_ops"] == fresh["onnx_ops"], "run `make ops-page`"
     assert committed["tf_ops"] == fresh["tf_ops"], "run `make ops-page`"
     assert support_matrix.PAGE.read_text(encoding="utf-8") == support_matrix.markdown(committed)
+
+
+def test_a_converter_that_crashes_is_named_with_its_node_not_a_keyerror(tmp_path):
+    # a user converter (config `converters:`) that looks up a value the graph does not have
+    plugin = tmp_path / "buggy.py"
+    plugin.write_text(
+        "from pipeline.converters.plugins import replace_converter\n\n\n"
+        "@replace_converter('Relu', 14)\n"
+        "def relu(node, graph):\n"
+        "    return graph.initializers['no_such_value']\n"
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["y"], ["z"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    with pytest.raises(UnsupportedOpsError) as caught:
+        to_torch(model, converters=[str(plugin)])
+    message = str(caught.value)
+    assert (
+        "stage 'import'" in message
+        and "Relu (opset 14): the converter failed (KeyError: 'no_such_value')" in message
+    )
+    assert list(caught.value.ops.values()) == [2]

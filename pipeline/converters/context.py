@@ -49,8 +49,9 @@ def convert(model: onnx.ModelProto, attach_onnx_mapping: bool = False, data_dir:
 
 
 def unconvertible_nodes(model: onnx.ModelProto) -> dict[str, int]:
-    """Every node of the top graph whose converter declines it, counted per op and reason: called once
-    a conversion failed, so the error lists them all rather than the first one onnx2torch met."""
+    """Every node of the top graph whose converter declines it (or crashes on it), counted per op and
+    reason: called once a conversion failed, so the error lists them all rather than the first one
+    onnx2torch met, and a converter's KeyError reaches the user as the node it failed on."""
     from collections import Counter
 
     from onnx2torch.node_converters.registry import get_converter
@@ -75,6 +76,10 @@ def unconvertible_nodes(model: onnx.ModelProto) -> dict[str, int]:
             except NotImplementedError as exc:
                 reason = str(exc).split(": ", 1)[-1] if "node '" in str(exc) else str(exc)
                 found[f"{node.operation_type} (opset {version}): {reason.strip()[:200]}"] += 1
+            except Exception as exc:  # noqa: BLE001 - a converter that crashes cannot convert the node either
+                message = str(exc).strip().splitlines()
+                reason = f"the converter failed ({type(exc).__name__}: {message[0][:160] if message else ''})"
+                found[f"{node.operation_type} (opset {version}): {reason}"] += 1
     finally:
         _MODEL.reset(token)
     return dict(found)

@@ -141,8 +141,8 @@ def to_torch(
             warnings.simplefilter("ignore")
             try:
                 return context.convert(model, attach_onnx_mapping, data_dir).eval()
-            except NotImplementedError:
-                # a converter declined a node: name every such node, not only the first
+            except Exception:
+                # a converter declined or crashed on a node: name every such node, not only the first
                 declined = Counter(context.unconvertible_nodes(model))
                 if not declined:
                     raise
