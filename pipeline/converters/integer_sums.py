@@ -3,7 +3,8 @@
 torch.sum, torch.prod and torch.cumsum promote int8/16/32 (and bool) to int64, where ONNX keeps the
 input's type: an int32 ReduceSum (tf2onnx writes one for keras.layers.Discretization and for counting
 masks) came out int64. Every registered converter of these ops is wrapped to cast its result back to
-the input's dtype; the wrapped module is traced to torch code, so model.pt needs nothing new.
+the input's dtype; the wrapped module is traced to torch code, so model.pt needs nothing new. A
+module fx cannot trace (onnx2torch's reductions over axes computed at run time) is left as it was.
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def _keep_dtype(original):
             return converted  # float or int64: torch keeps it
         try:
             module = fx.symbolic_trace(_SameDtype(converted.torch_module))
-        except Exception:  # noqa: BLE001 - a module fx cannot trace keeps its own result type
-            module = _SameDtype(converted.torch_module)
+        except Exception:  # noqa: BLE001 - fx cannot trace it: left as onnx2torch made it, so that
+            return converted  # model.pt needs no class of this package (its result may stay int64)
         return OperationConverterResult(torch_module=module, onnx_mapping=converted.onnx_mapping)
 
     return convert
