@@ -125,14 +125,25 @@ def _mismatch(got: list, expected: list, record: dict) -> str | None:
 
 def sweep(
     opsets=DEFAULT_OPSETS, name_filters: list[str] | None = None, keep: Path | None = None
-) -> list[CaseOutcome]:
+) -> tuple[list[CaseOutcome], dict]:
+    """Every case's outcome per opset, and what of Keras no case covers (see tf_cases.uncovered)."""
     import onnxruntime
 
     onnxruntime.set_default_logger_severity(4)
     with tempfile.TemporaryDirectory(prefix="tf2torch-export-sweep-") as tmp:
         out = keep or Path(tmp)
         catalogue = export_in_tf(out, opsets, name_filters)
-        return [check_case(record, opset, out) for opset in opsets for record in catalogue["cases"]]
+        outcomes = [check_case(record, opset, out) for opset in opsets for record in catalogue["cases"]]
+        return outcomes, catalogue.get("uncovered", {})
+
+
+def coverage_line(uncovered: dict) -> str:
+    parts = []
+    for kind in ("keras.ops", "keras.layers"):
+        total, missing = uncovered.get(f"{kind} total", []), uncovered.get(kind, [])
+        if total:
+            parts.append(f"{len(total) - len(missing)} of {len(total)} {kind} names")
+    return "catalogue covers " + " and ".join(parts) + " of the installed Keras (-v lists the rest)"
 
 
 def stage_counts(outcomes: list[CaseOutcome], opset: int) -> dict[str, Counter]:
@@ -189,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.monotonic()
-    outcomes = sweep(args.opsets, args.name_filters, args.keep)
+    outcomes, uncovered = sweep(args.opsets, args.name_filters, args.keep)
     if args.verbose:
         for o in outcomes:
             if o.status != "passed":
@@ -197,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  opset {o.opset} {o.stage} {o.status} ({flag}): {o.name}: {o.detail}")
     for opset in args.opsets:
         print(summary_line(outcomes, opset))
+    if not args.name_filters:
+        print(coverage_line(uncovered))
+        if args.verbose:
+            for kind in ("keras.ops", "keras.layers"):
+                print(f"  {kind} without a case: {', '.join(uncovered.get(kind, []))}")
     unexpected = [o for o in outcomes if o.unexpected]
     for o in unexpected:
         if o.status == "passed":

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from pipeline.coverage.tf_cases import all_cases
+    from pipeline.coverage.tf_cases import all_cases, uncovered
 
     for name in ("tf2onnx", "tensorflow", "absl"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         records.append(record)
         if (index + 1) % 50 == 0 or index + 1 == len(cases):
             print(f"exported {index + 1}/{len(cases)} cases", file=sys.stderr, flush=True)
-    (args.out / "cases.json").write_text(json.dumps({"opsets": args.opsets, "cases": records}, indent=1))
+    catalogue = {"opsets": args.opsets, "cases": records, "uncovered": uncovered()}
+    (args.out / "cases.json").write_text(json.dumps(catalogue, indent=1))
     return 0
 
 
