@@ -47,15 +47,18 @@ def _part(ctx, node, index: int):
     )
 
 
+def _replace_by_pair(ctx, node, real: str, imag: str, dtype) -> None:
+    """Replace `node` by the pair (real, imag) stacked on a new last axis."""
+    builder = GraphBuilder(ctx)
+    parts = [builder.make_unsqueeze({"data": t, "axes": [-1]}) for t in (real, imag)]
+    _replace(ctx, node, "Concat", parts, {"axis": -1}, _paired_shape(ctx.get_shape(node.input[0])), dtype)
+
+
 @tf_op("Complex")
 class Complex:
     @classmethod
     def version_17(cls, ctx, node, **kwargs):
-        shape = ctx.get_shape(node.input[0])
-        dtype = ctx.get_dtype(node.input[0])
-        builder = GraphBuilder(ctx)
-        parts = [builder.make_unsqueeze({"data": t, "axes": [-1]}) for t in node.input[:2]]
-        _replace(ctx, node, "Concat", parts, {"axis": -1}, _paired_shape(shape), dtype)
+        _replace_by_pair(ctx, node, node.input[0], node.input[1], ctx.get_dtype(node.input[0]))
 
 
 @tf_op("Real")
@@ -102,11 +105,7 @@ class Cast:
             size = ctx.make_node("Shape", [values])
             zero = helper.make_tensor("zero", real, [1], [0])
             zeros = ctx.make_node("ConstantOfShape", [size.output[0]], attr={"value": zero})
-            builder = GraphBuilder(ctx)
-            parts = [builder.make_unsqueeze({"data": t, "axes": [-1]}) for t in (values, zeros.output[0])]
-            _replace(
-                ctx, node, "Concat", parts, {"axis": -1}, _paired_shape(ctx.get_shape(node.input[0])), real
-            )
+            _replace_by_pair(ctx, node, values, zeros.output[0], real)
             return
         if source in _COMPLEX and target not in _COMPLEX:  # complex -> real keeps the real part, as TF
             _part(ctx, node, 0)
