@@ -35,13 +35,26 @@ OUTPUTS = {
     "compiled": "compiled_outputs.npz",  # torch.compile of the native model
     "port": "port_outputs.npz",  # a hand-written module with the TF weights (`verify`)
 }
+# The first sample at a second value of every dimension the TF model leaves unknown (batch, sequence
+# length, image size; pipeline/inputs.py picks it), and the outputs of each form on it.
+INPUTS_SECOND_SHAPE = "inputs_second_shape.npz"
+SECOND_SHAPE_OUTPUTS = {
+    "tf_second_shape": "tf_outputs_second_shape.npz",
+    "native_second_shape": "native_outputs_second_shape.npz",
+    "exported_second_shape": "exported_outputs_second_shape.npz",
+}
 # Gradients of the projected outputs with respect to each floating-point input (pipeline/gradients.py).
 GRADIENTS = {"tf": "tf_gradients.npz", "torch": "torch_gradients.npz"}
 # The training check (pipeline/training/): `loss` per step and `update:<parameter>` over the steps,
 # TF's in torch's layout.
 TRAINING = {"tf_training": "training_tf.npz", "torch_training": "training_torch.npz"}
 # Every file a stage comparison reads, by the keys runner.STAGE_COMPARISONS uses.
-COMPARED = {**OUTPUTS, **{f"{k}_gradients": v for k, v in GRADIENTS.items()}, **TRAINING}
+COMPARED = {
+    **OUTPUTS,
+    **SECOND_SHAPE_OUTPUTS,
+    **{f"{k}_gradients": v for k, v in GRADIENTS.items()},
+    **TRAINING,
+}
 # Localisation: TF's intermediate values by ONNX value name, on the first input batch.
 LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 # The Keras model's variables (by key) and its layers with their variables' names, trainability and

@@ -24,6 +24,8 @@ PAIRS = ("tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch")
 TOLERANCE_OF_PAIR = {
     "onnx_vs_native": "onnx_vs_torch",
     "tf_vs_native": "tf_vs_torch",
+    "tf_vs_native_second_shape": "tf_vs_torch",
+    "tf_vs_exported_second_shape": "tf_vs_torch",
     "onnx_vs_exported": "onnx_vs_torch",
     "onnx_vs_compiled": "onnx_vs_torch",
 }

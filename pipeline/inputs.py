@@ -131,3 +131,60 @@ def _fmt_shape(shape: tuple | None) -> str:
     if shape is None:
         return "[?]"
     return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def second_shape_candidates(
+    declared: list[TensorInfo], specs: list[ConcreteInput]
+) -> list[dict[str, tuple[int, ...]]]:
+    """Shapes that give every dimension the model leaves unknown a second value, best first.
+
+    The batch grows by one; every other unknown dimension shrinks by about a quarter (shorter is what
+    position embeddings and fixed-size caches accept). The first candidate gives each dimension a value
+    of its own, so that a size computed in the graph can be traced back to the one input dimension it
+    comes from; the second moves dimensions of equal size together (a token sequence and its mask);
+    the last moves only the batch, for models whose unknown dimensions are fixed after all.
+    """
+    dynamic = [
+        (spec.name, axis, size)
+        for info, spec in zip(declared, specs, strict=True)
+        if info.shape is not None and len(info.shape) == len(spec.shape)
+        for axis, (known, size) in enumerate(zip(info.shape, spec.shape, strict=True))
+        if known is None
+    ]
+    if not dynamic:
+        return []
+    used = {size for spec in specs for size in spec.shape}
+    batch_only = {(n, a): s + 1 for n, a, s in dynamic if a == 0}
+    used |= set(batch_only.values())
+
+    def fresh(size: int) -> int:
+        new = max(1, size - max(1, size // 4)) if size > 1 else 2
+        while new in used:
+            new = new - 1 if new > 1 else max(used) + 1
+        used.add(new)
+        return new
+
+    others = [(n, a, s) for n, a, s in dynamic if a != 0]
+    distinct = {**batch_only, **{(n, a): fresh(s) for n, a, s in others}}
+    by_size: dict[int, int] = {}
+    tied = {**batch_only, **{(n, a): by_size.setdefault(s, fresh(s)) for n, a, s in others}}
+
+    def shapes(new: dict[tuple[str, int], int]) -> dict[str, tuple[int, ...]]:
+        return {
+            spec.name: tuple(new.get((spec.name, a), s) for a, s in enumerate(spec.shape)) for spec in specs
+        }
+
+    candidates = [shapes(distinct), shapes(tied), shapes(batch_only)]
+    return [c for i, c in enumerate(candidates) if c not in candidates[:i]]
+
+
+def resized(sample: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """`sample`'s arrays cut or extended (by wrapping around) to `shapes`: values stay the model's kind
+    (valid token ids, the configured range) at any size."""
+    result = {}
+    for name, array in sample.items():
+        for axis, size in enumerate(shapes[name]):
+            if size != array.shape[axis]:
+                array = np.take(array, np.arange(size) % array.shape[axis], axis=axis)
+        result[name] = np.ascontiguousarray(array)
+    return result

@@ -36,7 +36,8 @@ GRADIENT_STAGES = {"tf": "tf_gradients", "torch": "gradients"}
 
 # Pairs whose arrays exist only when asked for: `training` writes train.py; only a training check
 # writes the arrays it is judged on.
-_COMPARED_WHEN_ASKED = {"training"}
+# The second-shape pairs exist only for models with unknown dimensions.
+_COMPARED_WHEN_ASKED = {"training", "tf_vs_native_second_shape", "tf_vs_exported_second_shape"}
 
 # `training` / `training_check`: the compile settings mapped and TF's steps, then train.py and its steps.
 TRAINING_STAGES = {"tf": "tf_training", "torch": "training"}
@@ -47,8 +48,15 @@ STAGE_COMPARISONS: dict[str, tuple[tuple[str, str, str], ...]] = {
     "validate": (("tf_vs_onnx", "tf", "onnx"),),
     "import": (("onnx_vs_torch", "onnx", "torch"), ("tf_vs_torch", "tf", "torch")),
     "gradients": (("gradients", "tf_gradients", "torch_gradients"),),
-    "native": (("onnx_vs_native", "onnx", "native"), ("tf_vs_native", "tf", "native")),
-    "torch_export": (("onnx_vs_exported", "onnx", "exported"),),
+    "native": (
+        ("onnx_vs_native", "onnx", "native"),
+        ("tf_vs_native", "tf", "native"),
+        ("tf_vs_native_second_shape", "tf_second_shape", "native_second_shape"),
+    ),
+    "torch_export": (
+        ("onnx_vs_exported", "onnx", "exported"),
+        ("tf_vs_exported_second_shape", "tf_second_shape", "exported_second_shape"),
+    ),
     "torch_compile": (("onnx_vs_compiled", "onnx", "compiled"),),
     "port": (("tf_vs_port", "tf", "port"),),
     "training": (("training", "tf_training", "torch_training"),),

@@ -53,6 +53,12 @@ def run_passes(
     passes: tuple[tuple[str, Pass], ...] = PASSES,
 ) -> tuple[fx.GraphModule, list[dict[str, Any]]]:
     log = []
+    # What the module does at the second input shape before any pass: each pass must keep it, so a
+    # pass that bakes a sequence length or image size in is reverted like one that moves the numbers.
+    try:
+        second = run_module(gm, ctx.inputs_b)
+    except Exception:  # onnx2torch's module itself is fixed to the first shape; the stage reports it
+        second = None
     for name, func in passes:
         started = time.perf_counter()
         candidate = copy.deepcopy(gm)
@@ -61,6 +67,16 @@ def run_passes(
             notes = func(candidate, ctx)
             candidate.eval()  # modules a pass creates start in training mode
             worst = _verify(candidate, samples, references, output_names, cfg)
+            if worst["passed"] and second is not None:
+                at_second = _verify(
+                    candidate,
+                    [ctx.inputs_b],
+                    [dict(zip(output_names, second, strict=False))],
+                    output_names,
+                    cfg,
+                )
+                if not at_second["passed"]:
+                    worst = {**at_second, "where": " at the second input shape"}
         except Exception as exc:
             entry.update(status="reverted", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
         else:
@@ -68,7 +84,10 @@ def run_passes(
                 gm = candidate
                 entry.update(status="applied", max_abs_diff=worst["max_abs_diff"])
             else:
-                entry.update(status="reverted", reason=f"outputs moved by {worst['max_abs_diff']:.3g}")
+                entry.update(
+                    status="reverted",
+                    reason=f"outputs moved by {worst['max_abs_diff']:.3g}{worst.get('where', '')}",
+                )
             if notes:
                 entry["left_as_is"] = notes[:20] + (
                     [f"... and {len(notes) - 20} more"] if len(notes) > 20 else []

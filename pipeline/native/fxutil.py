@@ -43,6 +43,12 @@ def dependencies(gm: fx.GraphModule) -> dict[str, int]:
             kinds[node.name] = DATA
         elif node.op == "get_attr":
             kinds[node.name] = CONST
+        elif (
+            node.op == "call_function"
+            and node.target is getattr
+            and node.args[1:] in (("device",), ("dtype",))
+        ):
+            kinds[node.name] = CONST  # where the data lives, not what it holds
         elif is_shape_op(gm, node):
             kinds[node.name] = min(SHAPE, max(inputs, default=CONST))
         else:
@@ -51,11 +57,24 @@ def dependencies(gm: fx.GraphModule) -> dict[str, int]:
 
 
 def is_shape_op(gm: fx.GraphModule, node: fx.Node) -> bool:
+    """A node whose value depends on its inputs' shapes only: onnx2torch's Shape, a traced converter
+    whose graph reads only shapes (this package's Shape and Size), `x.size()`, `x.shape`."""
     if node.op == "call_module":
-        return type(module_of(gm, node)).__name__ == "OnnxShape"
+        module = module_of(gm, node)
+        if type(module).__name__ == "OnnxShape":
+            return True
+        if isinstance(module, fx.GraphModule):
+            kinds = dependencies(module)
+            outputs = [n for n in module.graph.nodes if n.op == "output"]
+            return bool(outputs) and all(kinds[a.name] <= SHAPE for a in outputs[0].all_input_nodes)
+        return False
     if node.op == "call_method":
         return node.target in ("size", "dim")
-    return node.op == "call_function" and node.target is getattr and node.args[1:] == ("shape",)
+    if node.op == "call_function":
+        return node.target in (torch._shape_as_tensor, torch.numel) or (
+            node.target is getattr and node.args[1:] == ("shape",)
+        )
+    return False
 
 
 def module_of(gm: fx.GraphModule, node: fx.Node) -> nn.Module:
@@ -117,7 +136,14 @@ def inline(gm: fx.GraphModule, node: fx.Node, sub: fx.GraphModule, args: list[An
                 continue
             elif sub_node.op == "get_attr":
                 value = attr_of(sub, sub_node)
-                if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_floating_point():
+                as_self = any(u.op == "call_method" and u.args[0] is sub_node for u in sub_node.users)
+                if (
+                    isinstance(value, torch.Tensor)
+                    and value.dim() == 0
+                    and not value.is_floating_point()
+                    and value.dtype != torch.bool
+                    and not as_self
+                ):
                     env[sub_node] = value.item()  # a traced index or dim: a Python number in code
                     continue
                 name = fresh_name(gm, sub_node.target)

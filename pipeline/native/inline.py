@@ -8,13 +8,14 @@ Pad+Conv) are opened up the same way. torch.nn modules stay modules.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
 import torch
 from torch import fx, nn
 
-from pipeline.native import fxutil
+from pipeline.native import fxutil, sizes
 from pipeline.native.context import PassContext
 
 
@@ -38,6 +39,9 @@ class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         # torch.nn modules stay calls; wrappers of onnx2torch and this package are traced through.
         return type(m).__module__.startswith("torch.nn") and not isinstance(m, nn.Sequential)
+
+    def create_arg(self, a: Any) -> Any:
+        return super().create_arg(sizes.plain_numbers(a))
 
 
 def is_wrapper(module: nn.Module) -> bool:
@@ -73,24 +77,117 @@ def drop_zero_states(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
 
 
 def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
-    notes, done = [], 0
+    notes: dict[str, str] = {}
+    done = 0
+    input_sizes = sizes.InputSizes(gm, ctx.inputs_a, ctx.inputs_b)
+    if input_sizes.dims:
+        values_a, values_b = ctx.values(gm)
+        sizes.shape_values_as_code(gm, values_a, values_b, fxutil.dependencies(gm), input_sizes)
+        fxutil.tidy(gm)
     for _ in range(8):  # wrappers inside wrappers: repeat until nothing changes
         changed = False
+        recorded = None  # the values at both input sets, recorded again once new nodes need them
         for node in list(gm.graph.nodes):
             if node.op != "call_module" or not is_wrapper(fxutil.module_of(gm, node)):
                 continue
-            traced, data_args, why = _trace_bound(gm, node)
+            if recorded is None or any(a.name not in recorded[0] for a in node.all_input_nodes):
+                recorded = (*ctx.values(gm), fxutil.dependencies(gm), input_sizes)
+            traced, data_args, why = _trace(gm, node, *recorded)
             if traced is None:
-                notes.append(f"{node.name} ({type(fxutil.module_of(gm, node)).__name__}): {why}")
+                notes[node.name] = f"{node.name} ({type(fxutil.module_of(gm, node)).__name__}): {why}"
                 continue
             fxutil.inline(gm, node, traced, data_args)
+            sizes.resolve_outer(gm)
             done += 1
             changed = True
         fxutil.tidy(gm)
         if not changed:
             break
     ctx.count("inline_wrappers", done)
-    return sorted(set(notes))
+    present = {n.name for n in gm.graph.nodes}
+    return sorted(note for name, note in notes.items() if name in present)
+
+
+def _trace(gm, node, values_a, values_b, kinds, input_sizes):
+    """The wrapper as plain torch code: traced with its constant arguments bound; where an argument
+    depends on the input shapes, or the wrapper branches on its inputs' dtype or rank, traced at
+    both input sets with their shapes known and the differing sizes written as input sizes."""
+    shaped = any(
+        isinstance(a, fx.Node) and kinds[a.name] != fxutil.DATA and fxutil.constant(gm, a) is None
+        for a in node.args
+    )
+    if not shaped:
+        traced, data_args, why = _trace_bound(gm, node)
+        if traced is not None:
+            return traced, data_args, why
+    why = ""
+    # A value computed from the input shapes is bound to its value where the wrapper reads it as a
+    # shape (Reshape's target); where it uses it as a tensor (Expand of a sequence length, Gather's
+    # indices from a Range), it stays an input, computed by the code the earlier wrappers became.
+    for as_data in _data_choices(gm, node, kinds) if shaped else [set()]:
+        try:
+            traced = _trace_two_shapes(gm, node, values_a, values_b, kinds, input_sizes, as_data)
+        except Exception as exc:
+            why = why or f"cannot be traced to plain torch code ({type(exc).__name__}: {str(exc)[:120]})"
+            continue
+        return traced, _data_args(gm, node, kinds, as_data), None
+    return None, [], why
+
+
+def _data_choices(gm, node, kinds) -> list[set[int]]:
+    """Which shape-valued arguments (by position) to pass as tensors: none first, then each subset."""
+    shaped = [
+        i
+        for i, a in enumerate(node.args)
+        if isinstance(a, fx.Node)
+        and kinds[a.name] == fxutil.SHAPE
+        and a.op != "call_module"
+        and fxutil.constant(gm, a) is None
+    ]
+    if len(shaped) > 3:
+        return [set(), set(shaped)]
+    return [set(c) for r in range(len(shaped) + 1) for c in itertools.combinations(shaped, r)]
+
+
+def _is_data(gm, node, i, kinds, as_data) -> bool:
+    arg = node.args[i]
+    if not isinstance(arg, fx.Node) or fxutil.constant(gm, arg) is not None:
+        return False
+    return kinds[arg.name] == fxutil.DATA or i in as_data
+
+
+def _data_args(gm, node, kinds, as_data=frozenset()) -> list[fx.Node]:
+    return [a for i, a in enumerate(node.args) if _is_data(gm, node, i, kinds, as_data)]
+
+
+def _trace_two_shapes(
+    gm, node, values_a, values_b, kinds, input_sizes, as_data=frozenset()
+) -> fx.GraphModule:
+    if node.kwargs:
+        raise sizes.SizeError("called with keyword arguments")
+    module = fxutil.module_of(gm, node)
+    bound, metas = [], []
+    for values in (values_a, values_b):
+        pattern: list[tuple[str, Any]] = []
+        meta: dict[str, torch.Tensor] = {}
+        for i, arg in enumerate(node.args):
+            value = fxutil.constant(gm, arg)
+            if value is not None or not isinstance(arg, fx.Node):
+                pattern.append(("const", value if value is not None else arg))
+            elif not _is_data(gm, node, i, kinds, as_data):
+                pattern.append(("const", values[arg.name]))  # a shape: bound to its value at this input set
+            else:
+                recorded = values.get(arg.name)
+                if not isinstance(recorded, torch.Tensor):
+                    raise sizes.SizeError(f"input {arg.name} is not a tensor")
+                meta[f"d{len(meta)}"] = recorded.to("meta")
+                pattern.append(("data", len(meta) - 1))
+        if len(meta) > _MAX_DATA_ARGS:
+            raise sizes.SizeError(f"more than {_MAX_DATA_ARGS} inputs computed at run time")
+        bound.append(_Bound(module, pattern))
+        metas.append(meta)
+    unused = {f"d{i}": None for i in range(len(metas[0]), _MAX_DATA_ARGS)}
+    return sizes.trace_with_sizes(*bound, *metas, unused, _Tracer().is_leaf_module, input_sizes)
 
 
 def _trace_bound(gm: fx.GraphModule, node: fx.Node):

@@ -17,7 +17,7 @@ from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.native import codegen, driver, layers
 from pipeline.native.context import PassContext, TFVariable, with_extra_row
-from pipeline.stages.torch_outputs import save_module_outputs
+from pipeline.stages.torch_outputs import save_module_outputs, second_shape_inputs
 
 
 def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +31,8 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     references = [{k: v[i] for k, v in reference.items()} for i in range(count)]
     tf_variables, tf_summary = _tf_variables(out)
     first = [s.numpy() for s in samples[0]]
-    ctx = PassContext(samples[0], [torch.from_numpy(a) for a in with_extra_row(first)], tf_variables)
+    second = second_shape_inputs(out, input_names) or with_extra_row(first)
+    ctx = PassContext(samples[0], [torch.from_numpy(a) for a in second], tf_variables)
     module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
     module.eval()
 

@@ -32,16 +32,60 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     artifacts.save_arrays(out / artifacts.INPUTS, layout.to_artifacts(feeds, cfg.layout))
     artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], layout.to_artifacts(outputs, cfg.layout))
     state.update(model=model, nchw=images, output_ranks={n: a.ndim - 1 for n, a in outputs.items()})
+    second_shape = _second_shape(model, specs, feeds, cfg.layout, out)
     # Only the native passes read the variables; a Keras model's copy can be gigabytes.
     weights = model.write_weights(out) if cfg.native and hasattr(model, "write_weights") else None
     return {
         "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,
         "inputs": [s.to_json() for s in specs],
+        "second_shape": second_shape,
         "outputs": [
             {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()
         ],
     }
+
+
+def _second_shape(model, specs, feeds, layout_name: str, out: Path) -> dict[str, Any] | None:
+    """TF's outputs on the first sample at a second value of every unknown dimension, so that later
+    stages can show those dimensions stayed dynamic. A dimension the model turns out to need at its
+    configured size (TF fails at any other) is reported as fixed."""
+    written = [out / artifacts.INPUTS_SECOND_SHAPE, out / artifacts.SECOND_SHAPE_OUTPUTS["tf_second_shape"]]
+    for path in written:
+        path.unlink(missing_ok=True)
+    first = {name: array[0] for name, array in feeds.items()}
+    failures = []
+    for shapes in inputs.second_shape_candidates(model.inputs, specs):
+        sample = inputs.resized(first, shapes)
+        try:
+            result = model.run(sample)
+        except Exception as exc:  # the model needs some dimension at its configured size
+            failures.append(f"{_shapes_text(shapes)}: {type(exc).__name__}")
+            continue
+        outputs = {name: np.asarray(result[name])[None] for name in model.outputs}
+        artifacts.save_arrays(
+            written[0], layout.to_artifacts({n: a[None] for n, a in sample.items()}, layout_name)
+        )
+        artifacts.save_arrays(written[1], layout.to_artifacts(outputs, layout_name))
+        fixed = [
+            f"{spec.name}[{axis}]"
+            for info, spec in zip(model.inputs, specs, strict=True)
+            for axis, size in enumerate(spec.shape)
+            if info.shape is not None
+            and axis < len(info.shape)
+            and info.shape[axis] is None
+            and shapes[spec.name][axis] == size
+        ]
+        return {
+            "inputs": {n: list(s) for n, s in shapes.items()},
+            "fixed_by_model": fixed,
+            "refused": failures,
+        }
+    return None if not failures else {"inputs": None, "refused": failures}
+
+
+def _shapes_text(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
 
 
 def _refuse_nonfinite(outputs: dict[str, np.ndarray]) -> None:

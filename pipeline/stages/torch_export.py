@@ -1,8 +1,8 @@
 """Stages `torch_export`, `torch_compile` and `train_check` (torch worker), on the native model of
 stage `native`.
 
-torch_export: torch.export.export with the batch dimension dynamic, saved as model.pt2 and run again
-(at the samples' batch size and one more, to prove the batch is dynamic). torch_compile
+torch_export: torch.export.export with every dimension dynamic that TF's model leaves unknown (the
+batch, sequence lengths, image sizes), saved as model.pt2 and run again at the second input shape. torch_compile
 (`torch_compile: true`): torch.compile of the native model. Both outputs are compared with onnxruntime's.
 
 train_check: 20 SGD steps on random targets; the loss must fall and every trainable parameter get a
@@ -23,7 +23,7 @@ from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError
 from pipeline.native.context import with_extra_row
-from pipeline.stages.torch_outputs import run_module, save_module_outputs
+from pipeline.stages.torch_outputs import run_module, save_module_outputs, second_shape_inputs
 
 TRAIN_STEPS = 20
 TRAIN_BATCH = 4
@@ -37,27 +37,46 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     # An example batch of 1 would make torch.export specialise the batch to 1.
     example = first if first[0].shape[0] > 1 else with_extra_row(first)
     args = tuple(torch.from_numpy(a) for a in example)
-    details: dict[str, Any] = {}
+    second = second_shape_inputs(out, input_names) or example
+    if second[0].shape[:1] == example[0].shape[:1]:  # the example's batch was raised from 1
+        second = with_extra_row(second)
+    dynamic = dynamic_dims(example, second)
+    details: dict[str, Any] = {
+        "dynamic_dims": {n: sorted(d) for n, d in zip(input_names, dynamic, strict=True)}
+    }
     (out / artifacts.EXPORTED_PROGRAM).unlink(missing_ok=True)
     started = time.perf_counter()
-    batch = torch.export.Dim("batch")
     try:
-        program = torch.export.export(model, args, dynamic_shapes=tuple({0: batch} for _ in args))
+        program = torch.export.export(model, args, dynamic_shapes=tuple(dynamic))
     except Exception as exc:
         message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         return {"skipped": f"torch.export failed: {type(exc).__name__}: {message}"}
     artifacts.write_atomic(out / artifacts.EXPORTED_PROGRAM, lambda tmp: torch.export.save(program, str(tmp)))
     details["export_seconds"] = round(time.perf_counter() - started, 3)
     exported = torch.export.load(str(out / artifacts.EXPORTED_PROGRAM)).module()
-    larger = [torch.from_numpy(a) for a in with_extra_row(example)]
-    got = run_module(exported, larger)[0]
+    got = run_module(exported, [torch.from_numpy(a) for a in second])[0]
     details["dynamic_batch_checked"] = [int(args[0].shape[0]), int(got.shape[0])]
-    if got.shape[0] != larger[0].shape[0]:
+    if got.shape[0] != second[0].shape[0]:
         raise ConversionError(
-            f"model.pt2 returned batch {got.shape[0]} for an input batch of {larger[0].shape[0]}"
+            f"model.pt2 returned batch {got.shape[0]} for an input batch of {second[0].shape[0]}"
         )
     save_module_outputs(exported, "exported", out, input_names, output_names)
     return details
+
+
+def dynamic_dims(example: list[np.ndarray], second: list[np.ndarray]) -> list[dict[int, Any]]:
+    """torch.export's dynamic_shapes: every axis whose size differs between the two input sets. Axes
+    that take the same pair of sizes share one Dim (a token sequence and its mask must stay equal)."""
+    dims: dict[tuple[int, int], Any] = {}
+    result = []
+    for a, b in zip(example, second, strict=True):
+        spec = {}
+        for axis, (x, y) in enumerate(zip(a.shape, b.shape, strict=True)):
+            if x != y:
+                name = "batch" if axis == 0 else f"dim{len(dims)}"
+                spec[axis] = dims.setdefault((x, y), torch.export.Dim(name))
+        result.append(spec)
+    return result
 
 
 def torch_compile(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:

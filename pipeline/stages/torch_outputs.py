@@ -25,8 +25,30 @@ def run_module(module: torch.nn.Module, args: list[torch.Tensor]) -> list[np.nda
 def save_module_outputs(
     module: torch.nn.Module, key: str, out: Path, input_names: list[str], output_names: list[str]
 ) -> None:
-    """Runs `module` on every sample of inputs.npz and writes artifacts.OUTPUTS[key]."""
-    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    """Runs `module` on every sample of inputs.npz and writes artifacts.OUTPUTS[key]; where the TF
+    model has unknown dimensions, also on inputs_second_shape.npz into the `<key>_second_shape` file."""
+    _save_outputs(module, out / artifacts.INPUTS, out / artifacts.OUTPUTS[key], input_names, output_names)
+    second = artifacts.SECOND_SHAPE_OUTPUTS.get(f"{key}_second_shape")
+    if second is not None:
+        (out / second).unlink(missing_ok=True)
+        if (out / artifacts.INPUTS_SECOND_SHAPE).is_file():
+            try:
+                _save_outputs(
+                    module, out / artifacts.INPUTS_SECOND_SHAPE, out / second, input_names, output_names
+                )
+            except Exception as exc:  # a size fixed in the code although TF's model leaves it open
+                shapes = {
+                    n: list(a.shape[1:])
+                    for n, a in artifacts.load_arrays(out / artifacts.INPUTS_SECOND_SHAPE).items()
+                }
+                raise ConversionError(
+                    f"the {key} model fails at the second input shape {shapes}, which TF's model accepts "
+                    f"({type(exc).__name__}: {str(exc).strip()[:200]})"
+                ) from exc
+
+
+def _save_outputs(module, inputs_path: Path, outputs_path: Path, input_names, output_names) -> None:
+    feeds = artifacts.load_arrays(inputs_path)
 
     def run(feed):
         # np.asarray keeps a 0-d input 0-d (np.ascontiguousarray makes it 1-d)
@@ -37,4 +59,13 @@ def save_module_outputs(
             )
         return dict(zip(output_names, results, strict=True))
 
-    artifacts.save_arrays(out / artifacts.OUTPUTS[key], run_samples(run, feeds, output_names))
+    artifacts.save_arrays(outputs_path, run_samples(run, feeds, output_names))
+
+
+def second_shape_inputs(out: Path, input_names: list[str]) -> list[np.ndarray] | None:
+    """The second-shape sample (every unknown dimension at another value) when the model has one."""
+    path = out / artifacts.INPUTS_SECOND_SHAPE
+    if not path.is_file():
+        return None
+    feeds = artifacts.load_arrays(path)
+    return [np.asarray(feeds[n][0], order="C") for n in input_names]
