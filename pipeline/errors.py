@@ -31,9 +31,10 @@ class PipelineError(Exception):
 
     exit_code = EXIT_CONVERSION
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, details: dict | None = None):
         super().__init__(message)
         self.message = message
+        self.details = details  # what the stage found out before it failed, kept in the report
 
 
 class UsageError(PipelineError):

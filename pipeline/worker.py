@@ -93,7 +93,7 @@ def run_job(job: dict) -> None:
                 seconds=time.perf_counter() - started,
                 error=exc.message,
                 exit_code=exc.exit_code,
-                details=getattr(exc, "ops", None),
+                details=exc.details if exc.details is not None else getattr(exc, "ops", None),
             )
             return
         except Exception as exc:

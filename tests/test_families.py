@@ -55,3 +55,12 @@ def test_family_converts_end_to_end(entry, zoo_run):
     # Only the control-flow modules are classes of this package; every other converter emits torch code.
     op_types = report["stages"][1]["details"]["op_types"]
     assert needs == sorted(cls for op, cls in (("If", "OnnxIf"), ("Loop", "OnnxLoop")) if op in op_types)
+    stages = {s["name"]: s for s in report["stages"]}
+    if "native" in stages:
+        # Every model that imports gets a model.py (Loops as Python loops, shape-computed sizes as
+        # input sizes), checked at a second value of every dimension TF leaves unknown.
+        assert stages["native"]["details"]["model_py"].startswith("model.py"), stages["native"]["details"]
+        assert (out / entry.id / "model.py").is_file()
+        if stages["load"]["details"]["second_shape"]:
+            pairs = {c["pair"] for c in stages["native"]["comparisons"]}
+            assert "tf_vs_native_second_shape" in pairs

@@ -8,6 +8,7 @@ Anything that cannot be written this way raises CodegenError with the node.
 from __future__ import annotations
 
 import builtins
+import inspect
 import keyword
 import math
 import operator
@@ -17,11 +18,47 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from pipeline.native import fxutil
+from pipeline.native import fxutil, loops
 
 
 class CodegenError(Exception):
-    pass
+    """What model.py could not be written for: one line per node, `node (what): why`."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        super().__init__(f"{len(problems)} node(s) have no plain-torch form: {shown}")
+
+
+class _Unwritable(CodegenError):
+    def __init__(self, why: str):
+        Exception.__init__(self, why)
+        self.problems = [why]
+
+
+def missing_forms(gm: fx.GraphModule, reasons: dict[str, str] | None = None) -> list[str]:
+    """Every node model.py cannot be written for, with the reason (`reasons`: what the passes found
+    out about a node, by node name)."""
+    reasons = reasons or {}
+    problems = []
+    for node in gm.graph.nodes:
+        why = None
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            if loops.is_loop(module):
+                prefix = f"{node.target}.body."
+                inner = {k.removeprefix(prefix): v for k, v in reasons.items() if k.startswith(prefix)}
+                problems += [f"{node.name}.body.{p}" for p in missing_forms(module.body, inner)]
+            elif type(module) not in NATIVE_CLASSES:
+                why = f"{type(module).__name__}: " + reasons.get(node.name, "no torch.nn equivalent")
+        elif node.op != "placeholder":
+            try:
+                _statement(node, {n.name: n.name for n in gm.graph.nodes})
+            except CodegenError as exc:
+                why = str(exc)
+        if why is not None:
+            problems.append(f"{node.name} ({why})")
+    return problems
 
 
 # torch.nn classes whose repr is a valid constructor call (checked again by loading model.py).
@@ -47,10 +84,24 @@ def generate(
     input_names: list[str],
     header: list[str],
 ) -> str:
+    problems = missing_forms(gm)
+    if problems:
+        raise CodegenError(problems)
+    extra: dict[str, list[str]] = {}  # classes model.py needs besides the model's own, by name
+    main = _class_source(gm, class_name, input_names, extra)
+    code = [line for block in extra.values() for line in (*block, "", "")] + main
+    uses_f = any("F." in line for line in code)
+    lines = [*(f"# {h}" if h else "#" for h in header), "", "import torch"]
+    lines += ["import torch.nn.functional as F"] if uses_f else []
+    lines += ["from torch import nn", "", ""] + code
+    return "\n".join(lines) + "\n"
+
+
+def _class_source(gm: fx.GraphModule, class_name: str, input_names: list[str], extra: dict) -> list[str]:
     names = _value_names(gm, input_names)
     init = ["        super().__init__()"]
     for name, module in gm.named_children():
-        init.append(f"        self.{name} = {_construct(name, module)}")
+        init.append(f"        self.{name} = {_construct(name, module, class_name, extra)}")
         for param_name, param in module.named_parameters():
             if not param.requires_grad:
                 init.append(
@@ -64,19 +115,33 @@ def generate(
         )
     body = [_statement(node, names) for node in gm.graph.nodes if node.op not in ("placeholder",)]
     args = ", ".join(names[n.name] for n in gm.graph.nodes if n.op == "placeholder")
-    uses_f = any("F." in line for line in body)
-    lines = [*(f"# {h}" if h else "#" for h in header), "", "import torch"]
-    lines += ["import torch.nn.functional as F"] if uses_f else []
-    lines += ["from torch import nn", "", "", f"class {class_name}(nn.Module):"]
-    lines += ["    def __init__(self):", *init, "", f"    def forward(self, {args}):"]
-    lines += [f"        {line}" for line in body if line]
-    return "\n".join(lines) + "\n"
+    lines = [f"class {class_name}(nn.Module):", "    def __init__(self):", *init, ""]
+    lines += [f"    def forward(self, {args}):", *(f"        {line}" for line in body if line)]
+    return lines
 
 
-def _construct(name: str, module: nn.Module) -> str:
-    if type(module) not in NATIVE_CLASSES:
-        raise CodegenError(f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}")
-    return "nn." + repr(module).replace("\n", " ")
+def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None = None) -> str:
+    if type(module) in NATIVE_CLASSES:
+        return "nn." + repr(module).replace("\n", " ")
+    if loops.is_loop(module) and extra is not None:
+        # The body as a class of its own, run by the Loop class (this package's, written out).
+        body_class = fxutil.unique_name(f"{owner}_{name}_body".title().replace("_", ""), set(extra), "Body")
+        placeholders = [n.name for n in module.body.graph.nodes if n.op == "placeholder"]
+        extra[body_class] = []  # reserve the name before nested loops take theirs
+        extra[body_class] = _class_source(module.body, body_class, placeholders, extra)
+        extra.setdefault("Loop", _loop_class_source())
+        flags = (module.has_trip_count, module.has_condition, module.carried, module.scanned)
+        return f"Loop({body_class}(), {', '.join(repr(f) for f in flags)})"
+    raise CodegenError([f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}"])
+
+
+def _loop_class_source() -> list[str]:
+    from pipeline.converters.loop import OnnxLoop
+
+    source = inspect.getsource(OnnxLoop).replace("class OnnxLoop(", "class Loop(")
+    doc = '    """ONNX Loop: runs `body` until the trip count or its condition ends it, carrying the loop state\n    and stacking the scan outputs along a new first axis."""\n'
+    lines = source.rstrip("\n").splitlines()
+    return [lines[0], *doc.rstrip("\n").splitlines(), "", *lines[1:]]
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -161,8 +226,10 @@ def _function_name(fn) -> str:
     if name and getattr(torch, name, None) is fn:
         return f"torch.{name}"
     if name and getattr(math, name, None) is fn:
-        raise CodegenError(f"math.{name} in the graph")
-    raise CodegenError(f"function {fn!r} has no torch or torch.nn.functional name")
+        raise _Unwritable(f"math.{name} in the graph")
+    raise _Unwritable(
+        f"{getattr(fn, '__qualname__', fn)!s} from {getattr(fn, '__module__', '?')} has no torch or torch.nn.functional name"
+    )
 
 
 def _format(a: Any, names: dict[str, str]) -> str:
@@ -191,4 +258,4 @@ def _format(a: Any, names: dict[str, str]) -> str:
         return repr(a) if math.isfinite(a) else f'float("{a}")'
     if isinstance(a, torch.memory_format):
         return str(a)
-    raise CodegenError(f"cannot write the argument {a!r} ({type(a).__name__}) as code")
+    raise _Unwritable(f"cannot write the argument {a!r} ({type(a).__name__}) as code")

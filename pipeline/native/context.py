@@ -32,6 +32,8 @@ class PassContext:
     # Root-level tensor of the native module -> (TF variable path, transform): the weights that are no
     # module's own parameters (filled by naming.parameters_and_names).
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # Why a node could not be turned into plain torch code, by node name (for the report).
+    reasons: dict[str, str] = field(default_factory=dict)
 
     def values(self, gm: fx.GraphModule) -> tuple[dict[str, Any], dict[str, Any]]:
         return fxutil.record(gm, self.inputs_a), fxutil.record(gm, self.inputs_b)

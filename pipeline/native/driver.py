@@ -15,7 +15,7 @@ from torch import fx
 
 from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
-from pipeline.native import fold, inline, layers, naming, tidy_ops
+from pipeline.native import fold, inline, layers, loops, naming, tidy_ops
 from pipeline.native.context import PassContext
 from pipeline.stages.torch_outputs import run_module
 
@@ -31,12 +31,14 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("reshape_by_shape", fold.reshape_by_shape),
     ("inline_wrappers", inline.inline_wrappers),
     ("fold_constants_again", fold.fold_constants),
+    ("loop_bodies", loops.loop_bodies),
     ("linear", layers.linear),
     ("conv_weights", layers.conv_weights),
     ("batchnorm", layers.batchnorm),
     ("lstm_weights", layers.lstm_weights),
     ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
+    ("scalars_and_operators", tidy_ops.scalars_and_operators),
     # After every pass that records intermediate values: an in-place activation overwrites its input.
     ("inplace_activations", tidy_ops.inplace_activations),
     ("parameters_and_names", naming.parameters_and_names),

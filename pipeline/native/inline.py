@@ -9,6 +9,7 @@ Pad+Conv) are opened up the same way. torch.nn modules stay modules.
 from __future__ import annotations
 
 import itertools
+import operator
 import warnings
 from typing import Any
 
@@ -103,9 +104,60 @@ def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         fxutil.tidy(gm)
         if not changed:
             break
+    done += _pass_through_helpers(gm, ctx)
     ctx.count("inline_wrappers", done)
     present = {n.name for n in gm.graph.nodes}
+    for name, note in notes.items():
+        if name in present:
+            ctx.reasons[name] = note.split(": ", 1)[1]
     return sorted(note for name, note in notes.items() if name in present)
+
+
+def _pass_through_helpers(gm: fx.GraphModule, ctx: PassContext) -> int:
+    """Small Python helpers a converter kept out of the trace (`torch.fx.wrap`), such as onnx2torch's
+    `_get_element(x, 0)`, replaced by what they do on the recorded values at both input sets: return
+    an argument unchanged, or one element of it."""
+    helpers = [
+        n
+        for n in gm.graph.nodes
+        if n.op == "call_function"
+        and not getattr(n.target, "__module__", "").startswith(("torch", "_operator", "builtins"))
+    ]
+    if not helpers:
+        return 0
+    runs = ctx.values(gm)
+    done = 0
+    for node in helpers:
+        choices = []
+        for values in runs:
+            args = [values.get(a.name) if isinstance(a, fx.Node) else a for a in node.args]
+            result = node.target(*args, **node.kwargs)
+            choices.append(_which_argument(node.args, args, result))
+        if choices[0] is None or choices[0] != choices[1]:
+            continue
+        position, index = choices[0]
+        replacement = node.args[position]
+        if index is not None:
+            with gm.graph.inserting_before(node):
+                replacement = gm.graph.call_function(operator.getitem, (replacement, index))
+        node.replace_all_uses_with(replacement)
+        gm.graph.erase_node(node)
+        done += 1
+    fxutil.tidy(gm)
+    return done
+
+
+def _which_argument(nodes, args, result) -> tuple[int, int | None] | None:
+    for position, (node, value) in enumerate(zip(nodes, args, strict=True)):
+        if not isinstance(node, fx.Node):
+            continue
+        if result is value:
+            return position, None
+        if isinstance(value, (tuple, list)):
+            for index, element in enumerate(value):
+                if result is element:
+                    return position, index
+    return None
 
 
 def _trace(gm, node, values_a, values_b, kinds, input_sizes):

@@ -57,6 +57,8 @@ def _zero_pads_2d(node: fx.Node) -> tuple[int, ...] | None:
     if mode != "constant" or value not in (0, 0.0, None) or not isinstance(pads, (list, tuple)):
         return None
     pads = list(pads) + [0] * (8 - len(pads))
+    if any(not isinstance(p, int) for p in pads):  # sizes computed at run time ('same' at any size)
+        return None
     if len(pads) != 8 or any(pads[4:]):  # only the two spatial dims of an NCHW tensor
         return None
     return tuple(int(p) for p in pads[:4])
@@ -146,3 +148,52 @@ def _overwritable(gm: fx.GraphModule, activation: fx.Node) -> bool:
         and source.target in _ADDITIONS
         and all(isinstance(a, fx.Node) for a in source.args[:2])
     )
+
+
+# torch calls that mean the same as a Python operator on tensors (no alpha, no rounding mode).
+_AS_OPERATOR = {
+    torch.add: operator.add, torch.sub: operator.sub, torch.mul: operator.mul, torch.div: operator.truediv,
+    torch.true_divide: operator.truediv, torch.pow: operator.pow, torch.less: operator.lt,
+    torch.lt: operator.lt, torch.le: operator.le, torch.greater: operator.gt, torch.gt: operator.gt,
+    torch.ge: operator.ge, torch.eq: operator.eq, torch.ne: operator.ne, torch.matmul: operator.matmul,
+    torch.bitwise_and: operator.and_, torch.bitwise_or: operator.or_,
+}  # fmt: skip
+_METHOD_OPERATORS = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+# Python numbers promote like 0-d tensors of these dtypes, so writing the number keeps the result's dtype.
+_LITERAL_DTYPES = {torch.float32: float, torch.int64: int, torch.bool: bool}
+
+
+def scalars_and_operators(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    """`torch.add(x, self.value_const)` -> `x + 1e-06`: binary torch calls as Python operators, and
+    0-d constants they read written as the number itself instead of an opaque buffer."""
+    done = 0
+    for node in list(gm.graph.nodes):
+        if node.kwargs or len(node.args) != 2:
+            continue
+        if node.op == "call_function" and node.target in _AS_OPERATOR:
+            target = _AS_OPERATOR[node.target]
+        elif node.op == "call_method" and node.target in _METHOD_OPERATORS:
+            target = _METHOD_OPERATORS[node.target]
+        elif node.op == "call_function" and node.target in _AS_OPERATOR.values():
+            target = node.target
+        else:
+            continue
+        args = [_literal(gm, a) for a in node.args]
+        if not any(isinstance(a, fx.Node) for a in args):
+            continue
+        if target is operator.matmul and args != list(node.args):
+            continue
+        with gm.graph.inserting_before(node):
+            node.replace_all_uses_with(gm.graph.call_function(target, tuple(args)))
+        gm.graph.erase_node(node)
+        done += 1
+    fxutil.tidy(gm)
+    ctx.count("scalars_and_operators", done)
+    return []
+
+
+def _literal(gm: fx.GraphModule, arg):
+    value = fxutil.constant(gm, arg)
+    if value is None or value.dim() != 0 or value.dtype not in _LITERAL_DTYPES:
+        return arg
+    return _LITERAL_DTYPES[value.dtype](value.item())

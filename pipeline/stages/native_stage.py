@@ -15,6 +15,7 @@ import torch
 
 from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
+from pipeline.errors import ConversionError, first_line
 from pipeline.native import codegen, driver, layers
 from pipeline.native.context import PassContext, TFVariable, with_extra_row
 from pipeline.stages.torch_outputs import save_module_outputs, second_shape_inputs
@@ -47,24 +48,33 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
         (out / stale).unlink(missing_ok=True)
     try:
         source = codegen.generate(module, cfg.class_name, input_names, _header(cfg, fmt))
-    except codegen.CodegenError as exc:
-        details["model_py"] = f"not written: {exc}"
-        runnable = module
-    else:
-        artifacts.save_text(out / artifacts.NATIVE_CODE, source)
-        artifacts.write_atomic(out / artifacts.NATIVE_WEIGHTS, lambda tmp: _save_weights(module, tmp))
-        try:
-            runnable = load_native(out, cfg.class_name)
-        except Exception as exc:  # a code generation bug: keep the verified fx module, say so, remove files
-            for written in (artifacts.NATIVE_CODE, artifacts.NATIVE_WEIGHTS):
-                (out / written).unlink(missing_ok=True)
-            details["model_py"] = (
-                f"not written: the generated code failed to load ({type(exc).__name__}: {exc})"
-            )
-            runnable = module
-        else:
-            details["model_py"] = f"{artifacts.NATIVE_CODE} + {artifacts.NATIVE_WEIGHTS}"
-            details["model_py_lines"] = source.count("\n")
+    except codegen.CodegenError:
+        problems = codegen.missing_forms(module, ctx.reasons)
+        details.update(model_py="not written", missing=problems)
+        raise ConversionError(
+            f"model.py not written: {len(problems)} node(s) have no plain-torch form: "
+            + "; ".join(problems[:3])
+            + (
+                f"; and {len(problems) - 3} more (report.json: native.details.missing)"
+                if len(problems) > 3
+                else ""
+            ),
+            details=details,
+        ) from None
+    artifacts.save_text(out / artifacts.NATIVE_CODE, source)
+    artifacts.write_atomic(out / artifacts.NATIVE_WEIGHTS, lambda tmp: _save_weights(module, tmp))
+    try:
+        runnable = load_native(out, cfg.class_name)
+    except Exception as exc:  # a code generation bug: remove the files, say which error
+        for written in (artifacts.NATIVE_CODE, artifacts.NATIVE_WEIGHTS):
+            (out / written).unlink(missing_ok=True)
+        details["model_py"] = "not written"
+        raise ConversionError(
+            f"model.py not written: the generated code failed to load ({type(exc).__name__}: {first_line(exc)})",
+            details=details,
+        ) from exc
+    details["model_py"] = f"{artifacts.NATIVE_CODE} + {artifacts.NATIVE_WEIGHTS}"
+    details["model_py_lines"] = source.count("\n")
     state["native_module"] = runnable
     save_module_outputs(runnable, "native", out, input_names, output_names)
     details["tolerance"] = resolve_tolerance(cfg.tolerances, "onnx_vs_torch", output_names[0]).model_dump()
