@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -25,8 +27,13 @@ def _assert_matches_onnxruntime(model, feeds, atol=1e-5):
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(
         None, feeds
     )
+    # Through model.pt as the import stage writes it: a converted module must load back.
+    buffer = io.BytesIO()
+    torch.save(context.convert(model), buffer)
+    buffer.seek(0)
+    module = torch.load(buffer, weights_only=False)
     with torch.no_grad():
-        got = context.convert(model)(*[torch.from_numpy(v) for v in feeds.values()])
+        got = module(*[torch.from_numpy(v) for v in feeds.values()])
     got = got if isinstance(got, (tuple, list)) else (got,)
     assert len(got) == len(expected)
     for want, have in zip(expected, got, strict=True):
@@ -239,6 +246,17 @@ def test_opset18_pad_without_axes():
             numpy_helper.from_array(np.array(0.5, dtype=np.float32), "value"),
         ],
         opset=18,
+    )
+    _assert_matches_onnxruntime(model, {"x": RNG.normal(size=(1, 2, 3, 3)).astype("float32")})
+
+
+def test_pad_with_omitted_value_loads_back_from_model_pt():
+    # ZeroPadding2D: no `value` input, traced as None; fx's None guard once made model.pt unloadable.
+    model = _model(
+        [helper.make_node("Pad", ["x", "pads"], ["y"], mode="constant")],
+        [helper.make_tensor_value_info("x", F, [1, 2, 3, 3])],
+        [helper.make_tensor_value_info("y", F, [1, 2, 5, 6])],
+        [numpy_helper.from_array(np.array([0, 0, 1, 2, 0, 0, 1, 1], dtype=np.int64), "pads")],
     )
     _assert_matches_onnxruntime(model, {"x": RNG.normal(size=(1, 2, 3, 3)).astype("float32")})
 

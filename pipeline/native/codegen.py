@@ -122,7 +122,7 @@ def _class_source(gm: fx.GraphModule, class_name: str, input_names: list[str], e
 
 def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None = None) -> str:
     if type(module) in NATIVE_CLASSES:
-        return "nn." + repr(module).replace("\n", " ")
+        return _constructor_call(module)
     if loops.is_loop(module) and extra is not None:
         # The body as a class of its own, run by the Loop class (this package's, written out).
         body_class = fxutil.unique_name(f"{owner}_{name}_body".title().replace("_", ""), set(extra), "Body")
@@ -133,6 +133,39 @@ def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None
         flags = (module.has_trip_count, module.has_condition, module.carried, module.scanned)
         return f"Loop({body_class}(), {', '.join(repr(f) for f in flags)})"
     raise CodegenError([f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}"])
+
+
+def _constructor_call(module: nn.Module) -> str:
+    """`nn.AvgPool2d(kernel_size=3, count_include_pad=False)`: every constructor argument the module
+    keeps as an attribute of the same name, where it differs from the default. (A repr is no
+    constructor: AvgPool2d's leaves count_include_pad out.)"""
+    cls = type(module)
+    args = []
+    for name, parameter in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name.startswith("_"):
+            continue
+        if name in ("device", "dtype"):
+            continue
+        if not hasattr(module, name):
+            if parameter.default is parameter.empty:
+                raise _Unwritable(f"{cls.__name__} keeps no attribute for its argument '{name}'")
+            continue
+        value = getattr(module, name)
+        if name == "bias" and (value is None or isinstance(value, torch.Tensor)):
+            value = value is not None  # the constructor takes whether there is one
+        if isinstance(value, (tuple, list)) and value and all(type(v) is int and v == value[0] for v in value):
+            value = value[0]  # kernel_size=3 rather than (3, 3): every torch.nn constructor takes both
+        if parameter.default is not parameter.empty and _same(value, parameter.default):
+            continue
+        args.append(f"{name}={_format(value, {})}")
+    return f"nn.{cls.__name__}({', '.join(args)})"
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return type(value) is type(default) and bool(value == default)
+    except Exception:
+        return False
 
 
 def _loop_class_source() -> list[str]:

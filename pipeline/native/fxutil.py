@@ -34,10 +34,11 @@ def record(gm: fx.GraphModule, args: list[torch.Tensor]) -> dict[str, Any]:
     return recorder.values
 
 
-def dependencies(gm: fx.GraphModule) -> dict[str, int]:
-    """CONST, SHAPE or DATA for every node: a Shape op turns DATA into SHAPE."""
-    kinds: dict[str, int] = {}
-    for node in gm.graph.nodes:
+def dependencies(gm: fx.GraphModule, nodes=None, kinds: dict[str, int] | None = None) -> dict[str, int]:
+    """CONST, SHAPE or DATA for every node (or for `nodes`, adding to `kinds`): a Shape op turns
+    DATA into SHAPE."""
+    kinds = {} if kinds is None else kinds
+    for node in gm.graph.nodes if nodes is None else nodes:
         inputs = [kinds[a.name] for a in node.all_input_nodes]
         if node.op == "placeholder":
             kinds[node.name] = DATA

@@ -87,18 +87,25 @@ def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         fxutil.tidy(gm)
     for _ in range(8):  # wrappers inside wrappers: repeat until nothing changes
         changed = False
-        recorded = None  # the values at both input sets, recorded again once new nodes need them
+        kinds = fxutil.dependencies(gm)
+        recorded: list = []  # the values at both input sets, recorded when a wrapper needs them
         for node in list(gm.graph.nodes):
             if node.op != "call_module" or not is_wrapper(fxutil.module_of(gm, node)):
                 continue
-            if recorded is None or any(a.name not in recorded[0] for a in node.all_input_nodes):
-                recorded = (*ctx.values(gm), fxutil.dependencies(gm), input_sizes)
-            traced, data_args, why = _trace(gm, node, *recorded)
+
+            def values(node=node, recorded=recorded):
+                if not recorded or any(a.name not in recorded[0] for a in node.all_input_nodes):
+                    recorded[:] = ctx.values(gm)
+                return recorded
+
+            before, after = node.prev, node.next
+            traced, data_args, why = _trace(gm, node, values, kinds, input_sizes)
             if traced is None:
                 notes[node.name] = f"{node.name} ({type(fxutil.module_of(gm, node)).__name__}): {why}"
                 continue
             fxutil.inline(gm, node, traced, data_args)
             sizes.resolve_outer(gm)
+            fxutil.dependencies(gm, _between(before, after), kinds)
             done += 1
             changed = True
         fxutil.tidy(gm)
@@ -160,7 +167,16 @@ def _which_argument(nodes, args, result) -> tuple[int, int | None] | None:
     return None
 
 
-def _trace(gm, node, values_a, values_b, kinds, input_sizes):
+def _between(first: fx.Node, stop: fx.Node) -> list[fx.Node]:
+    """The nodes after `first` up to, not including, `stop` (what an inlining inserted)."""
+    nodes, node = [], first.next
+    while node is not stop and node.op != "root":
+        nodes.append(node)
+        node = node.next
+    return nodes
+
+
+def _trace(gm, node, values, kinds, input_sizes):
     """The wrapper as plain torch code: traced with its constant arguments bound; where an argument
     depends on the input shapes, or the wrapper branches on its inputs' dtype or rank, traced at
     both input sets with their shapes known and the differing sizes written as input sizes."""
@@ -178,7 +194,7 @@ def _trace(gm, node, values_a, values_b, kinds, input_sizes):
     # indices from a Range), it stays an input, computed by the code the earlier wrappers became.
     for as_data in _data_choices(gm, node, kinds) if shaped else [set()]:
         try:
-            traced = _trace_two_shapes(gm, node, values_a, values_b, kinds, input_sizes, as_data)
+            traced = _trace_two_shapes(gm, node, *values(), kinds, input_sizes, as_data)
         except Exception as exc:
             why = why or f"cannot be traced to plain torch code ({type(exc).__name__}: {str(exc)[:120]})"
             continue
