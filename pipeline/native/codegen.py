@@ -67,7 +67,7 @@ NATIVE_CLASSES = {
     nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.GELU, nn.SiLU, nn.Hardswish,
     nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
-    nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding,
+    nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding, nn.RMSNorm,
 }  # fmt: skip
 
 _OPERATORS = {
@@ -153,7 +153,11 @@ def _constructor_call(module: nn.Module) -> str:
         value = getattr(module, name)
         if name == "bias" and (value is None or isinstance(value, torch.Tensor)):
             value = value is not None  # the constructor takes whether there is one
-        if isinstance(value, (tuple, list)) and value and all(type(v) is int and v == value[0] for v in value):
+        if (
+            isinstance(value, (tuple, list))
+            and value
+            and all(type(v) is int and v == value[0] for v in value)
+        ):
             value = value[0]  # kernel_size=3 rather than (3, 3): every torch.nn constructor takes both
         if parameter.default is not parameter.empty and _same(value, parameter.default):
             continue
@@ -198,11 +202,16 @@ def _value_names(gm: fx.GraphModule, input_names: list[str]) -> dict[str, str]:
     for node in nodes:
         if node.op == "get_attr":
             names[node.name] = fxutil.unique_name(node.name, taken, "x_")
+        elif node.op == "call_method" and node.target == "size" and node.args[0].op == "placeholder":
+            # An input's size used by later code: `batch = image.size(0)`, `tokens_dim1 = tokens.size(1)`.
+            axis = node.args[1] if len(node.args) > 1 else None
+            hint = "batch" if axis == 0 else f"{names[node.args[0].name]}_dim{axis}"
+            names[node.name] = fxutil.unique_name(hint, taken, "x_")
     last_use = {source.name: i for i, node in enumerate(nodes) for source in node.all_input_nodes}
     pooled: list[str] = []  # every name made for computed values, in the order made
     free: set[str] = set()
     for i, node in enumerate(nodes):
-        if node.op in ("placeholder", "get_attr", "output"):
+        if node.op in ("placeholder", "get_attr", "output") or node.name in names:
             continue
         dying = [
             names[a.name] for a in node.all_input_nodes if last_use[a.name] == i and names[a.name] in pooled

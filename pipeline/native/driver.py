@@ -15,7 +15,7 @@ from torch import fx
 
 from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
-from pipeline.native import fold, inline, layers, loops, naming, tidy_ops
+from pipeline.native import fold, inline, layers, loops, naming, patterns, tidy_ops
 from pipeline.native.context import PassContext
 from pipeline.stages.torch_outputs import run_module
 
@@ -36,6 +36,11 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("conv_weights", layers.conv_weights),
     ("batchnorm", layers.batchnorm),
     ("lstm_weights", layers.lstm_weights),
+    # Recovered by what they compute: after the Linear layers (their weights are constants then).
+    ("layer_norms", patterns.layer_norms),
+    ("gelus", patterns.gelus),
+    ("attention", patterns.attention),
+    ("embeddings", patterns.embeddings),
     ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),

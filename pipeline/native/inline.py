@@ -112,6 +112,9 @@ def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         if not changed:
             break
     done += _pass_through_helpers(gm, ctx)
+    if any(n.op == "placeholder" for n in gm.graph.nodes):
+        sizes.follow_input_device(gm)
+        fxutil.tidy(gm)
     ctx.count("inline_wrappers", done)
     present = {n.name for n in gm.graph.nodes}
     for name, note in notes.items():

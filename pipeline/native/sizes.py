@@ -131,10 +131,7 @@ def shape_values_as_code(
             ]
         except SizeError:
             continue
-        if device is None:
-            inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
-            with gm.graph.inserting_after(inputs[-1]):
-                device = gm.graph.call_function(getattr, (inputs[0], "device"))
+        device = device or input_device(gm)
         with gm.graph.inserting_before(node):
             made = gm.graph.call_function(
                 torch.tensor, (elements if a.dim() else elements[0],), {"dtype": a.dtype, "device": device}
@@ -145,6 +142,32 @@ def shape_values_as_code(
         kinds[made.name] = fxutil.SHAPE
         done += 1
     return done
+
+
+def input_device(gm: fx.GraphModule) -> fx.Node:
+    """`x.device` of the first input, made once at the top of forward."""
+    inputs = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and node.target is getattr and node.args == (inputs[0], "device"):
+            return node
+    with gm.graph.inserting_after(inputs[-1]):
+        return gm.graph.call_function(getattr, (inputs[0], "device"))
+
+
+def follow_input_device(gm: fx.GraphModule) -> int:
+    """Tensors a converter creates on a fixed device (`torch.arange(n, device="cpu")`, recorded while
+    tracing) are created where the input lives instead, so model.py runs on any device."""
+    fixed = [
+        n
+        for n in gm.graph.nodes
+        if n.op == "call_function" and isinstance(n.kwargs.get("device"), torch.device)
+    ]
+    if not fixed:
+        return 0
+    device = input_device(gm)
+    for node in fixed:
+        node.kwargs = {**node.kwargs, "device": device}
+    return len(fixed)
 
 
 class _Proxy(MetaProxy):
