@@ -210,6 +210,37 @@ def _causal_decoder_lm(keras):
     return keras.Model(tokens, keras.layers.Dense(vocab)(keras.layers.LayerNormalization()(x)))
 
 
+def _bert_style_encoder(keras):
+    """A BERT-style encoder: token, segment and position embeddings, two blocks of bidirectional
+    self-attention under a padding mask (token 0 is padding), post-LayerNorm with a tanh-GELU MLP,
+    and a pooled first token."""
+    vocab, width = 40, 32
+
+    class Embeddings(keras.layers.Layer):
+        def __init__(self):
+            super().__init__()
+            self.token = keras.layers.Embedding(vocab, width)
+            self.segment = keras.layers.Embedding(2, width)
+            self.position = keras.layers.Embedding(64, width)
+
+        def call(self, tokens, segments):
+            positions = keras.ops.arange(keras.ops.shape(tokens)[1])
+            return self.token(tokens) + self.segment(segments) + self.position(positions)
+
+    tokens = keras.Input((None,), dtype="int32", name="tokens")
+    segments = keras.Input((None,), dtype="int32", name="segments")
+    padding = keras.ops.cast(keras.ops.not_equal(tokens, 0), "bool")
+    mask = keras.ops.logical_and(padding[:, None, :], padding[:, :, None])
+    x = keras.layers.LayerNormalization(epsilon=1e-12)(Embeddings()(tokens, segments))
+    for _ in range(2):
+        attended = keras.layers.MultiHeadAttention(num_heads=4, key_dim=8)(x, x, attention_mask=mask)
+        x = keras.layers.LayerNormalization(epsilon=1e-12)(x + attended)
+        hidden = keras.layers.Dense(64, activation=lambda t: keras.activations.gelu(t, approximate=True))(x)
+        x = keras.layers.LayerNormalization(epsilon=1e-12)(x + keras.layers.Dense(width)(hidden))
+    pooled = keras.layers.Dense(width, activation="tanh")(x[:, 0])
+    return keras.Model([tokens, segments], keras.layers.Dense(2)(pooled))
+
+
 def _signature_named_tflite(keras) -> bytes:
     """A .tflite whose signature calls its input `image` (the tensor is `serving_default_image:0`)."""
     import tensorflow as tf
@@ -274,6 +305,7 @@ BUILDERS = {
     "family.bidirectional_rnn_dropout": _bidirectional_rnn_dropout,
     "family.conv_transpose_decoder": _conv_transpose_decoder,
     "family.causal_decoder_lm": _causal_decoder_lm,
+    "family.bert_style_encoder": _bert_style_encoder,
     # these return the bytes of a .tflite file rather than a Keras model
     "family.dynamic_range_tflite": _dynamic_range_tflite,
     "family.int8_tflite": _int8_tflite,

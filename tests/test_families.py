@@ -64,3 +64,36 @@ def test_family_converts_end_to_end(entry, zoo_run):
         if stages["load"]["details"]["second_shape"]:
             pairs = {c["pair"] for c in stages["native"]["comparisons"]}
             assert "tf_vs_native_second_shape" in pairs
+
+
+# What the native passes recover in the Transformer families, read from the model.py each wrote.
+RECOVERED = {
+    "family.transformer_encoder@2x10": ["F.scaled_dot_product_attention(", "nn.LayerNorm("],
+    "family.transformer_block@2x16": ["F.scaled_dot_product_attention(", "nn.LayerNorm(", "nn.GELU()"],
+    "family.bert_style_encoder@2x12": [
+        "F.scaled_dot_product_attention(",
+        "attn_mask=",
+        "nn.LayerNorm(32, eps=1e-12)",
+        "nn.GELU(approximate='tanh')",
+        "nn.Embedding(",
+    ],
+    "family.causal_decoder_lm@2x12": [
+        "F.scaled_dot_product_attention(",
+        "attn_mask=",
+        "nn.LayerNorm(",
+        "nn.GELU()",
+        "nn.Embedding(",
+    ],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry_id", sorted(RECOVERED))
+def test_transformers_model_py_reads_as_attention(entry_id, zoo_run):
+    out, rows = zoo_run
+    assert rows[entry_id]["status"] == "pass", rows[entry_id]["message"]
+    code = (out / entry_id / "model.py").read_text()
+    missing = [call for call in RECOVERED[entry_id] if call not in code]
+    assert not missing, f"model.py of {entry_id} lacks {missing}"
+    # Sizes TF leaves unknown are read from the input, not baked in: `tokens.size(1)`.
+    assert ".size(1)" in code

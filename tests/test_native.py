@@ -148,9 +148,9 @@ def test_demo_cnn_reads_like_hand_written_pytorch(tmp_path):
     code = (out / "model.py").read_text()
     for expected in (
         "class ConvertedModel(nn.Module):",
-        "self.conv2d = nn.Conv2d(1, 32, kernel_size=(3, 3), stride=(1, 1))",
+        "self.conv2d = nn.Conv2d(1, 32, 3)",
         "nn.MaxPool2d(",
-        "self.dense = nn.Linear(in_features=5408, out_features=10, bias=True)",
+        "self.dense = nn.Linear(5408, 10)",
         "torch.flatten(",
         "nn.Softmax(",
         "def forward(self, image):",

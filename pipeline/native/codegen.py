@@ -140,8 +140,11 @@ def _constructor_call(module: nn.Module) -> str:
     keeps as an attribute of the same name, where it differs from the default. (A repr is no
     constructor: AvgPool2d's leaves count_include_pad out.)"""
     cls = type(module)
+    parameters = list(inspect.signature(cls.__init__).parameters.items())[1:]
+    if any(p.kind == p.VAR_POSITIONAL for _, p in parameters):
+        return "nn." + repr(module).replace("\n", " ")  # nn.LSTM(*args): its repr lists every argument
     args = []
-    for name, parameter in list(inspect.signature(cls.__init__).parameters.items())[1:]:
+    for name, parameter in parameters:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name.startswith("_"):
             continue
         if name in ("device", "dtype"):
@@ -161,7 +164,10 @@ def _constructor_call(module: nn.Module) -> str:
             value = value[0]  # kernel_size=3 rather than (3, 3): every torch.nn constructor takes both
         if parameter.default is not parameter.empty and _same(value, parameter.default):
             continue
-        args.append(f"{name}={_format(value, {})}")
+        written = _format(value, {})
+        # Required arguments positionally, as people write them: nn.Conv2d(1, 32, 3, stride=2).
+        required = parameter.default is parameter.empty and all("=" not in a for a in args)
+        args.append(written if required else f"{name}={written}")
     return f"nn.{cls.__name__}({', '.join(args)})"
 
 

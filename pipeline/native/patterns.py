@@ -258,13 +258,13 @@ def gelus(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
 def _gelu_around(gm, core, runs):
     nodes = list(gm.graph.nodes)
     at = nodes.index(core)
-    starts = [n for n in reversed(nodes[max(0, at - 6) : at]) if n.op != "get_attr"]
+    starts = [n for n in reversed(nodes[max(0, at - 16) : at]) if n.op != "get_attr"]
     for x in starts:
         xa = runs[0].get(x.name)
         if not isinstance(xa, torch.Tensor) or not xa.is_floating_point():
             continue
-        for end in nodes[at + 1 : at + 6]:
-            inside = region({x}, end, limit=12)
+        for end in [n for n in nodes[at + 1 : at + 12] if n.op != "get_attr"]:
+            inside = region({x}, end, limit=16)
             if inside is None or core not in inside:
                 continue
             for approximate in ("none", "tanh"):
