@@ -48,9 +48,10 @@ zoo: setup
 		$(if $(PRUNE),--prune)
 
 # Benchmarks (figures, not tests): each stage's time and each worker's peak memory, the overhead
-# against scripts/bench/minimal_convert.py, inference latency (onnx2torch, native, torch.compile,
-# onnxruntime, TF), batch wall time. Writes scripts/bench/results/<UTC time>.json and .md.
-# make bench [PARTS=stages,overhead,latency,batch] [MODELS=cnn,resnet50] [REPEATS=3]
+# against scripts/bench/minimal_convert.py (four stages and the whole conversion), inference latency
+# (onnx2torch, native, torch.compile, onnxruntime, TF), model.py against torchvision's ResNet50 and
+# MobileNetV2 (1 thread), batch wall time. Writes scripts/bench/results/<UTC time>.json and .md.
+# make bench [PARTS=stages,overhead,latency,torchvision,batch] [MODELS=cnn,resnet50] [REPEATS=3]
 PARTS   ?=
 MODELS  ?=
 REPEATS ?=

@@ -104,8 +104,9 @@ def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 notes[node.name] = f"{node.name} ({type(fxutil.module_of(gm, node)).__name__}): {why}"
                 continue
             fxutil.inline(gm, node, traced, data_args)
-            sizes.resolve_outer(gm)
-            fxutil.dependencies(gm, _between(before, after), kinds)
+            inserted = _between(before, after)
+            sizes.resolve_outer(inserted)
+            fxutil.dependencies(gm, inserted, kinds)
             done += 1
             changed = True
         fxutil.tidy(gm)

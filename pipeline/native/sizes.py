@@ -324,8 +324,8 @@ def _merge(a: Any, b: Any, pairs: dict[fx.Node, fx.Node], sizes: InputSizes) -> 
     raise SizeError(f"an argument is {a!r} at one input shape and {b!r} at the other")
 
 
-def resolve_outer(gm: fx.GraphModule) -> None:
-    """Replaces the Outer placeholders left in `gm`'s arguments by the nodes they stand for."""
+def resolve_outer(nodes: list[fx.Node]) -> None:
+    """Replaces the Outer placeholders left in these nodes' arguments by the nodes they stand for."""
 
     def unwrap(x: Any) -> Any:
         if isinstance(x, Outer):
@@ -339,6 +339,16 @@ def resolve_outer(gm: fx.GraphModule) -> None:
             return slice(unwrap(x.start), unwrap(x.stop), unwrap(x.step))
         return x
 
-    for node in gm.graph.nodes:
-        node.args = unwrap(node.args)
-        node.kwargs = unwrap(node.kwargs)
+    def has_outer(x: Any) -> bool:
+        if isinstance(x, Outer):
+            return True
+        if isinstance(x, (tuple, list)):
+            return any(has_outer(v) for v in x)
+        if isinstance(x, dict):
+            return any(has_outer(v) for v in x.values())
+        return isinstance(x, slice) and any(has_outer(v) for v in (x.start, x.stop, x.step))
+
+    for node in nodes:
+        if has_outer(node.args) or has_outer(node.kwargs):
+            node.args = unwrap(node.args)
+            node.kwargs = unwrap(node.kwargs)

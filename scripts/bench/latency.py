@@ -2,6 +2,7 @@
 
     python scripts/bench/latency.py torch RUN_DIR MODEL.keras   # onnx2torch, native, inference, compiled, onnxruntime
     python scripts/bench/latency.py tf RUN_DIR MODEL.keras      # the original Keras model (tf.function)
+    python scripts/bench/latency.py torchvision RUN_DIR NAME    # model.py against torchvision's NAME, 1 thread
 
 RUN_DIR is a `tf2torch convert` output (layout nhwc). Inputs: the first sample of RUN_DIR/inputs.npz
 repeated to the batch size. Per cell the median of REPEATS calls after WARMUP calls; the torch-side
@@ -106,12 +107,40 @@ def tf_side(run: Path, model_path: str) -> dict[str, float]:
     return figures
 
 
+def torchvision_side(run: Path, name: str) -> dict[str, float]:
+    """model.py against torchvision's hand-written model of the same architecture (random weights,
+    eval mode), one thread, batch 1 and 8, interleaved call by call. model.py takes the NHWC input TF
+    takes; torchvision takes NCHW, each gets its own layout from the same values."""
+    import torch
+    import torchvision
+
+    from pipeline.stages.native_stage import load_native
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    native = load_native(run, "ConvertedModel")
+    reference = getattr(torchvision.models, name)(weights=None).eval()
+    with np.load(run / "inputs.npz") as arrays:
+        sample = arrays[arrays.files[0]][0]
+    figures = {}
+    with torch.no_grad():
+        for batch in (1, 8):
+            nhwc = torch.from_numpy(np.ascontiguousarray(np.resize(sample, (batch, *sample.shape[1:]))))
+            nchw = nhwc.permute(0, 3, 1, 2).contiguous()
+            ms = timings({"model_py": lambda x=nhwc: native(x), "torchvision": lambda x=nchw: reference(x)})
+            figures.update({f"{k}_b{batch}_ms": v for k, v in ms.items()})
+    return figures
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ("torch", "tf"):
+    if len(argv) != 3 or argv[0] not in ("torch", "tf", "torchvision"):
         print(__doc__)
         return 2
     framework, run, model = argv
-    figures = torch_side(Path(run)) if framework == "torch" else tf_side(Path(run), model)
+    if framework == "torchvision":
+        figures = torchvision_side(Path(run), model)
+    else:
+        figures = torch_side(Path(run)) if framework == "torch" else tf_side(Path(run), model)
     print(json.dumps(figures))
     return 0
 

@@ -50,6 +50,8 @@ MODELS = {
     "transformer": ("family.transformer_encoder", {"inputs": [{"name": "tokens", "shape": [1, 32, 64]}]}),
 }
 FOUR_STAGES = {"native": False, "localize": "never"}
+# The architectures torchvision writes by hand: model.py is timed against them.
+TORCHVISION = {"resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2"}
 
 
 def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
@@ -120,26 +122,31 @@ def bench_stages(files: dict[str, Path], scratch: Path, repeats: int) -> dict:
 
 
 def bench_overhead(files: dict[str, Path], scratch: Path, repeats: int) -> dict:
+    """The four stages, and the whole default conversion (model.py and model.pt2 too), against the plain
+    toolchain's run (tf2onnx + onnxruntime + onnx2torch, scripts/bench/minimal_convert.py), alternated."""
     results = {}
     for name, model in files.items():
-        config = write_config(scratch / f"{name}-four.yaml", {**MODELS[name][1], **FOUR_STAGES})
-        pipeline = [sys.executable, "-m", "pipeline", "convert", str(model), "--config", str(config)]
-        pipeline += ["--out", str(scratch / "overhead" / name)]
-        minimal = [
+        commands = {}
+        for key, keys in (("tf2torch", FOUR_STAGES), ("full", {})):
+            config = write_config(scratch / f"{name}-{key}.yaml", {**MODELS[name][1], **keys})
+            commands[key] = [sys.executable, "-m", "pipeline", "convert", str(model), "--config", str(config)]
+            commands[key] += ["--out", str(scratch / key / name)]
+        commands["minimal"] = [
             sys.executable,
             str(HERE / "minimal_convert.py"),
             str(model),
             str(scratch / "minimal" / name),
         ]
-        times: dict[str, list[float]] = {"tf2torch": [], "minimal": []}
+        times: dict[str, list[float]] = {k: [] for k in commands}
         for repeat in range(repeats):
-            order = ("tf2torch", "minimal") if repeat % 2 == 0 else ("minimal", "tf2torch")
+            order = list(commands) if repeat % 2 == 0 else list(reversed(commands))
             for key in order:
-                times[key].append(timed(pipeline if key == "tf2torch" else minimal))
+                times[key].append(timed(commands[key]))
         medians = {k: statistics.median(v) for k, v in times.items()}
         results[name] = {
             **{f"{k}_s": v for k, v in medians.items()},
             "ratio": medians["tf2torch"] / medians["minimal"],
+            "full_ratio": medians["full"] / medians["minimal"],
         }
         results[name]["samples"] = times
         print(f"overhead {name}: {results[name]}", flush=True)
@@ -158,6 +165,18 @@ def bench_latency(files: dict[str, Path], stage_results: dict) -> dict:
             figures.update(json.loads(done.stdout.strip().splitlines()[-1]))
         results[name] = figures
         print(f"latency {name}: {figures}", flush=True)
+    return results
+
+
+def bench_torchvision(files: dict[str, Path], stage_results: dict) -> dict:
+    results = {}
+    for name in files:
+        run_dir = stage_results.get(name, {}).get("run_dir")
+        if name not in TORCHVISION or run_dir is None:
+            continue
+        done = run([sys.executable, str(HERE / "latency.py"), "torchvision", run_dir, TORCHVISION[name]])
+        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"torchvision {name}: {results[name]}", flush=True)
     return results
 
 
@@ -202,12 +221,41 @@ def markdown(result: dict) -> str:
             cells = [f"{r['stage_seconds'].get(n, 0):.2f}" for n in names]
             peaks = [f"{r['peak_rss_mb'].get(g, 0):.0f}" for g in ("tf", "torch")]
             lines.append(f"| {model} | " + " | ".join(cells + peaks) + " |")
+        lines += [
+            "",
+            "| model | native s | export + import s | native / (export + import) |",
+            "|---|---|---|---|",
+        ]
+        for model, r in stages.items():
+            seconds = r["stage_seconds"]
+            both = seconds.get("export", 0) + seconds.get("import", 0)
+            if "native" in seconds and both:
+                lines.append(
+                    f"| {model} | {seconds['native']:.2f} | {both:.2f} | {seconds['native'] / both:.2f}x |"
+                )
         lines.append("")
     overhead = result.get("overhead")
     if overhead:
-        lines += ["| model | tf2torch convert s | minimal script s | ratio |", "|---|---|---|---|"]
+        lines += [
+            "| model | tf2torch, four stages s | tf2torch, whole conversion s | plain toolchain s | four / plain | whole / plain |",
+            "|---|---|---|---|---|---|",
+        ]
         for model, r in overhead.items():
-            lines.append(f"| {model} | {r['tf2torch_s']:.2f} | {r['minimal_s']:.2f} | {r['ratio']:.2f}x |")
+            lines.append(
+                f"| {model} | {r['tf2torch_s']:.2f} | {r['full_s']:.2f} | {r['minimal_s']:.2f} | "
+                f"{r['ratio']:.2f}x | {r['full_ratio']:.2f}x |"
+            )
+        lines.append("")
+    versus = result.get("torchvision")
+    if versus:
+        lines += [
+            "| model | batch | model.py ms | torchvision ms | model.py / torchvision |",
+            "|---|---|---|---|---|",
+        ]
+        for model, r in versus.items():
+            for batch in (1, 8):
+                mine, theirs = r[f"model_py_b{batch}_ms"], r[f"torchvision_b{batch}_ms"]
+                lines.append(f"| {model} | {batch} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.2f}x |")
         lines.append("")
     latency = result.get("latency")
     if latency:
@@ -239,14 +287,14 @@ def markdown(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="stages,overhead,latency,batch")
+    parser.add_argument("--parts", default="stages,overhead,latency,torchvision,batch")
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS] + sorted(
-        parts - {"stages", "overhead", "latency", "batch"}
+        parts - {"stages", "overhead", "latency", "torchvision", "batch"}
     )
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)} (models: {', '.join(MODELS)})")
@@ -259,12 +307,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="tf2torch-bench-") as tmp:
         scratch = Path(tmp)
         files = save_models(names, scratch) if parts - {"batch"} else {}
-        if "stages" in parts or "latency" in parts:
+        if parts & {"stages", "latency", "torchvision"}:
             result["stages"] = bench_stages(files, scratch, args.repeats if "stages" in parts else 1)
         if "overhead" in parts:
             result["overhead"] = bench_overhead(files, scratch, args.repeats)
         if "latency" in parts:
             result["latency"] = bench_latency(files, result["stages"])
+        if "torchvision" in parts:
+            result["torchvision"] = bench_torchvision(files, result["stages"])
         if "batch" in parts:
             result["batch"] = bench_batch(args.repeats)
     RESULTS.mkdir(exist_ok=True)
