@@ -65,7 +65,7 @@ def missing_forms(gm: fx.GraphModule, reasons: dict[str, str] | None = None) -> 
 NATIVE_CLASSES = {
     nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d,
     nn.LayerNorm, nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.GELU, nn.SiLU, nn.Hardswish,
-    nn.Hardsigmoid, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
+    nn.Hardsigmoid, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
     nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding, nn.RMSNorm,
 }  # fmt: skip

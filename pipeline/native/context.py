@@ -35,8 +35,15 @@ class PassContext:
     # Why a node could not be turned into plain torch code, by node name (for the report).
     reasons: dict[str, str] = field(default_factory=dict)
 
+    # The last recording and the code it was made for: passes that find nothing to change leave the
+    # code as it was, and the next pass reads the same values (two forward passes saved per pass).
+    _recorded: tuple[Any, Any] | None = field(default=None, repr=False)
+
     def values(self, gm: fx.GraphModule) -> tuple[dict[str, Any], dict[str, Any]]:
-        return fxutil.record(gm, self.inputs_a), fxutil.record(gm, self.inputs_b)
+        key = tuple(m.code for m in gm.modules() if isinstance(m, fx.GraphModule))
+        if self._recorded is None or self._recorded[0] != key:
+            self._recorded = (key, (fxutil.record(gm, self.inputs_a), fxutil.record(gm, self.inputs_b)))
+        return self._recorded[1]
 
     def count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

@@ -43,10 +43,25 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("embeddings", patterns.embeddings),
     ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
+    ("clamps", tidy_ops.clamps),
+    ("contiguous_inputs", tidy_ops.contiguous_inputs),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),
     # After every pass that records intermediate values: an in-place activation overwrites its input.
     ("inplace_activations", tidy_ops.inplace_activations),
     ("parameters_and_names", naming.parameters_and_names),
+)
+
+
+# Passes verified together: a group runs on one copy and is verified once; only when the group moves
+# the outputs (or a pass in it fails) are its passes run again one by one, each verified, to find and
+# revert the one at fault. The first passes stay alone: the rest build on what they do.
+GROUPS: tuple[tuple[str, ...], ...] = (
+    ("drop_zero_states", "fold_constants", "reshape_by_shape"),
+    ("inline_wrappers", "fold_constants_again", "loop_bodies"),
+    ("linear", "conv_weights", "batchnorm", "lstm_weights"),
+    ("layer_norms", "gelus", "attention", "embeddings"),
+    ("fold_padding", "cancel_transposes", "clamps", "contiguous_inputs", "scalars_and_operators"),
+    ("inplace_activations", "parameters_and_names"),
 )
 
 
@@ -59,56 +74,121 @@ def run_passes(
     cfg: ModelConfig,
     passes: tuple[tuple[str, Pass], ...] = PASSES,
 ) -> tuple[fx.GraphModule, list[dict[str, Any]]]:
-    log = []
     # What the module does at the second input shape before any pass: each pass must keep it, so a
     # pass that bakes a sequence length or image size in is reverted like one that moves the numbers.
     try:
         second = run_module(gm, ctx.inputs_b)
     except Exception:  # onnx2torch's module itself is fixed to the first shape; the stage reports it
         second = None
-    applied_diff = 0.0  # the verified difference of the module as it stands
+    checks = [(samples, references)]
+    if second is not None:
+        checks.append(([ctx.inputs_b], [dict(zip(output_names, second, strict=False))]))
+
+    def verify(candidate) -> dict[str, Any]:
+        worst = {"passed": True, "max_abs_diff": 0.0}
+        for where, (inputs, expected) in zip(("", " at the second input shape"), checks, strict=False):
+            found = _verify(candidate, inputs, expected, output_names, cfg)
+            if not found["passed"]:
+                return {**found, "where": where}
+            worst["max_abs_diff"] = max(worst["max_abs_diff"], found["max_abs_diff"])
+        return worst
+
+    log: list[dict[str, Any]] = []
+    state = {"diff": 0.0}  # the verified difference of the module as it stands
+    for group in _grouped(passes):
+        grouped = _run_group(gm, ctx, group, verify, state) if len(group) > 1 else None
+        if grouped is not None:
+            gm, entries = grouped
+        else:
+            entries = []
+            for name, func in group:
+                gm, entry = _run_one(gm, ctx, name, func, verify, state)
+                entries.append(entry)
+        log += entries
+    return gm, log
+
+
+def _grouped(passes):
+    """`passes` split into GROUPS (a pass not in any group runs alone), in order."""
+    group_of = {name: i for i, names in enumerate(GROUPS) for name in names}
+    groups: list[list[tuple[str, Pass]]] = []
     for name, func in passes:
-        started = time.perf_counter()
-        candidate = copy.deepcopy(gm)
-        entry: dict[str, Any] = {"pass": name}
-        before = _fingerprint(candidate)
-        try:
+        key = group_of.get(name)
+        if groups and key is not None and group_of.get(groups[-1][-1][0]) == key:
+            groups[-1].append((name, func))
+        else:
+            groups.append([(name, func)])
+    return groups
+
+
+def _run_group(gm, ctx, group, verify, state):
+    """The group on one copy, verified once; None if a pass failed or the outputs moved."""
+    started = time.perf_counter()
+    counts = dict(ctx.counts)
+    candidate = copy.deepcopy(gm)
+    before = _fingerprint(candidate)
+    entries = []
+    try:
+        for name, func in group:
+            pass_started = time.perf_counter()
             notes = func(candidate, ctx)
             candidate.eval()  # modules a pass creates start in training mode
-            if _fingerprint(candidate) == before:  # nothing that computes changed: nothing to verify
-                worst = {"passed": True, "max_abs_diff": applied_diff}
-                entry["verified"] = False
-            else:
-                worst = _verify(candidate, samples, references, output_names, cfg)
-            if worst["passed"] and second is not None and entry.get("verified", True):
-                at_second = _verify(
-                    candidate,
-                    [ctx.inputs_b],
-                    [dict(zip(output_names, second, strict=False))],
-                    output_names,
-                    cfg,
-                )
-                if not at_second["passed"]:
-                    worst = {**at_second, "where": " at the second input shape"}
-        except Exception as exc:
-            entry.update(status="reverted", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+            entries.append(_entry(name, ctx, notes, pass_started))
+        changed = _fingerprint(candidate) != before
+        worst = verify(candidate) if changed else {"passed": True, "max_abs_diff": state["diff"]}
+    except Exception:
+        worst = {"passed": False}
+    if not worst["passed"]:
+        ctx.counts.clear()
+        ctx.counts.update(counts)
+        return None
+    state["diff"] = worst["max_abs_diff"]
+    for entry in entries:
+        entry.update(
+            status="applied",
+            max_abs_diff=worst["max_abs_diff"],
+            verified="with its group" if changed else False,
+        )
+    entries[-1]["seconds"] = round(
+        entries[-1]["seconds"] + time.perf_counter() - started - sum(e["seconds"] for e in entries), 3
+    )
+    return candidate, entries
+
+
+def _run_one(gm, ctx, name, func, verify, state):
+    started = time.perf_counter()
+    candidate = copy.deepcopy(gm)
+    before = _fingerprint(candidate)
+    entry: dict[str, Any] = {"pass": name}
+    try:
+        notes = func(candidate, ctx)
+        candidate.eval()  # modules a pass creates start in training mode
+        changed = _fingerprint(candidate) != before  # nothing that computes changed: nothing to verify
+        worst = verify(candidate) if changed else {"passed": True, "max_abs_diff": state["diff"]}
+    except Exception as exc:
+        entry.update(status="reverted", reason=f"{type(exc).__name__}: {str(exc)[:300]}")
+        notes = []
+    else:
+        entry.update(_entry(name, ctx, notes, started))
+        if worst["passed"]:
+            gm, state["diff"] = candidate, worst["max_abs_diff"]
+            entry.update(status="applied", max_abs_diff=worst["max_abs_diff"], verified=changed)
         else:
-            if worst["passed"]:
-                gm, applied_diff = candidate, worst["max_abs_diff"]
-                entry.update(status="applied", max_abs_diff=worst["max_abs_diff"])
-            else:
-                entry.update(
-                    status="reverted",
-                    reason=f"outputs moved by {worst['max_abs_diff']:.3g}{worst.get('where', '')}",
-                )
-            if notes:
-                entry["left_as_is"] = notes[:20] + (
-                    [f"... and {len(notes) - 20} more"] if len(notes) > 20 else []
-                )
-        entry["changes"] = ctx.counts.get(name.removesuffix("_again"), 0)
-        entry["seconds"] = round(time.perf_counter() - started, 3)
-        log.append(entry)
-    return gm, log
+            entry.update(
+                status="reverted",
+                reason=f"outputs moved by {worst['max_abs_diff']:.3g}{worst.get('where', '')}",
+            )
+    entry["changes"] = ctx.counts.get(name.removesuffix("_again"), 0)
+    entry["seconds"] = round(time.perf_counter() - started, 3)
+    return gm, entry
+
+
+def _entry(name: str, ctx: PassContext, notes: list[str], started: float) -> dict[str, Any]:
+    entry: dict[str, Any] = {"pass": name, "changes": ctx.counts.get(name.removesuffix("_again"), 0)}
+    if notes:
+        entry["left_as_is"] = notes[:20] + ([f"... and {len(notes) - 20} more"] if len(notes) > 20 else [])
+    entry["seconds"] = round(time.perf_counter() - started, 3)
+    return entry
 
 
 def _fingerprint(gm: fx.GraphModule) -> tuple:

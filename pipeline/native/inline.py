@@ -59,6 +59,13 @@ def drop_zero_states(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     default): removes the Shape -> Expand chain that built them."""
     from pipeline.converters.lstm import rebuild_without_states
 
+    lstms = [
+        n
+        for n in gm.graph.nodes
+        if n.op == "call_module" and "tf2torch_lstm" in getattr(fxutil.module_of(gm, n), "meta", {})
+    ]
+    if not lstms:
+        return []
     a, b = ctx.values(gm)
     dropped = 0
     for node in list(gm.graph.nodes):

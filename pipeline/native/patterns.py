@@ -94,6 +94,8 @@ def _replace(gm: fx.GraphModule, end: fx.Node, make) -> None:
 
 
 def layer_norms(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    if not any(n.target in _MEAN for n in gm.graph.nodes):
+        return []  # no mean, no norm: nothing worth recording the values for
     runs = ctx.values(gm)
     keras = ctx.layer_variables(("LayerNormalization", "RMSNormalization"))
     used: set[str] = set()
@@ -236,6 +238,8 @@ def _keras_norm(keras, weight, bias, used):
 
 
 def gelus(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    if not any(n.op == "call_function" and n.target in (torch.erf, torch.tanh) for n in gm.graph.nodes):
+        return []
     runs = ctx.values(gm)
     done = 0
     for core in [
@@ -279,9 +283,12 @@ def _gelu_around(gm, core, runs):
 def attention(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     """softmax(q @ kᵀ · scale + mask) @ v, with whatever reshapes and mask arithmetic lie between the
     two matmuls, as F.scaled_dot_product_attention(q, k, v, attn_mask=..., scale=...)."""
+    softmaxes = [n for n in gm.graph.nodes if _is_softmax(gm, n)]
+    if not softmaxes:
+        return []
     runs = ctx.values(gm)
     done = 0
-    for softmax in [n for n in gm.graph.nodes if _is_softmax(gm, n)]:
+    for softmax in softmaxes:
         first = _nearest(softmax, lambda n: n.op == "call_function" and n.target in _MATMUL, up=True)
         second = _nearest(softmax, lambda n: n.op == "call_function" and n.target in _MATMUL, up=False)
         if first is None or second is None:
