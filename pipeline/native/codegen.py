@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from pipeline.native import fxutil, loops
+from pipeline.native import control_flow, fxutil
 
 
 class CodegenError(Exception):
@@ -45,10 +45,11 @@ def missing_forms(gm: fx.GraphModule, reasons: dict[str, str] | None = None) -> 
         why = None
         if node.op == "call_module":
             module = gm.get_submodule(node.target)
-            if loops.is_loop(module):
-                prefix = f"{node.target}.body."
-                inner = {k.removeprefix(prefix): v for k, v in reasons.items() if k.startswith(prefix)}
-                problems += [f"{node.name}.body.{p}" for p in missing_forms(module.body, inner)]
+            if control_flow.is_control_flow(module):
+                for attr, body in control_flow.bodies(module):
+                    prefix = f"{node.target}.{attr}."
+                    inner = {k.removeprefix(prefix): v for k, v in reasons.items() if k.startswith(prefix)}
+                    problems += [f"{node.name}.{attr}.{p}" for p in missing_forms(body, inner)]
             elif type(module) not in NATIVE_CLASSES:
                 why = f"{type(module).__name__}: " + reasons.get(node.name, "no torch.nn equivalent")
         elif node.op != "placeholder":
@@ -123,15 +124,24 @@ def _class_source(gm: fx.GraphModule, class_name: str, input_names: list[str], e
 def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None = None) -> str:
     if type(module) in NATIVE_CLASSES:
         return _constructor_call(module)
-    if loops.is_loop(module) and extra is not None:
-        # The body as a class of its own, run by the Loop class (this package's, written out).
-        body_class = fxutil.unique_name(f"{owner}_{name}_body".title().replace("_", ""), set(extra), "Body")
-        placeholders = [n.name for n in module.body.graph.nodes if n.op == "placeholder"]
-        extra[body_class] = []  # reserve the name before nested loops take theirs
-        extra[body_class] = _class_source(module.body, body_class, placeholders, extra)
-        extra.setdefault("Loop", _loop_class_source())
-        flags = (module.has_trip_count, module.has_condition, module.carried, module.scanned)
-        return f"Loop({body_class}(), {', '.join(repr(f) for f in flags)})"
+    if control_flow.is_control_flow(module) and extra is not None:
+        # Each body as a class of its own, run by the Loop or If class (this package's, written out).
+        class_name, arguments, body_names = control_flow.CLASSES[type(module).__name__]
+        written = []
+        for argument in arguments:
+            if argument not in body_names:
+                written.append(repr(getattr(module, argument)))
+                continue
+            body = getattr(module, argument)
+            body_class = fxutil.unique_name(
+                f"{owner}_{name}_{argument}".title().replace("_", ""), set(extra), "Body"
+            )
+            extra[body_class] = []  # reserve the name before nested bodies take theirs
+            placeholders = [n.name for n in body.graph.nodes if n.op == "placeholder"]
+            extra[body_class] = _class_source(body, body_class, placeholders, extra)
+            written.append(f"{body_class}()")
+        extra.setdefault(class_name, _control_flow_class_source(type(module), class_name))
+        return f"{class_name}({', '.join(written)})"
     raise CodegenError([f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}"])
 
 
@@ -178,13 +188,18 @@ def _same(value: Any, default: Any) -> bool:
         return False
 
 
-def _loop_class_source() -> list[str]:
-    from pipeline.converters.loop import OnnxLoop
+_CONTROL_FLOW_DOCS = {
+    "Loop": "ONNX Loop: runs `body` until the trip count or its condition ends it, carrying the loop state\n"
+    "    and stacking the scan outputs along a new first axis.",
+    "If": "ONNX If: runs the branch the condition picks (torch.cond under torch.export and torch.compile).",
+}
 
-    source = inspect.getsource(OnnxLoop).replace("class OnnxLoop(", "class Loop(")
-    doc = '    """ONNX Loop: runs `body` until the trip count or its condition ends it, carrying the loop state\n    and stacking the scan outputs along a new first axis."""\n'
+
+def _control_flow_class_source(cls: type, name: str) -> list[str]:
+    """The converter's own class as model.py's, renamed: one implementation for model.pt and model.py."""
+    source = inspect.getsource(cls).replace(f"class {cls.__name__}(", f"class {name}(")
     lines = source.rstrip("\n").splitlines()
-    return [lines[0], *doc.rstrip("\n").splitlines(), "", *lines[1:]]
+    return [lines[0], f'    """{_CONTROL_FLOW_DOCS[name]}"""', "", *lines[1:]]
 
 
 def _shape(t: torch.Tensor) -> str:

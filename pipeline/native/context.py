@@ -25,8 +25,8 @@ class TFVariable:
 
 @dataclass
 class PassContext:
-    inputs_a: list[torch.Tensor]  # one sample of inputs.npz
-    inputs_b: list[torch.Tensor]  # the same with one more row: only the batch size differs
+    inputs_a: list[torch.Tensor] | None  # one sample of inputs.npz (None: a body the samples never ran)
+    inputs_b: list[torch.Tensor] | None  # the same at the second input shape
     tf_variables: list[TFVariable] | None  # None: the source had no Keras variables (graph, TFLite)
     counts: dict[str, int] = field(default_factory=dict)
     # Root-level tensor of the native module -> (TF variable path, transform): the weights that are no

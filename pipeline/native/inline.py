@@ -141,7 +141,7 @@ def _pass_through_helpers(gm: fx.GraphModule, ctx: PassContext) -> int:
         if n.op == "call_function"
         and not getattr(n.target, "__module__", "").startswith(("torch", "_operator", "builtins"))
     ]
-    if not helpers:
+    if not helpers or ctx.inputs_a is None:
         return 0
     runs = ctx.values(gm)
     done = 0

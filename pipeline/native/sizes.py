@@ -37,12 +37,14 @@ class InputSizes:
     """The input dimensions that differ between the two recorded input sets, as fx nodes of `gm`
     (`x.size(i)`, made on first use at the top of forward) and integer expressions over them."""
 
-    def __init__(self, gm: fx.GraphModule, inputs_a: list[torch.Tensor], inputs_b: list[torch.Tensor]):
+    def __init__(
+        self, gm: fx.GraphModule, inputs_a: list[torch.Tensor] | None, inputs_b: list[torch.Tensor] | None
+    ):
         self.gm = gm
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
         self.dims = [
             (node, axis, x, y)
-            for node, a, b in zip(placeholders, inputs_a, inputs_b, strict=False)
+            for node, a, b in zip(placeholders, inputs_a or [], inputs_b or [], strict=False)
             for axis, (x, y) in enumerate(zip(a.shape, b.shape, strict=False))
             if x != y
         ]

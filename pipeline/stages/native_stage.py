@@ -16,7 +16,7 @@ import torch
 from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import ConversionError, first_line
-from pipeline.native import codegen, driver, layers, loops
+from pipeline.native import codegen, control_flow, driver, layers
 from pipeline.native.context import PassContext, TFVariable, with_extra_row
 from pipeline.stages.torch_outputs import save_module_outputs, second_shape_inputs
 
@@ -41,7 +41,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
         {
             type(m).__name__
             for m in module.children()
-            if type(m) not in codegen.NATIVE_CLASSES and not loops.is_loop(m)
+            if type(m) not in codegen.NATIVE_CLASSES and not control_flow.is_control_flow(m)
         }
     )
     details: dict[str, Any] = {"passes": passes, "left_as_onnx2torch": leftover}
