@@ -206,11 +206,58 @@ def test_a_pass_that_moves_the_outputs_is_reverted():
         return ["nothing to rename"]
 
     ctx = PassContext([x], [torch.cat([x, x[:1]])], None)
-    passes = (("breaks_numbers", breaks_numbers), ("renames", renames))
-    result, log = driver.run_passes(gm, ctx, [[x]], [reference], ["y"], ModelConfig(), passes)
-    assert log[0]["status"] == "reverted" and "outputs moved" in log[0]["reason"]
-    assert log[1]["status"] == "applied" and log[1]["left_as_is"] == ["nothing to rename"]
-    assert np.array_equal(result(x).detach().numpy(), reference["y"])
+    # Alone, and as two passes of one group (verified together; one by one once the group fails).
+    for names in (("breaks_numbers", "renames"), driver.GROUPS[-2][:2]):
+        passes = tuple(zip(names, (breaks_numbers, renames), strict=True))
+        result, log = driver.run_passes(gm, ctx, [[x]], [reference], ["y"], ModelConfig(), passes)
+        assert log[0]["status"] == "reverted" and "outputs moved" in log[0]["reason"]
+        assert log[1]["status"] == "applied" and log[1]["left_as_is"] == ["nothing to rename"]
+        assert np.array_equal(result(x).detach().numpy(), reference["y"])
+
+
+class _BranchesOnValues(nn.Module):
+    """Python control flow on the data: no plain-torch code can stand for it."""
+
+    def forward(self, x):
+        return x * 2.0 if float(x.sum()) > 0 else x - 1.0
+
+
+def test_a_node_without_plain_torch_form_fails_the_stage_and_is_named(tmp_path):
+    from pipeline import artifacts
+    from pipeline.errors import ConversionError
+    from pipeline.stages import native_stage
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 3)
+            self.odd = _BranchesOnValues()
+
+        def forward(self, x):
+            return self.odd(self.linear(x))
+
+    class KeepOdd(fx.Tracer):
+        def is_leaf_module(self, m, qualname):
+            return isinstance(m, _BranchesOnValues) or super().is_leaf_module(m, qualname)
+
+    torch.manual_seed(0)
+    model = Model().eval()
+    gm = fx.GraphModule(model, KeepOdd().trace(model))
+    x = torch.rand(2, 2, 3)  # samples x batch x features
+    with torch.no_grad():
+        y = torch.stack([gm(x[i]) for i in range(2)]).numpy()
+    artifacts.save_arrays(tmp_path / artifacts.INPUTS, {"x": x.numpy()})
+    artifacts.save_arrays(tmp_path / artifacts.OUTPUTS["onnx"], {"y": y})
+    state = {"input_names": ["x"], "output_names": ["y"], "torch_module": gm}
+    with pytest.raises(ConversionError) as caught:
+        native_stage.native(ModelConfig(model="m"), "keras", tmp_path, state)
+    # The terminal line and the report name the node, what it is and why it has no plain-torch form.
+    assert caught.value.message.startswith("model.py not written: 1 node(s) have no plain-torch form: ")
+    assert "(_BranchesOnValues: cannot be traced to plain torch code" in caught.value.message
+    [missing] = caught.value.details["missing"]
+    assert "_BranchesOnValues: cannot be traced to plain torch code (TypeError: float()" in missing
+    assert caught.value.details["model_py"] == "not written"
+    assert not (tmp_path / "model.py").exists() and not (tmp_path / "model.safetensors").exists()
 
 
 def test_without_the_native_model_there_is_nothing_to_export_or_train(tmp_path, write_config):

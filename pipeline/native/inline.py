@@ -46,9 +46,11 @@ class _Tracer(fx.Tracer):
 
 
 def is_wrapper(module: nn.Module) -> bool:
+    """Any module but torch.nn's own layers: onnx2torch's and this package's converters, nested
+    GraphModules and Sequentials, and whatever else a graph calls."""
     kind = type(module).__module__
     return (
-        kind.startswith(("onnx2torch.", "pipeline."))
+        not kind.startswith("torch.nn")
         or isinstance(module, (fx.GraphModule, nn.Sequential))
         or (type(module) is nn.Module)
     )
@@ -195,11 +197,11 @@ def _trace(gm, node, values, kinds, input_sizes):
         isinstance(a, fx.Node) and kinds[a.name] != fxutil.DATA and fxutil.constant(gm, a) is None
         for a in node.args
     )
+    why = ""
     if not shaped:
         traced, data_args, why = _trace_bound(gm, node)
         if traced is not None:
             return traced, data_args, why
-    why = ""
     # A value computed from the input shapes is bound to its value where the wrapper reads it as a
     # shape (Reshape's target); where it uses it as a tensor (Expand of a sequence length, Gather's
     # indices from a Range), it stays an input, computed by the code the earlier wrappers became.

@@ -31,7 +31,7 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 children.append((modules[id(module)], module))
                 _freeze_untrainable(module, ctx)
             node.target = modules[id(module)]
-            node._rename(node.target)
+            _rename(node, node.target, ctx)
         elif node.op == "get_attr":
             if node.target not in attrs:
                 value = fxutil.attr_of(gm, node)
@@ -49,7 +49,7 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 if is_weight and source is None and ctx.tf_variables is not None:
                     notes.append(f"{attrs[node.target]}: a weight no Keras variable explains; kept a buffer")
             node.target = attrs[node.target]
-            node._rename(node.target)
+            _rename(node, node.target, ctx)
     for name in list(gm._modules):
         delattr(gm, name)
     for name in list(gm._parameters) + list(gm._buffers):
@@ -63,6 +63,14 @@ def parameters_and_names(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
             gm.register_buffer(name, value.detach().clone())
     gm.recompile()
     return notes
+
+
+def _rename(node: fx.Node, name: str, ctx: PassContext) -> None:
+    """Renames the node; what the passes found out about it (ctx.reasons) follows the new name."""
+    old = node.name
+    node._rename(name)
+    if old in ctx.reasons and node.name != old:
+        ctx.reasons[node.name] = ctx.reasons.pop(old)
 
 
 def _is_weight(value) -> bool:
