@@ -133,9 +133,8 @@ def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None
                 written.append(repr(getattr(module, argument)))
                 continue
             body = getattr(module, argument)
-            body_class = fxutil.unique_name(
-                f"{owner}_{name}_{argument}".title().replace("_", ""), set(extra), "Body"
-            )
+            camel = "".join(part[:1].upper() + part[1:] for part in f"{name}_{argument}".split("_"))
+            body_class = fxutil.unique_name(owner + camel, set(extra), "Body")
             extra[body_class] = []  # reserve the name before nested bodies take theirs
             placeholders = [n.name for n in body.graph.nodes if n.op == "placeholder"]
             extra[body_class] = _class_source(body, body_class, placeholders, extra)
