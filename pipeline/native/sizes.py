@@ -64,11 +64,11 @@ class InputSizes:
                 yield ("dim", i)
         for i in dims:  # a multiple: a flattened row of `length` vectors of 8
             x, y = value[i]
-            if a % x == 0 and a // x > 1 and b == (a // x) * y:
+            if x and a % x == 0 and a // x > 1 and b == (a // x) * y:
                 yield ("mul", i, a // x)
         for i in dims:  # an exact fraction: a stride-2 'valid' resize
             x, y = value[i]
-            if x % a == 0 and x // a > 1 and y == (x // a) * b:
+            if a and x % a == 0 and x // a > 1 and y == (x // a) * b:
                 yield ("div", i, x // a)
         for i, j in itertools.combinations_with_replacement(dims, 2):  # height x width, length²
             (x1, y1), (x2, y2) = value[i], value[j]
@@ -114,8 +114,6 @@ def shape_values_as_code(
     """Every small integer tensor computed from the input shapes alone (tf2onnx's Shape -> Gather ->
     Concat chains) becomes `torch.tensor([batch, length, 8])` over input sizes: code that runs at any
     shape, whether its users read it as a shape or use it as a tensor (a sequence length per row)."""
-    from pipeline.native import fxutil
-
     device = None
     done = 0
     for node in list(gm.graph.nodes):
