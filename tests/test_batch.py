@@ -312,7 +312,9 @@ def test_ray_executor_gives_the_same_summary_as_the_local_one(smoke_run, tmp_pat
         assert (other["status"], other["stage"], other["cached"]) == (row["status"], row["stage"], False)
         assert set(other["worst"]) == set(row["worst"])
         for pair, value in row["worst"].items():
-            assert other["worst"][pair] == pytest.approx(value, rel=1e-3, abs=1e-9), (entry_id, pair)
+            # Ray's workers run torch on one thread: float32 sums in another order move differences
+            # of 1e-7 by as much again, which is rounding, not a different result.
+            assert other["worst"][pair] == pytest.approx(value, rel=1e-3, abs=1e-6), (entry_id, pair)
     assert read_summary(out)["executor"] == "ray"
 
 

@@ -23,7 +23,9 @@ def test_mobilenet_v2_from_its_shipped_config(tmp_path):
         "tf_vs_torch",
         "onnx_vs_native",
         "tf_vs_native",
+        "tf_vs_native_second_shape",  # the batch is unknown: model.py and model.pt2 also at batch 2
         "onnx_vs_exported",
+        "tf_vs_exported_second_shape",
     }
     assert all(c["passed"] and c["cosine_similarity"] > 0.9999 for c in rows)
 

@@ -40,7 +40,13 @@ class PassContext:
     _recorded: tuple[Any, Any] | None = field(default=None, repr=False)
 
     def values(self, gm: fx.GraphModule) -> tuple[dict[str, Any], dict[str, Any]]:
-        key = tuple(m.code for m in gm.modules() if isinstance(m, fx.GraphModule))
+        # The graphs as they stand (a pass edits them before it recompiles, so not their code).
+        key = tuple(
+            (n.name, n.op, str(n.target), str(n.args), str(n.kwargs))
+            for m in gm.modules()
+            if isinstance(m, fx.GraphModule)
+            for n in m.graph.nodes
+        )
         if self._recorded is None or self._recorded[0] != key:
             self._recorded = (key, (fxutil.record(gm, self.inputs_a), fxutil.record(gm, self.inputs_b)))
         return self._recorded[1]

@@ -191,6 +191,11 @@ def _entry(name: str, ctx: PassContext, notes: list[str], started: float) -> dic
     return entry
 
 
+def verify_start(gm, samples, references, output_names, cfg) -> dict[str, Any]:
+    """How the module the passes start from compares with onnxruntime."""
+    return _verify(gm, samples, references, output_names, cfg)
+
+
 def _fingerprint(gm: fx.GraphModule) -> tuple:
     """What the module computes with: its code (of every submodule) and each tensor's identity and
     in-place version. Names, tags and requires_grad are not part of it."""

@@ -25,11 +25,14 @@ from pipeline.errors import ConversionError
 from pipeline.native.context import with_extra_row
 from pipeline.stages.torch_outputs import run_module, save_module_outputs, second_shape_inputs
 
+_NO_NATIVE = "no native model: stage native was skipped"
 TRAIN_STEPS = 20
 TRAIN_BATCH = 4
 
 
 def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    if "native_module" not in state:
+        return {"skipped": _NO_NATIVE}
     model = state["native_module"]
     input_names, output_names = state["input_names"], state["output_names"]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
@@ -80,6 +83,8 @@ def dynamic_dims(example: list[np.ndarray], second: list[np.ndarray]) -> list[di
 
 
 def torch_compile(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    if "native_module" not in state:
+        return {"skipped": _NO_NATIVE}
     started = time.perf_counter()
     compiled = torch.compile(state["native_module"])
     save_module_outputs(compiled, "compiled", out, state["input_names"], state["output_names"])
@@ -88,6 +93,8 @@ def torch_compile(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) 
 
 def train_check(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     """20 SGD steps of the native model on random targets: the loss falls, every parameter learns."""
+    if "native_module" not in state:
+        return {"skipped": _NO_NATIVE}
     model = copy.deepcopy(state["native_module"]).train()
     input_names = state["input_names"]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)

@@ -30,6 +30,8 @@ from pipeline.training import codegen, mapping
 def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     setup = artifacts.load_json(out / artifacts.TRAINING_SETUP)
     input_names = state["input_names"]
+    if "native_module" not in state:
+        return {"skipped": "no native model: stage native was skipped, so there is no model.py to train"}
     native = state["native_module"]
     batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in native.modules())
     todos = codegen.todos(setup, setup.get("dropout", []), batchnorm)
