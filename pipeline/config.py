@@ -146,7 +146,7 @@ class ModelConfig(_Strict):
     @field_validator("stage_timeouts")
     @classmethod
     def _known_stages(cls, value: dict[str, float]) -> dict[str, float]:
-        from pipeline.worker import STAGE_FUNCTIONS  # stage names; worker.py imports no framework
+        from pipeline.stage_functions import STAGE_FUNCTIONS
 
         for stage, seconds in value.items():
             if stage not in STAGE_FUNCTIONS:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pipeline.batch import Task, convert_task
+from pipeline.batch_task import Task, convert_task
 from pipeline.errors import UsageError
 from pipeline.workers import WorkerPool
 

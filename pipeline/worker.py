@@ -20,28 +20,13 @@ import time
 import traceback
 from pathlib import Path
 
+from pipeline.stage_functions import STAGE_FUNCTIONS
+
 EVENT_PREFIX = "@@tf2torch-event "
 
-# Stage name -> "module:function". Modules are imported on demand so that the torch worker never
-# imports a TensorFlow module and vice versa.
-STAGE_FUNCTIONS = {
-    "load": "pipeline.stages.tf_stages:load",
-    "export": "pipeline.stages.tf_stages:export",
-    "validate": "pipeline.stages.torch_stages:validate",
-    "import": "pipeline.stages.torch_stages:import_torch",
-    "native": "pipeline.stages.native_stage:native",
-    "torch_export": "pipeline.stages.torch_export:torch_export",
-    "torch_compile": "pipeline.stages.torch_export:torch_compile",
-    "train_check": "pipeline.stages.torch_export:train_check",
-    "tf_gradients": "pipeline.stages.gradients_tf:tf_gradients",
-    "gradients": "pipeline.stages.gradients_torch:torch_gradients",
-    "localize_tf": "pipeline.stages.localize_tf:localize_tf",
-    "localize": "pipeline.stages.localize_torch:localize",
-    "port_load": "pipeline.stages.port_tf:port_load",
-    "port": "pipeline.port.stage:port",
-    "tf_training": "pipeline.stages.training_tf:tf_training",
-    "training": "pipeline.stages.training_torch:training",
-}
+# STAGE_FUNCTIONS: stage name -> "module:function". Modules are imported on demand so that the torch
+# worker never imports a TensorFlow module and vice versa.
+__all__ = ["EVENT_PREFIX", "STAGE_FUNCTIONS", "emit", "main"]
 
 
 def emit(**event) -> None:
