@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+KERAS_HUB := keras-hub==0.32.0 tokenizers==0.23.3
 
 MODEL  ?=
 CONFIG ?=
@@ -19,11 +20,14 @@ setup: $(STAMP)
 
 # tf-keras (legacy Keras 2 .h5 support) is installed with --no-deps: its metadata requires the full
 # `tensorflow` wheel, which would be installed beside tensorflow-cpu and provides the same modules.
+# keras-hub (the keras_hub.* zoo ids, configs/zoos/kerashub.yaml) likewise: it requires
+# tensorflow-text, which requires the full `tensorflow`; its backbones need neither that nor Kaggle.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray]'
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray,kerashub]'
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps tf-keras==2.21.0
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(KERAS_HUB)
 	touch $(STAMP)
 
 # make convert                      -> the three demo models of the porting guide

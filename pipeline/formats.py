@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.errors import ModelFileError
 
-ZOO_PREFIXES = ("demo.", "family.", "keras.applications.")
+ZOO_PREFIXES = ("demo.", "family.", "keras.applications.", "keras_hub.")
 
 _EXTENSIONS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".pb": "frozen_graph", ".tflite": "tflite"}
 _MAGIC = {"keras": (0, b"PK"), "h5": (0, b"\x89HDF"), "tflite": (4, b"TFL3")}

@@ -1,4 +1,5 @@
-"""Built-in models, addressed by id: the porting guide's demo models and keras.applications.
+"""Built-in models, addressed by id: the porting guide's demo models, the layer families,
+keras.applications and KerasHub backbones (pipeline/kerashub.py).
 
 Models are built from code with seeded initialisers (no weights can be downloaded). Weights that
 Keras initialises to constants (biases, BatchNorm statistics) are re-drawn from the same seed so that
@@ -18,6 +19,7 @@ import difflib
 
 import numpy as np
 
+from pipeline import kerashub
 from pipeline.errors import ConfigError
 
 # The three models of the classic TF-to-PyTorch porting guide; `make convert` runs these.
@@ -67,7 +69,7 @@ def known_ids() -> list[str]:
     from pipeline.families import BUILDERS
 
     apps = [f"keras.applications.{n}" for n in dir(keras.applications) if n[:1].isupper()]
-    return sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(apps)
+    return sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(apps) + kerashub.known_ids()
 
 
 def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0):
@@ -79,6 +81,8 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
     fixed = {**_DEMO_BUILDERS, **FAMILY_BUILDERS}
     if model_id in fixed:
         model = fixed[model_id](keras)
+    elif kerashub.is_kerashub_id(model_id):
+        model = kerashub.build(model_id)
     elif model_id.startswith("keras.applications.") and model_id[len("keras.applications.") :][:1].isupper():
         name = model_id[len("keras.applications.") :]
         constructor = getattr(keras.applications, name, None)
@@ -182,4 +186,4 @@ def _is_inference_identity(layer) -> bool:
 def _unknown(model_id: str) -> str:
     close = difflib.get_close_matches(model_id, known_ids(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return f"unknown zoo id '{model_id}'{hint} Known ids: demo.*, keras.applications.<Name>"
+    return f"unknown zoo id '{model_id}'{hint} Known ids: demo.*, family.*, keras.applications.<Name>, keras_hub.<Backbone>"

@@ -33,6 +33,22 @@ def keras_two_inputs(out: Path) -> None:
     keras.Model([tokens, image], [logits, score]).save(out / "two_inputs.keras")
 
 
+def keras_dict_inputs(out: Path) -> None:
+    """Keras 3 functional model built on a dict of inputs and returning a dict, as KerasHub's
+    backbones are: it must be called with that dict, not a list."""
+    import keras
+
+    keras.utils.set_random_seed(2)
+    token_ids = keras.Input((None,), dtype="int32", name="token_ids")
+    padding_mask = keras.Input((None,), dtype="int32", name="padding_mask")
+    embedded = keras.layers.Embedding(20, 8)(token_ids)
+    mask = keras.ops.expand_dims(keras.ops.cast(padding_mask, "float32"), -1)
+    pooled = keras.ops.sum(embedded * mask, axis=1) / (keras.ops.sum(mask, axis=1) + 1.0)
+    inputs = {"token_ids": token_ids, "padding_mask": padding_mask}
+    outputs = {"sequence": keras.layers.Dense(4)(embedded), "pooled": keras.layers.Dense(2)(pooled)}
+    keras.Model(inputs, outputs).save(out / "dict_inputs.keras")
+
+
 def keras_for_localization(out: Path) -> None:
     """A convolution (NHWC in TF, NCHW in ONNX), a sigmoid gate and logits: the localisation tests
     break one node of it and expect that node to be named."""
@@ -278,6 +294,7 @@ def compiled(out: Path) -> None:
 
 BUILDERS = (
     keras_two_inputs,
+    keras_dict_inputs,
     keras_layer_zoo,
     keras_batchnorm,
     keras_for_localization,

@@ -30,6 +30,15 @@ def run_cli(
     )
 
 
+def run_zoo(zoo: Path, out: Path, *extra: str) -> dict[str, dict]:
+    """`tf2torch batch ZOO` with one worker (the largest models need most of the machine); every
+    model's summary row by id. A failing model is a row, not an error here: each test reads its own."""
+    done = run_cli("batch", zoo, "--out", out, "--workers", "1", *extra, timeout=3600)
+    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    return {row["id"]: row for row in summary["models"]}
+
+
 def read_report(out: Path) -> dict:
     return json.loads((out / "report.json").read_text())
 

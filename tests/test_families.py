@@ -7,13 +7,8 @@ is then checked as its own test case.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-from cli_runner import REPO, read_report
+from cli_runner import REPO, read_report, run_zoo
 
 from pipeline.zoo_file import load_zoo
 
@@ -25,17 +20,7 @@ PAIRS = {"tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch"}
 @pytest.fixture(scope="module")
 def zoo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("families")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "batch", str(ZOO), "--out", str(out), "--workers", "1", "--prune"],
-        cwd=REPO,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        capture_output=True,
-        text=True,
-        timeout=3600,
-    )
-    assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    return out, {row["id"]: row for row in summary["models"]}
+    return out, run_zoo(ZOO, out, "--prune")
 
 
 @pytest.mark.slow
@@ -64,6 +49,12 @@ def test_family_converts_end_to_end(entry, zoo_run):
         if stages["load"]["details"]["second_shape"]:
             pairs = {c["pair"] for c in stages["native"]["comparisons"]}
             assert "tf_vs_native_second_shape" in pairs
+        # torch.export takes every model.py with the dimensions TF leaves unknown dynamic (RNNs too:
+        # model.py's GRU/LSTM run their time loop as torch's scan while exporting)
+        exported = stages["torch_export"]
+        assert exported["status"] == "pass", exported.get("error")
+        if stages["load"]["details"]["second_shape"]:
+            assert "tf_vs_exported_second_shape" in {c["pair"] for c in exported["comparisons"]}
 
 
 # What the native passes recover in the Transformer families, read from the model.py each wrote.
@@ -90,10 +81,32 @@ RECOVERED = {
 @pytest.mark.slow
 @pytest.mark.parametrize("entry_id", sorted(RECOVERED))
 def test_transformers_model_py_reads_as_attention(entry_id, zoo_run):
+    code = _model_py_with(zoo_run, entry_id, RECOVERED[entry_id])
+    # Sizes TF leaves unknown are read from the input, not baked in: `tokens.size(1)`.
+    assert ".size(1)" in code
+
+
+# Keras RNN Loops recovered as torch's modules, read from the model.py each wrote; the masked LSTM
+# keeps its mask (a third argument of model.py's LSTM).
+RECURRENT = {
+    "family.gru@2x10": ["self.gru = GRU(6, 12)", "class GRU(nn.GRU)"],
+    "family.bidirectional_gru@2x10": ["GRU(6, 8)", "_forward", "_backward"],
+    "family.bidirectional_rnn_dropout@2x10": ["LSTM(6, 8)", "GRU(16, 8)"],
+    "family.masked_lstm@2x10": ["LSTM(4, 8)", ", None, "],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry_id", sorted(RECURRENT))
+def test_keras_rnn_loops_read_as_gru_and_lstm(entry_id, zoo_run):
+    code = _model_py_with(zoo_run, entry_id, RECURRENT[entry_id])
+    assert "class Loop(" not in code  # no Python loop left over time steps
+
+
+def _model_py_with(zoo_run, entry_id: str, expected: list[str]) -> str:
     out, rows = zoo_run
     assert rows[entry_id]["status"] == "pass", rows[entry_id]["message"]
     code = (out / entry_id / "model.py").read_text()
-    missing = [call for call in RECOVERED[entry_id] if call not in code]
+    missing = [text for text in expected if text not in code]
     assert not missing, f"model.py of {entry_id} lacks {missing}"
-    # Sizes TF leaves unknown are read from the input, not baked in: `tokens.size(1)`.
-    assert ".size(1)" in code
+    return code

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from pipeline.native import control_flow, fxutil
+from pipeline.native import control_flow, exportable_rnn, fxutil
 
 
 class CodegenError(Exception):
@@ -69,6 +69,7 @@ NATIVE_CLASSES = {
     nn.Hardsigmoid, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
     nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding, nn.RMSNorm,
+    exportable_rnn.ExportableGRU, exportable_rnn.ExportableLSTM,
 }  # fmt: skip
 
 _OPERATORS = {
@@ -122,6 +123,16 @@ def _class_source(gm: fx.GraphModule, class_name: str, input_names: list[str], e
 
 
 def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None = None) -> str:
+    exportable = _EXPORTABLE.get(type(module))
+    if exportable is not None and extra is not None:
+        # nn.GRU / nn.LSTM as model.py's own subclass (same parameters) that torch.export takes at any
+        # sequence length; its repr is its constructor call.
+        name = _EXPORTABLE_NAMES[exportable]
+        extra.setdefault(
+            "_time_steps", inspect.getsource(exportable_rnn._time_steps).rstrip("\n").splitlines()
+        )
+        extra.setdefault(name, _renamed_class_source(exportable, name))
+        return f"{name}({module.extra_repr()})"
     if type(module) in NATIVE_CLASSES:
         return _constructor_call(module)
     if control_flow.is_control_flow(module) and extra is not None:
@@ -196,9 +207,22 @@ _CONTROL_FLOW_DOCS = {
 
 def _control_flow_class_source(cls: type, name: str) -> list[str]:
     """The converter's own class as model.py's, renamed: one implementation for model.pt and model.py."""
-    source = inspect.getsource(cls).replace(f"class {cls.__name__}(", f"class {name}(")
-    lines = source.rstrip("\n").splitlines()
+    lines = _renamed_class_source(cls, name)
     return [lines[0], f'    """{_CONTROL_FLOW_DOCS[name]}"""', "", *lines[1:]]
+
+
+def _renamed_class_source(cls: type, name: str) -> list[str]:
+    source = inspect.getsource(cls).replace(f"class {cls.__name__}(", f"class {name}(")
+    return source.rstrip("\n").splitlines()
+
+
+_EXPORTABLE = {
+    nn.GRU: exportable_rnn.ExportableGRU,
+    nn.LSTM: exportable_rnn.ExportableLSTM,
+    exportable_rnn.ExportableGRU: exportable_rnn.ExportableGRU,
+    exportable_rnn.ExportableLSTM: exportable_rnn.ExportableLSTM,
+}
+_EXPORTABLE_NAMES = {exportable_rnn.ExportableGRU: "GRU", exportable_rnn.ExportableLSTM: "LSTM"}
 
 
 def _shape(t: torch.Tensor) -> str:
@@ -281,12 +305,20 @@ def _statement(node: fx.Node, names: dict[str, str]) -> str:
     return f"{target} = {_function_name(fn)}({', '.join(args)})"
 
 
+_NAMESPACES = {"fft": torch.fft, "linalg": torch.linalg, "special": torch.special}
+
+
 def _function_name(fn) -> str:
     name = getattr(fn, "__name__", None)
     if name and getattr(F, name, None) is fn:
         return f"F.{name}"
     if name and getattr(torch, name, None) is fn:
         return f"torch.{name}"
+    # torch.fft.fft is torch._C._fft.fft_fft: the namespace's prefix is not in its public name
+    for prefix, namespace in _NAMESPACES.items():
+        public = name[len(prefix) + 1 :] if name and name.startswith(prefix + "_") else name
+        if public and getattr(namespace, public, None) is fn:
+            return f"torch.{prefix}.{public}"
     if name and getattr(math, name, None) is fn:
         raise _Unwritable(f"math.{name} in the graph")
     raise _Unwritable(

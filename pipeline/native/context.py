@@ -34,6 +34,9 @@ class PassContext:
     sources: dict[str, tuple[str, str]] = field(default_factory=dict)
     # Why a node could not be turned into plain torch code, by node name (for the report).
     reasons: dict[str, str] = field(default_factory=dict)
+    # The other samples of inputs.npz: a pass choosing between readings that agree on the two input
+    # sets (an attention mask whose fully masked rows only a later sample has) checks them all.
+    other_samples: list[list[torch.Tensor]] = field(default_factory=list)
 
     # The last recording and the code it was made for: passes that find nothing to change leave the
     # code as it was, and the next pass reads the same values (two forward passes saved per pass).
@@ -50,6 +53,10 @@ class PassContext:
         if self._recorded is None or self._recorded[0] != key:
             self._recorded = (key, (fxutil.record(gm, self.inputs_a), fxutil.record(gm, self.inputs_b)))
         return self._recorded[1]
+
+    def every_sample_values(self, gm: fx.GraphModule) -> list[dict[str, Any]]:
+        """The recorded values at both input sets and at every other sample."""
+        return [*self.values(gm), *(fxutil.record(gm, inputs) for inputs in self.other_samples)]
 
     def count(self, name: str, n: int) -> None:
         self.counts[name] = self.counts.get(name, 0) + n

@@ -15,7 +15,7 @@ from torch import fx
 
 from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
-from pipeline.native import control_flow, fold, inline, layers, naming, patterns, tidy_ops
+from pipeline.native import control_flow, fold, inline, layers, naming, patterns, recurrent, tidy_ops
 from pipeline.native.context import PassContext
 from pipeline.stages.torch_outputs import run_module
 
@@ -31,7 +31,9 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("reshape_by_shape", fold.reshape_by_shape),
     ("inline_wrappers", inline.inline_wrappers),
     ("fold_constants_again", fold.fold_constants),
+    ("recurrent_layers", recurrent.recurrent_layers),
     ("control_flow_bodies", control_flow.control_flow_bodies),
+    ("no_op_casts", tidy_ops.no_op_casts),
     ("linear", layers.linear),
     ("conv_weights", layers.conv_weights),
     ("batchnorm", layers.batchnorm),
@@ -57,8 +59,8 @@ PASSES: tuple[tuple[str, Pass], ...] = (
 # revert the one at fault. The first passes stay alone: the rest build on what they do.
 GROUPS: tuple[tuple[str, ...], ...] = (
     ("drop_zero_states", "fold_constants", "reshape_by_shape"),
-    ("inline_wrappers", "fold_constants_again", "control_flow_bodies"),
-    ("linear", "conv_weights", "batchnorm", "lstm_weights"),
+    ("inline_wrappers", "fold_constants_again", "recurrent_layers", "control_flow_bodies"),
+    ("no_op_casts", "linear", "conv_weights", "batchnorm", "lstm_weights"),
     ("layer_norms", "gelus", "attention", "embeddings"),
     ("fold_padding", "cancel_transposes", "clamps", "contiguous_inputs", "scalars_and_operators"),
     ("inplace_activations", "parameters_and_names"),

@@ -113,9 +113,9 @@ def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 notes[node.name] = f"{node.name} ({type(fxutil.module_of(gm, node)).__name__}): {why}"
                 continue
             fxutil.inline(gm, node, traced, data_args)
-            inserted = _between(before, after)
-            sizes.resolve_outer(inserted)
-            fxutil.dependencies(gm, inserted, kinds)
+            sizes.resolve_outer(_between(before, after))
+            # the inlined code, and the sizes it reads (made at the top of forward)
+            fxutil.dependencies(gm, [n for n in gm.graph.nodes if n.name not in kinds], kinds)
             done += 1
             changed = True
         fxutil.tidy(gm)
@@ -205,13 +205,15 @@ def _trace(gm, node, values, kinds, input_sizes):
     # A value computed from the input shapes is bound to its value where the wrapper reads it as a
     # shape (Reshape's target); where it uses it as a tensor (Expand of a sequence length, Gather's
     # indices from a Range), it stays an input, computed by the code the earlier wrappers became.
-    for as_data in _data_choices(gm, node, kinds) if shaped else [set()]:
+    # Constants bound first; where that bakes a tensor of one input shape's size, traced as inputs.
+    choices = _data_choices(gm, node, kinds) if shaped else [set()]
+    for weights, as_data in itertools.product((_NO_CONSTANTS, _WEIGHTS, _ALL_CONSTANTS), choices):
         try:
-            traced = _trace_two_shapes(gm, node, *values(), kinds, input_sizes, as_data)
+            traced, data_args = _trace_two_shapes(gm, node, *values(), kinds, input_sizes, as_data, weights)
         except Exception as exc:
             why = why or f"cannot be traced to plain torch code ({type(exc).__name__}: {str(exc)[:120]})"
             continue
-        return traced, _data_args(gm, node, kinds, as_data), None
+        return traced, data_args, None
     return None, [], why
 
 
@@ -230,45 +232,66 @@ def _data_choices(gm, node, kinds) -> list[set[int]]:
     return [set(c) for r in range(len(shaped) + 1) for c in itertools.combinations(shaped, r)]
 
 
-def _is_data(gm, node, i, kinds, as_data) -> bool:
+# Which constant arguments a wrapper is traced with as inputs rather than values: none (converters
+# read Slice's bounds, Resize's scales in Python), the weights and masks, or all of them (MinMax
+# broadcasts a scalar bound to its other input's shape in Python).
+_NO_CONSTANTS, _WEIGHTS, _ALL_CONSTANTS = 0, 1, 2
+
+
+def _is_data(gm, node, i, kinds, as_data, weights=_NO_CONSTANTS) -> bool:
     arg = node.args[i]
-    if not isinstance(arg, fx.Node) or fxutil.constant(gm, arg) is not None:
+    if not isinstance(arg, fx.Node):
         return False
+    value = fxutil.constant(gm, arg)
+    if value is not None:
+        return weights == _ALL_CONSTANTS or (weights == _WEIGHTS and _is_tensor_data(value))
     return kinds[arg.name] == fxutil.DATA or i in as_data
 
 
-def _data_args(gm, node, kinds, as_data=frozenset()) -> list[fx.Node]:
-    return [a for i, a in enumerate(node.args) if _is_data(gm, node, i, kinds, as_data)]
+def _is_tensor_data(value: torch.Tensor) -> bool:
+    """A weight or a mask constant is traced as an input: bound as a value, the wrapper's work on it
+    (the position table sliced to the sequence length, a True expanded to the mask's shape) would run
+    at trace time and leave a tensor of one input shape's size. Small integer constants (Slice's
+    bounds, axes) stay bound, as converters read them in Python."""
+    return value.is_floating_point() or value.dtype == torch.bool or value.numel() > 16
 
 
 def _trace_two_shapes(
-    gm, node, values_a, values_b, kinds, input_sizes, as_data=frozenset()
-) -> fx.GraphModule:
+    gm, node, values_a, values_b, kinds, input_sizes, as_data=frozenset(), weights=_NO_CONSTANTS
+) -> tuple[fx.GraphModule, list[fx.Node]]:
+    """The traced wrapper and the outer nodes its data inputs are, in order."""
     if node.kwargs:
         raise sizes.SizeError("called with keyword arguments")
     module = fxutil.module_of(gm, node)
-    bound, metas = [], []
+    bound, metas, data_args = [], [], []
     for values in (values_a, values_b):
         pattern: list[tuple[str, Any]] = []
         meta: dict[str, torch.Tensor] = {}
+        data_args = []
         for i, arg in enumerate(node.args):
             value = fxutil.constant(gm, arg)
-            if value is not None or not isinstance(arg, fx.Node):
-                pattern.append(("const", value if value is not None else arg))
-            elif not _is_data(gm, node, i, kinds, as_data):
-                pattern.append(("const", values[arg.name]))  # a shape: bound to its value at this input set
-            else:
-                recorded = values.get(arg.name)
+            recorded = value if value is not None else values.get(getattr(arg, "name", None))
+            # A shape-derived tensor that is not a short list of sizes (a relative-position matrix,
+            # a causal mask) is computed at run time, by the code its wrappers became.
+            if _is_data(gm, node, i, kinds, as_data, weights) or (
+                value is None and isinstance(recorded, torch.Tensor) and _is_tensor_data(recorded)
+            ):
                 if not isinstance(recorded, torch.Tensor):
                     raise sizes.SizeError(f"input {arg.name} is not a tensor")
                 meta[f"d{len(meta)}"] = recorded.to("meta")
                 pattern.append(("data", len(meta) - 1))
+                data_args.append(arg)
+            elif value is not None or not isinstance(arg, fx.Node):
+                pattern.append(("const", value if value is not None else arg))
+            else:
+                pattern.append(("const", recorded))  # a shape: bound to its value at this input set
         if len(meta) > _MAX_DATA_ARGS:
             raise sizes.SizeError(f"more than {_MAX_DATA_ARGS} inputs computed at run time")
         bound.append(_Bound(module, pattern))
         metas.append(meta)
     unused = {f"d{i}": None for i in range(len(metas[0]), _MAX_DATA_ARGS)}
-    return sizes.trace_with_sizes(*bound, *metas, unused, _Tracer().is_leaf_module, input_sizes)
+    traced = sizes.trace_with_sizes(*bound, *metas, unused, _Tracer().is_leaf_module, input_sizes)
+    return traced, data_args
 
 
 def _trace_bound(gm: fx.GraphModule, node: fx.Node):

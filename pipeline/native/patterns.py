@@ -104,8 +104,10 @@ def layer_norms(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         if mean.graph is None or mean not in set(gm.graph.nodes):
             continue
         x, rms = mean.args[0], False
-        if x.op == "call_function" and x.target in (operator.mul, torch.mul) and x.args[0] is x.args[1]:
-            x, rms = x.args[0], True  # mean(x * x): RMSNorm
+        if _is_square(x):
+            x, rms = x.args[0], True  # mean(x * x) or mean(x ** 2): RMSNorm
+        if x.name not in runs[0]:  # a norm this pass just wrote feeds this one (norm after norm)
+            runs = ctx.values(gm)
         found = _norm_after(gm, mean, x, rms, runs)
         if found is None:
             continue
@@ -124,6 +126,18 @@ def layer_norms(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         done += 1
     ctx.count("layer_norms", done)
     return []
+
+
+def _is_square(node: fx.Node) -> bool:
+    if node.op != "call_function" or len(node.args) != 2:
+        return False
+    if node.target in (operator.mul, torch.mul):
+        return node.args[0] is node.args[1]
+    exponent = node.args[1]
+    if isinstance(exponent, fx.Node):
+        value = fxutil.constant(node.graph.owning_module, exponent)
+        exponent = float(value) if value is not None and value.numel() == 1 else None
+    return node.target in (operator.pow, torch.pow) and exponent == 2
 
 
 def _is_last_axis_mean(node: fx.Node, values: dict) -> bool:
@@ -298,7 +312,7 @@ def attention(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         inside = region({first, v}, second, limit=40, closed=False)
         if inside is None or softmax not in inside:
             continue
-        found = _attention_call(gm, q, key_t, v, inside, first, second, runs)
+        found = _attention_call(gm, q, key_t, v, inside, first, second, runs, ctx)
         if found is None:
             continue
         _replace(gm, second, found)
@@ -324,9 +338,19 @@ def _nearest(node, wanted, up: bool, steps: int = 8):
     return None
 
 
-def _attention_call(gm, q, key_t, v, inside, first, second, runs):
-    """The first reading of the region as scaled_dot_product_attention that the recorded values confirm."""
-    masks = [None] + _mask_candidates(gm, inside, first, runs[0])
+def _attention_call(gm, q, key_t, v, inside, first, second, runs, ctx):
+    """The first reading of the region as scaled_dot_product_attention that the recorded values
+    confirm: at the two input sets, then at every sample (masks differ where whole rows are masked)."""
+    everywhere: list = []
+
+    def confirmed(*reading) -> bool:
+        if not all(_sdpa_matches(run, *reading) for run in runs):
+            return False
+        if not everywhere:
+            everywhere[:] = ctx.every_sample_values(gm)[len(runs) :]
+        return all(_sdpa_matches(run, *reading) for run in everywhere)
+
+    masks = [None] + _mask_forms(gm, _mask_candidates(gm, inside, first, runs[0]), inside, runs[0])
     queries = [(q, None)]
     if q.op == "call_function" and q.target in _SCALE_OPS and len(q.args) == 2:
         number = _number(gm, q.args[1])
@@ -337,8 +361,8 @@ def _attention_call(gm, q, key_t, v, inside, first, second, runs):
         width = runs[0][query.name].shape[-1]
         for scale in _scales(gm, factor, inside):
             for mask in masks:
-                if all(_sdpa_matches(run, query, key_t, v, mask, scale, second) for run in runs):
-                    flatten = mask is not None and runs[0][mask.name].dim() != runs[0][query.name].dim()
+                if confirmed(query, key_t, v, mask, scale, second):
+                    flatten = mask is not None and runs[0][mask[0].name].dim() != runs[0][query.name].dim()
                     return _builder(query, key_t, v, mask, flatten, scale, width)
     return None
 
@@ -385,6 +409,27 @@ def _mask_candidates(gm, inside, first, values) -> list[fx.Node]:
     ]
 
 
+def _mask_forms(gm, candidates: list[fx.Node], inside, values) -> list[tuple[fx.Node, float | None]]:
+    """Each mask candidate as (node, fill): a boolean mask the region turns into the large negative
+    it adds (Keras adds -1e9 where the mask is False) is tried first as that additive mask, which
+    keeps Keras's arithmetic where a whole row is masked (uniform weights, not NaN); then as is."""
+    # the number is in the region or in the mask arithmetic just before it
+    near = [*inside, *candidates, *(a for n in candidates for a in n.all_input_nodes)]
+    fills = sorted({x for n in near for a in n.args if (x := _number(gm, a)) is not None and x <= -1e4})
+    forms: list[tuple[fx.Node, float | None]] = []
+    for node in candidates:
+        if values[node.name].dtype == torch.bool:
+            forms += [(node, fill) for fill in fills]
+        forms.append((node, None))
+    return forms
+
+
+def _mask_value(mask: tuple[fx.Node, float | None], run) -> torch.Tensor:
+    node, fill = mask
+    value = run[node.name]
+    return value if fill is None else torch.where(value, 0.0, fill)
+
+
 def _as_3d_or_4d(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A [B, H, L, S] mask for a [B*H, L, S] attention: flattened over its leading axes."""
     return mask if mask.dim() == like.dim() else mask.reshape(-1, *mask.shape[-2:])
@@ -394,7 +439,7 @@ def _sdpa_matches(run, query, key_t, v, mask, scale, second) -> bool:
     q, kt, vv = run[query.name], run[key_t.name], run[v.name]
     if not all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in (q, kt, vv)):
         return False
-    attn_mask = None if mask is None else _as_3d_or_4d(run[mask.name], q)
+    attn_mask = None if mask is None else _as_3d_or_4d(_mask_value(mask, run), q)
     try:
         got = F.scaled_dot_product_attention(q, kt.transpose(-2, -1), vv, attn_mask=attn_mask, scale=scale)
     except RuntimeError:
@@ -407,10 +452,11 @@ def _builder(query, key_t, v, mask, flatten, scale, width):
         key = _untransposed(graph, key_t)
         kwargs = {}
         if mask is not None:
-            attn_mask = mask
+            node, fill = mask
+            attn_mask = node if fill is None else graph.call_function(torch.where, (node, 0.0, fill))
             if flatten:  # a [B, H, L, S] mask for attention over [B*H, L, S]
-                sizes = [graph.call_method("size", (mask, axis)) for axis in (-2, -1)]
-                attn_mask = graph.call_method("reshape", (mask, -1, *sizes))
+                sizes = [graph.call_method("size", (attn_mask, axis)) for axis in (-2, -1)]
+                attn_mask = graph.call_method("reshape", (attn_mask, -1, *sizes))
             kwargs["attn_mask"] = attn_mask
         if scale is not None and not math.isclose(scale, 1 / math.sqrt(width), rel_tol=1e-6):
             kwargs["scale"] = scale

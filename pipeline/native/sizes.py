@@ -98,14 +98,31 @@ class InputSizes:
         self._nodes[key] = made
         return made
 
-    def _insert(self, op: str, target: Any, args: tuple) -> fx.Node:
-        """Right after the latest node it reads (a placeholder or another size)."""
+    def tensor(self, a: torch.Tensor, b: torch.Tensor) -> fx.Node:
+        """A node computing the small integer tensor that is `a` at the first input set and `b` at the
+        second: `torch.tensor([batch, tokens_dim1, 8])`, on the input's device."""
+        if a.shape != b.shape or a.is_floating_point() or a.dtype == torch.bool or a.numel() > 16:
+            raise SizeError("a tensor it builds depends on the input shape")
+        elements = [
+            x if x == y else self.express(x, y)
+            for x, y in zip(a.flatten().tolist(), b.flatten().tolist(), strict=True)
+        ]
+        kwargs = {"dtype": a.dtype, "device": input_device(self.gm)}
+        made = self._insert("call_function", torch.tensor, (elements if a.dim() else elements[0],), kwargs)
+        if a.dim() > 1:
+            made = self._insert("call_method", "reshape", (made, tuple(a.shape)))
+        return made
+
+    def _insert(self, op: str, target: Any, args: tuple, kwargs: dict | None = None) -> fx.Node:
+        """Right after the latest node it reads (a placeholder, a size or the input's device)."""
         nodes = list(self.gm.graph.nodes)
         last_input = max(i for i, n in enumerate(nodes) if n.op == "placeholder")
         order = {n: i for i, n in enumerate(nodes)}
-        after = max([order[a] for a in args if isinstance(a, fx.Node)] + [last_input])
+        read: list[fx.Node] = []
+        fx.node.map_arg((args, kwargs or {}), read.append)
+        after = max([order[a] for a in read] + [last_input])
         with self.gm.graph.inserting_after(nodes[after]):
-            return self.gm.graph.create_node(op, target, args)
+            return self.gm.graph.create_node(op, target, args, kwargs)
 
 
 def shape_values_as_code(
@@ -114,30 +131,17 @@ def shape_values_as_code(
     """Every small integer tensor computed from the input shapes alone (tf2onnx's Shape -> Gather ->
     Concat chains) becomes `torch.tensor([batch, length, 8])` over input sizes: code that runs at any
     shape, whether its users read it as a shape or use it as a tensor (a sequence length per row)."""
-    device = None
     done = 0
     for node in list(gm.graph.nodes):
         if kinds.get(node.name) != fxutil.SHAPE or not node.users or node.op == "call_method":
             continue
         a, b = values_a.get(node.name), values_b.get(node.name)
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.shape != b.shape:
-            continue
-        if a.is_floating_point() or a.dtype == torch.bool or a.numel() > 16 or torch.equal(a, b):
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or torch.equal(a, b):
             continue
         try:
-            elements = [
-                x if x == y else sizes.express(x, y)
-                for x, y in zip(a.flatten().tolist(), b.flatten().tolist(), strict=True)
-            ]
+            made = sizes.tensor(a, b)
         except SizeError:
             continue
-        device = device or input_device(gm)
-        with gm.graph.inserting_before(node):
-            made = gm.graph.call_function(
-                torch.tensor, (elements if a.dim() else elements[0],), {"dtype": a.dtype, "device": device}
-            )
-            if a.dim() > 1:
-                made = gm.graph.call_method("reshape", (made, tuple(a.shape)))
         node.replace_all_uses_with(made)
         kinds[made.name] = fxutil.SHAPE
         done += 1
@@ -274,6 +278,7 @@ def trace_with_sizes(
     if len(nodes_a) != len(nodes_b):
         raise SizeError("the code it runs differs between the two input shapes")
     pairs = dict(zip(nodes_b, nodes_a, strict=True))
+    replaced: dict[fx.Node, Outer] = {}
     for na, nb in zip(nodes_a, nodes_b, strict=True):
         if (na.op, na.target) != (nb.op, nb.target) and na.op != "get_attr":
             raise SizeError("the code it runs differs between the two input shapes")
@@ -282,11 +287,21 @@ def trace_with_sizes(
             if isinstance(va, torch.Tensor) and not (
                 isinstance(vb, torch.Tensor) and va.shape == vb.shape and torch.equal(va, vb)
             ):
-                raise SizeError("a tensor it builds depends on the input shape")
+                replaced[na] = Outer(_size_tensor(na, va, vb, sizes))
             continue
-        na.args = _merge(na.args, nb.args, pairs, sizes)
-        na.kwargs = _merge(na.kwargs, nb.kwargs, pairs, sizes)
+        na.args = _merge(na.args, nb.args, pairs, sizes, replaced)
+        na.kwargs = _merge(na.kwargs, nb.kwargs, pairs, sizes, replaced)
     return gm_a
+
+
+def _size_tensor(node: fx.Node, a: torch.Tensor, b: torch.Tensor, sizes: InputSizes) -> fx.Node:
+    """A constant the wrapper builds from a shape (onnx2torch's Slice iterates its bounds into 0-d
+    tensors): a bound only ever used to index becomes the size itself (`x[:, :tokens_dim1]`), any
+    other a tensor built from the sizes."""
+    as_index = all(u.op == "call_function" and u.target is operator.getitem for u in node.users)
+    if a.dim() == 0 and as_index and not a.is_floating_point() and a.dtype != torch.bool:
+        return sizes.express(int(a), int(b))
+    return sizes.tensor(a, b)
 
 
 class Outer:
@@ -296,11 +311,13 @@ class Outer:
         self.node = node
 
 
-def _merge(a: Any, b: Any, pairs: dict[fx.Node, fx.Node], sizes: InputSizes) -> Any:
+def _merge(
+    a: Any, b: Any, pairs: dict[fx.Node, fx.Node], sizes: InputSizes, replaced: dict[fx.Node, Outer]
+) -> Any:
     if isinstance(a, fx.Node):
         if not isinstance(b, fx.Node) or pairs.get(b) is not a:
             raise SizeError("the code it runs differs between the two input shapes")
-        return a
+        return replaced.get(a, a)
     if isinstance(a, bool) or a is None or isinstance(a, (str, torch.dtype, torch.device)):
         if a != b:
             raise SizeError(f"an argument is {a!r} at one input shape and {b!r} at the other")
@@ -308,14 +325,14 @@ def _merge(a: Any, b: Any, pairs: dict[fx.Node, fx.Node], sizes: InputSizes) -> 
     if isinstance(a, int) and isinstance(b, int):
         return a if a == b else Outer(sizes.express(a, b))
     if isinstance(a, (tuple, list)) and type(a) is type(b) and len(a) == len(b):
-        merged = [_merge(x, y, pairs, sizes) for x, y in zip(a, b, strict=True)]
+        merged = [_merge(x, y, pairs, sizes, replaced) for x, y in zip(a, b, strict=True)]
         return tuple(merged) if isinstance(a, tuple) else merged
     if isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys():
-        return {k: _merge(a[k], b[k], pairs, sizes) for k in a}
+        return {k: _merge(a[k], b[k], pairs, sizes, replaced) for k in a}
     if isinstance(a, slice) and isinstance(b, slice):
         return slice(
             *(
-                _merge(x, y, pairs, sizes)
+                _merge(x, y, pairs, sizes, replaced)
                 for x, y in zip((a.start, a.stop, a.step), (b.start, b.stop, b.step), strict=True)
             )
         )

@@ -163,6 +163,41 @@ _METHOD_OPERATORS = {"add": operator.add, "sub": operator.sub, "mul": operator.m
 _LITERAL_DTYPES = {torch.float32: float, torch.int64: int, torch.bool: bool}
 
 
+_CAST_METHODS = {"to", "type", "float", "double", "half", "long", "int", "bool"}
+
+
+def no_op_casts(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    """`x.to(x.dtype)`, `x.float()` on a float32 x: casts that leave the dtype as it is at both input
+    sets (tf2onnx writes a Cast to the type the value has) are dropped, so the patterns after them
+    (RMSNorm's mean of squares) read as they are written by hand."""
+    casts = [n for n in gm.graph.nodes if n.op == "call_method" and n.target in _CAST_METHODS]
+    if not casts:
+        return []
+    runs = ctx.values(gm)
+    done = 0
+    for node in casts:
+        source = node.args[0] if node.args else None
+        if not isinstance(source, fx.Node) or not all(_keeps_dtype(node, source, run) for run in runs):
+            continue
+        node.replace_all_uses_with(source)
+        gm.graph.erase_node(node)
+        done += 1
+    fxutil.tidy(gm)
+    ctx.count("no_op_casts", done)
+    return []
+
+
+def _keeps_dtype(node: fx.Node, source: fx.Node, run: dict) -> bool:
+    before, after = run.get(source.name), run.get(node.name)
+    if not (isinstance(before, torch.Tensor) and isinstance(after, torch.Tensor)):
+        return False
+    # only a dtype may be asked for: `.to(device)` moves the value, `.to(other)` may too
+    asked = [
+        run.get(a.name) if isinstance(a, fx.Node) else a for a in (*node.args[1:], *node.kwargs.values())
+    ]
+    return before.dtype == after.dtype and all(isinstance(a, torch.dtype) for a in asked)
+
+
 def scalars_and_operators(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     """`torch.add(x, self.value_const)` -> `x + 1e-06`: binary torch calls as Python operators, and
     0-d constants they read written as the number itself instead of an opaque buffer."""

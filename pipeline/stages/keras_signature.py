@@ -44,11 +44,26 @@ def declared_inputs(model) -> list[TensorInfo]:
     return [TensorInfo(f"{stem}_{i}", dtype, shape) for i, shape in enumerate(shapes)]
 
 
+def call_inputs(model, tensors: list):
+    """`tensors`, in `model.inputs` order, packed the way the model's call takes them: a functional
+    model built on a dict (or nested list) of inputs is called with that structure, as KerasHub
+    backbones are; others with one tensor or a list."""
+    import keras
+
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):  # subclassed: no declared structure
+        struct = None
+    if isinstance(struct, (dict, list, tuple)):
+        return keras.tree.pack_sequence_as(struct, list(tensors))
+    return list(tensors) if len(tensors) > 1 else tensors[0]
+
+
 def output_count(model, inputs: list[TensorInfo]) -> int:
     if functional_inputs(model) is not None:
         return len(tf.nest.flatten(model.outputs))
     specs = [tf.TensorSpec(i.shape, i.dtype) for i in inputs]
-    call = tf.function(lambda *args: model(list(args) if len(args) > 1 else args[0], training=False))
+    call = tf.function(lambda *args: model(call_inputs(model, args), training=False))
     return len(tf.nest.flatten(call.get_concrete_function(*specs).structured_outputs))
 
 

@@ -70,7 +70,10 @@ def _leaf_layers(model):
 
 
 def _config(layer) -> dict[str, Any]:
-    config = layer.get_config()
+    try:
+        config = layer.get_config()
+    except Exception:  # noqa: BLE001 - a custom layer without (or with a broken) get_config
+        return {}  # the settings are a summary for the port's checks; the weights are what matters
     kept = {k: _plain(config[k]) for k in _CONFIG_KEYS if k in config}
     inner = getattr(layer, "forward_layer", None)  # Bidirectional: the wrapped RNN's settings
     if inner is not None:

@@ -41,7 +41,9 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     tf_variables, tf_summary = _tf_variables(out)
     first = [s.numpy() for s in samples[0]]
     second = second_shape_inputs(out, input_names) or with_extra_row(first)
-    ctx = PassContext(samples[0], [torch.from_numpy(a) for a in second], tf_variables)
+    ctx = PassContext(
+        samples[0], [torch.from_numpy(a) for a in second], tf_variables, other_samples=samples[1:]
+    )
     module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
     module.eval()
 

@@ -133,13 +133,13 @@ class KerasModel:
 
     def run(self, feeds):
         args = [feeds[i.name] for i in self.inputs]
-        result = self.model(args if len(args) > 1 else args[0], training=False)
+        result = self.model(keras_signature.call_inputs(self.model, args), training=False)
         return {name: np.asarray(t) for name, t in zip(self.outputs, tf.nest.flatten(result), strict=True)}
 
     def input_gradients(self, feeds, names, project):
         def call(tensors):
             args = [tensors[i.name] for i in self.inputs]
-            return tf.nest.flatten(self.model(args if len(args) > 1 else args[0], training=False))
+            return tf.nest.flatten(self.model(keras_signature.call_inputs(self.model, args), training=False))
 
         return _tape_gradients(call, feeds, names, self.outputs, project)
 
@@ -180,7 +180,7 @@ class KerasModel:
 
         model = self.model
         specs = [tf.TensorSpec(i.shape, i.dtype, name=_node_name(i.name)) for i in self.inputs]
-        call = tf.function(lambda *args: model(list(args) if len(args) > 1 else args[0], training=False))
+        call = tf.function(lambda *args: model(keras_signature.call_inputs(model, args), training=False))
         return tf_to_onnx.freeze_function(call.get_concrete_function(*specs))
 
     def _drop(self, drop_model: bool) -> None:

@@ -49,11 +49,7 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     }
     (out / artifacts.EXPORTED_PROGRAM).unlink(missing_ok=True)
     started = time.perf_counter()
-    try:
-        program = torch.export.export(model, args, dynamic_shapes=tuple(dynamic))
-    except Exception as exc:
-        message = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        return {"skipped": f"torch.export failed: {type(exc).__name__}: {message}"}
+    program, details["dims"] = _export(model, args, dynamic)
     artifacts.write_atomic(out / artifacts.EXPORTED_PROGRAM, lambda tmp: torch.export.save(program, str(tmp)))
     details["export_seconds"] = round(time.perf_counter() - started, 3)
     exported = torch.export.load(str(out / artifacts.EXPORTED_PROGRAM)).module()
@@ -65,6 +61,26 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
         )
     save_module_outputs(exported, "exported", out, input_names, output_names)
     return details
+
+
+def _export(model: torch.nn.Module, args: tuple, dynamic: list[dict[int, Any]]):
+    """Named Dims first (axes with the same sizes share one); where torch.export finds a range they
+    do not hold (its 0/1 specialisation, an int32 bound on positions), Dim.DYNAMIC, which lets it
+    derive the ranges and the equalities from the code. A model.py it cannot take is an error: the
+    stage was asked to export it."""
+    automatic = [{axis: torch.export.Dim.DYNAMIC for axis in spec} for spec in dynamic]
+    failures = []
+    for kind, shapes in (("named", dynamic), ("automatic", automatic)):
+        try:
+            return torch.export.export(model, args, dynamic_shapes=tuple(shapes)), kind
+        except Exception as exc:  # noqa: BLE001 - torch.export raises many types
+            text = str(exc).strip()
+            failures.append(f"{type(exc).__name__}: {text.splitlines()[0][:300] if text else ''}")
+    raise ConversionError(
+        f"torch.export cannot export model.py with its dynamic dimensions: {failures[-1]} "
+        "(set `torch_export: false` to convert without model.pt2)",
+        details={"tried": failures},
+    )
 
 
 def dynamic_dims(example: list[np.ndarray], second: list[np.ndarray]) -> list[dict[int, Any]]:

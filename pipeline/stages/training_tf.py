@@ -18,6 +18,7 @@ import tensorflow as tf
 from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import UsageError
+from pipeline.stages import keras_signature
 from pipeline.training import compile_config, mapping
 
 
@@ -82,7 +83,7 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
     for step in range(steps):
         inputs = [tf.constant(batches[n][step]) for n in names]
         with tf.GradientTape() as tape:
-            outputs = model(inputs if len(inputs) > 1 else inputs[0], training=True)
+            outputs = model(keras_signature.call_inputs(model, inputs), training=True)
             # A loss given by name is a function with one value per sample: fit() averages them.
             loss = tf.reduce_mean(loss_fn(tf.constant(batches["targets"][step]), outputs))
         variables = model.trainable_variables
