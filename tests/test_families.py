@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 from cli_runner import REPO, read_report, run_zoo
+from standalone_model import input_names, run_standalone
 
 from pipeline.zoo_file import load_zoo
 
@@ -55,6 +56,22 @@ def test_family_converts_end_to_end(entry, zoo_run):
         assert exported["status"] == "pass", exported.get("error")
         if stages["load"]["details"]["second_shape"]:
             assert "tf_vs_exported_second_shape" in {c["pair"] for c in exported["comparisons"]}
+
+
+@pytest.mark.slow
+def test_every_model_py_runs_with_only_torch_installed(zoo_run):
+    """Every model.py imports and runs where tensorflow, onnx, onnx2torch and this package cannot be
+    imported (its weights were pruned: the native stage compared its numbers with TF's already)."""
+    out, rows = zoo_run
+    native = [
+        e.id
+        for e in FAMILIES
+        if not e.disabled
+        and any(s["name"] == "native" and s["status"] == "pass" for s in read_report(out / e.id)["stages"])
+    ]
+    assert len(native) > 60
+    result = run_standalone([(out / i, input_names(read_report(out / i))) for i in native])
+    assert result["imported_blocked"] == [] and len(result["worst"]) == len(native)
 
 
 # What the native passes recover in the Transformer families, read from the model.py each wrote.
