@@ -128,9 +128,8 @@ def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None
         # nn.GRU / nn.LSTM as model.py's own subclass (same parameters) that torch.export takes at any
         # sequence length; its repr is its constructor call.
         name = _EXPORTABLE_NAMES[exportable]
-        extra.setdefault(
-            "_time_steps", inspect.getsource(exportable_rnn._time_steps).rstrip("\n").splitlines()
-        )
+        for helper in (exportable_rnn._time_steps, exportable_rnn._scan):
+            extra.setdefault(helper.__name__, inspect.getsource(helper).rstrip("\n").splitlines())
         extra.setdefault(name, _renamed_class_source(exportable, name))
         return f"{name}({module.extra_repr()})"
     if type(module) in NATIVE_CLASSES:

@@ -2,10 +2,10 @@
 
 torch.export decomposes nn.GRU/nn.LSTM into a loop unrolled to the example's sequence length, so an
 exported program with a dynamic time axis fails (pytorch#115092: "needs a scan"). These subclasses run
-torch's own kernel in eager mode and, while exporting or when given a mask, the same recurrence as
-torch's scan over the time axis. A mask (time-major, True where a step counts) keeps the state, and
-so the output, of the steps it masks, as Keras's masked RNNs do. Their parameters are nn.GRU's and
-nn.LSTM's, so state dicts load unchanged.
+torch's own kernel in eager mode and, while exporting or when given a mask, the same recurrence step
+by step: as torch's scan over the time axis while exporting, as a Python loop otherwise. A mask
+(time-major, True where a step counts) keeps the state, and so the output, of the steps it masks, as
+Keras's masked RNNs do. Their parameters are nn.GRU's and nn.LSTM's, so state dicts load unchanged.
 
 model.py gets this file's classes written into it, renamed GRU and LSTM (codegen.py): they import
 only torch. One layer (the form the native passes write); anything else exports as nn.GRU does.
@@ -19,14 +19,12 @@ from torch import nn
 
 
 class ExportableGRU(nn.GRU):
-    """nn.GRU; under torch.export (or with a Keras mask) its time loop is torch's scan, so any
-    sequence length exports. `mask`: [time, batch], False where the state carries over."""
+    """nn.GRU; under torch.export its time loop is torch's scan, so any sequence length exports.
+    `mask`: [time, batch], False where the state carries over (Keras masking)."""
 
     def forward(self, x, hx=None, mask=None):
         if (mask is None and not torch.compiler.is_exporting()) or self.num_layers != 1:
             return super().forward(x, hx)
-        from torch._higher_order_ops.scan import scan
-
         if self.batch_first:
             x, mask = x.transpose(0, 1), None if mask is None else mask.transpose(0, 1)
         directions = 2 if self.bidirectional else 1
@@ -38,7 +36,7 @@ class ExportableGRU(nn.GRU):
             step = self._step(
                 *(getattr(self, n + suffix, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             )
-            h, sequence = scan(step, hx[d], _time_steps(x, mask, reverse=bool(d)))
+            h, sequence = _scan(step, hx[d], _time_steps(x, mask, reverse=bool(d)))
             outputs.append(sequence.flip(0) if d else sequence)
             last.append(h)
         out = torch.cat(outputs, -1)
@@ -58,14 +56,12 @@ class ExportableGRU(nn.GRU):
 
 
 class ExportableLSTM(nn.LSTM):
-    """nn.LSTM; under torch.export (or with a Keras mask) its time loop is torch's scan, so any
-    sequence length exports. `mask`: [time, batch], False where the state carries over."""
+    """nn.LSTM; under torch.export its time loop is torch's scan, so any sequence length exports.
+    `mask`: [time, batch], False where the state carries over (Keras masking)."""
 
     def forward(self, x, hx=None, mask=None):
         if (mask is None and not torch.compiler.is_exporting()) or self.num_layers != 1 or self.proj_size:
             return super().forward(x, hx)
-        from torch._higher_order_ops.scan import scan
-
         if self.batch_first:
             x, mask = x.transpose(0, 1), None if mask is None else mask.transpose(0, 1)
         directions = 2 if self.bidirectional else 1
@@ -78,7 +74,7 @@ class ExportableLSTM(nn.LSTM):
             step = self._step(
                 *(getattr(self, n + suffix, None) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
             )
-            (h, c), sequence = scan(step, (hx[0][d], hx[1][d]), _time_steps(x, mask, reverse=bool(d)))
+            (h, c), sequence = _scan(step, (hx[0][d], hx[1][d]), _time_steps(x, mask, reverse=bool(d)))
             outputs.append(sequence.flip(0) if d else sequence)
             last_h.append(h)
             last_c.append(c)
@@ -104,3 +100,17 @@ def _time_steps(x, mask, reverse: bool):
     keep = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask.bool()
     keep = keep.reshape(x.size(0), x.size(1), 1)
     return (x.flip(0), keep.flip(0)) if reverse else (x, keep)
+
+
+def _scan(step, initial, steps):
+    """`step` over the time axis from `initial`: torch's scan while exporting (an exported loop over a
+    length known at run time), a Python loop otherwise (scan would compile itself on every call)."""
+    if torch.compiler.is_exporting():
+        from torch._higher_order_ops.scan import scan
+
+        return scan(step, initial, steps)
+    carry, outputs = initial, []
+    for t in range(steps[0].size(0)):
+        carry, output = step(carry, tuple(s[t] for s in steps))
+        outputs.append(output)
+    return carry, torch.stack(outputs)
