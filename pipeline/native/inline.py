@@ -113,9 +113,11 @@ def inline_wrappers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 notes[node.name] = f"{node.name} ({type(fxutil.module_of(gm, node)).__name__}): {why}"
                 continue
             fxutil.inline(gm, node, traced, data_args)
-            sizes.resolve_outer(_between(before, after))
-            # the inlined code, and the sizes it reads (made at the top of forward)
-            fxutil.dependencies(gm, [n for n in gm.graph.nodes if n.name not in kinds], kinds)
+            inserted = _between(before, after)
+            sizes.resolve_outer(inserted)
+            # the sizes it reads (made at the top of forward) first, then the inlined code
+            made = [n for n in input_sizes.created if not n._erased and n.name not in kinds]
+            fxutil.dependencies(gm, [*made, *inserted], kinds)
             done += 1
             changed = True
         fxutil.tidy(gm)

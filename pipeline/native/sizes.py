@@ -49,6 +49,7 @@ class InputSizes:
             if x != y
         ]
         self._nodes: dict[Any, fx.Node] = {}
+        self.created: list[fx.Node] = []  # every node made here, for the caller's bookkeeping
 
     def express(self, a: int, b: int) -> fx.Node:
         """A node computing the size that is `a` at the first input set and `b` at the second."""
@@ -107,7 +108,9 @@ class InputSizes:
             x if x == y else self.express(x, y)
             for x, y in zip(a.flatten().tolist(), b.flatten().tolist(), strict=True)
         ]
-        kwargs = {"dtype": a.dtype, "device": input_device(self.gm)}
+        device = input_device(self.gm)
+        self.created.append(device)
+        kwargs = {"dtype": a.dtype, "device": device}
         made = self._insert("call_function", torch.tensor, (elements if a.dim() else elements[0],), kwargs)
         if a.dim() > 1:
             made = self._insert("call_method", "reshape", (made, tuple(a.shape)))
@@ -122,7 +125,9 @@ class InputSizes:
         fx.node.map_arg((args, kwargs or {}), read.append)
         after = max([order[a] for a in read] + [last_input])
         with self.gm.graph.inserting_after(nodes[after]):
-            return self.gm.graph.create_node(op, target, args, kwargs)
+            made = self.gm.graph.create_node(op, target, args, kwargs)
+        self.created.append(made)
+        return made
 
 
 def shape_values_as_code(
