@@ -149,8 +149,8 @@ def _match(gm, loop: fx.Node, cell: _Cell, runs):
     if outputs is None:
         return None
     args = list(dict.fromkeys(a for a in loop.args if isinstance(a, fx.Node)))
-    sequences = [a for a in args if _is_sequence(a, module.input_size, runs)]
-    states = [a for a in args if _is_state(a, hidden, runs)]
+    sequences = [a for a in args if _float_tensor(a, 3, module.input_size, runs)]
+    states = [a for a in args if _float_tensor(a, 2, hidden, runs)]
     state_count = 1 if cell.kind == "GRU" else 2
     choices = [None] + [tuple(c) for c in _ordered(states, state_count)]
     for sequence in sequences:
@@ -178,18 +178,12 @@ def _is_mask(node: fx.Node, sequence: fx.Node, runs) -> bool:
     return True
 
 
-def _is_sequence(node: fx.Node, features: int, runs) -> bool:
+def _float_tensor(node: fx.Node, rank: int, last: int, runs) -> bool:
+    """A float tensor of this rank and last dimension at every input set: a time-major sequence
+    (rank 3, the input features) or a state (rank 2, the hidden width)."""
     values = [run.get(node.name) for run in runs]
     return all(
-        isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 3 and v.shape[-1] == features
-        for v in values
-    )
-
-
-def _is_state(node: fx.Node, hidden: int, runs) -> bool:
-    values = [run.get(node.name) for run in runs]
-    return all(
-        isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == 2 and v.shape[-1] == hidden
+        isinstance(v, torch.Tensor) and v.is_floating_point() and v.dim() == rank and v.shape[-1] == last
         for v in values
     )
 
