@@ -43,6 +43,16 @@ class _Strict(BaseModel):
 STATS = ("elementwise", "max", "p99", "mean")
 
 
+class CompileSettings(_Strict):
+    """What Keras's compile() takes, for a model saved without it (a zoo id, an uncompiled file):
+    the same names and values as a .keras file's compile_config."""
+
+    optimizer: str | dict[str, Any]
+    loss: str | dict[str, Any] | list[Any]
+    loss_weights: list[float] | dict[str, float] | None = None
+    metrics: list[Any] = []
+
+
 class Tolerance(_Strict):
     atol: float | None = Field(default=None, ge=0)
     rtol: float | None = Field(default=None, ge=0)
@@ -133,6 +143,8 @@ class ModelConfig(_Strict):
     # N optimizer steps in TF and torch from the same weights on the same batches, compared.
     training: bool = False
     training_check: int = Field(default=0, ge=0, le=1000)
+    # The compile() settings to train with, instead of those the model file stores (or lacks).
+    compile: CompileSettings | None = None
     # `tf2torch verify` (pipeline/port/): the hand-written module, "path/to/module.py:ClassName", the
     # keyword arguments its constructor takes, the image layout its forward expects (nchw: 4-D inputs
     # transposed for it, 4-D outputs transposed back), Keras layer -> torch submodule pairs that the

@@ -110,7 +110,13 @@ def _training_markdown(stage: dict[str, Any] | None) -> list[str]:
         return []
     optimizer = details["optimizer"]
     lines = ["", "## Training", "", f"`train.py`: Keras {optimizer['keras']} -> `{optimizer['torch']}`; "]
-    lines[-1] += f"loss `{details['loss']['torch']}`."
+    losses = details.get("losses") or []
+    if len(losses) == 1:
+        lines[-1] += f"loss `{losses[0]['torch']}`."
+    else:
+        lines[-1] += (
+            "losses " + ", ".join(f"{x['output']}: `{x['torch']}` x {x['weight']:g}" for x in losses) + "."
+        )
     lines += ["", "| Keras setting | Keras value | torch argument | torch value |", "|---|---|---|---|"]
     lines += [
         f"| {r['keras']} | {r['keras_value']} | {r['torch']} | {r['torch_value']} |"

@@ -10,6 +10,9 @@
       - model: keras.applications.NASNetLarge
         disabled: "331x331 minimum input; too slow for CI"   # listed as skipped, with the reason
 
+Top-level keys that start with `x-` are ignored: they hold YAML anchors the entries refer to
+(`x-sgd: &sgd {class_name: SGD}`, then `compile: {optimizer: *sgd, loss: mse}`).
+
 `include: [other.yaml]` appends another zoo file's entries (with that file's own `defaults`), so a
 zoo can be built from others; ids must stay unique across all of them.
 
@@ -90,7 +93,8 @@ class _Bounds:
 
 def read_zoo(path: Path, _including: tuple[Path, ...] = (), _outer: _Bounds | None = None) -> Zoo:
     data = read_yaml(path)
-    unknown = sorted(set(data) - _TOP_LEVEL_KEYS)
+    # `x-...` keys hold YAML anchors the entries refer to (`optimizer: *sgd`), as in compose files.
+    unknown = sorted(k for k in set(data) - _TOP_LEVEL_KEYS if not str(k).startswith("x-"))
     if unknown:
         raise ConfigError(
             f"{path}: unknown top-level key(s) {unknown}; a zoo file has {', '.join(sorted(_TOP_LEVEL_KEYS))}"

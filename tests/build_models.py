@@ -286,10 +286,71 @@ def compiled(out: Path) -> None:
     lstm = zoo.build("demo.lstm", seed=0)
     lstm.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.01), loss="mse", metrics=["mae"])
     lstm.save(out / "train_lstm.keras")
+    _issue_training_models(keras, out)
     # Settings with no mapping: they must come out as TODOs, never silently replaced.
     odd = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
     odd.compile(optimizer=keras.optimizers.Nadam(), loss="kl_divergence", metrics=["auc"])
     odd.save(out / "train_unmapped.keras")
+
+
+def _issue_training_models(keras, out: Path) -> None:
+    """The models of issue "Training parity that holds beyond the test models", with Keras's own
+    initial weights (zero biases, unit gammas: what a user's freshly built model has)."""
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+    image = keras.Input((16, 16, 2), name="image")
+    h = layers.Flatten()(layers.Conv2D(8, 3, activation="relu")(image))
+    conv = keras.Model(image, layers.Dense(3, name="probs")(h))
+    conv.compile(optimizer=keras.optimizers.SGD(learning_rate=0.005), loss="mse")
+    conv.save(out / "train_conv_sgd.keras")
+
+    image = keras.Input((16, 16, 2), name="image")
+    h = layers.MaxPooling2D()(layers.Conv2D(8, 3, activation="relu")(image))
+    pooled = keras.Model(image, layers.Dense(3, activation="softmax", name="probs")(layers.Flatten()(h)))
+    pooled.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True),
+        loss="categorical_crossentropy",
+    )
+    pooled.save(out / "train_conv_pool_nesterov.keras")
+
+    features = keras.Input((12,), name="features")
+    h = layers.Dense(16, activation="relu")(features)
+    heads = {"value": layers.Dense(2, name="value")(h), "kind": layers.Dense(4, name="kind")(h)}
+    two_heads = keras.Model(features, heads)
+    two_heads.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.01),
+        loss={"value": "mse", "kind": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+        loss_weights={"value": 1.0, "kind": 0.3},
+    )
+    two_heads.save(out / "train_two_heads.keras")
+
+    gru = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="tokens"),
+            layers.Embedding(20, 8),
+            layers.GRU(12),
+            layers.Dense(5),
+        ]
+    )
+    gru.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    gru.save(out / "train_gru_text.keras")
+
+    image = keras.Input((12, 12, 3), name="image")
+    stem = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(image)))
+    h = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(stem)))
+    h = layers.BatchNormalization()(layers.Conv2D(8, 3, padding="same")(h))
+    h = layers.ReLU()(layers.Add()([stem, h]))
+    logits = layers.Dense(4)(layers.GlobalAveragePooling2D()(h))
+    residual = keras.Model(image, logits)
+    residual.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True),
+    )
+    residual.save(out / "train_residual_bn.keras")
 
 
 BUILDERS = (

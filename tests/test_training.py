@@ -49,16 +49,93 @@ def test_training_check_passes_with_the_mapped_setup(models, tmp_path, model, co
     details = stage["details"]
     assert len(details["tf_losses"]) == len(details["torch_losses"]) == 3
     assert details["optimizer_differences"] == [] and details["not_compared"] == []
-    # Every trainable TF variable's update was compared, plus the losses.
+    # Every trainable TF variable's update was compared, each parameter's first-step gradient, and
+    # the losses.
     judged = {c["output"] for c in stage["comparisons"]}
-    trained = {
-        f"update:{row['torch']}" for row in _weights_map(out) if not row["torch"].endswith("running_var")
-    }
-    assert judged == {"loss"} | trained and len(trained) >= 2
+    rows = [row["torch"] for row in _weights_map(out) if not row["torch"].endswith("running_var")]
+    trained = {f"update:{key}" for key in rows}
+    gradients = {f"grad:{key}" for key in rows if not key.endswith(("running_mean", "bias_hh_l0"))}
+    assert judged == {"loss"} | trained | gradients and len(trained) >= 2
     # The steps really trained: TF's loss moved, and so did each weight.
     assert len(set(details["tf_losses"])) == 3
     train_py = (out / "train.py").read_text()
     assert construction in train_py and f"loss_fn = {losses}" in train_py
+
+
+ISSUE_MODELS = {
+    # Keras's own initial weights: a zero Conv2D bias the graph optimisers drop must come back.
+    "train_conv_sgd.keras": None,
+    "train_conv_pool_nesterov.keras": None,
+    "train_two_heads.keras": None,
+    "train_gru_text.keras": [{"name": "tokens", "shape": [4, 9], "range": [0, 20]}],
+    "train_residual_bn.keras": None,
+}
+
+
+@pytest.mark.parametrize("model", list(ISSUE_MODELS), ids=[m.split(".")[0] for m in ISSUE_MODELS])
+def test_models_a_user_brings_train_as_keras_does_for_five_steps(models, tmp_path, model):
+    config = {"model": str(models / model), "training_check": 5}
+    if ISSUE_MODELS[model]:
+        config["inputs"] = ISSUE_MODELS[model]
+    (tmp_path / "config.yaml").write_text(json.dumps(config))
+    out = tmp_path / "run"
+    proc = run_cli("convert", "--config", tmp_path / "config.yaml", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    stage = _training_stage(out)
+    details = stage["details"]
+    trained = {
+        row["torch"]
+        for row in _weights_map(out)
+        if not row["torch"].endswith(("running_var", "running_mean"))
+    }
+    judged = {c["output"] for c in stage["comparisons"]}
+    # Each parameter's update over the 5 steps and its first-step gradient, judged.
+    assert {f"update:{k}" for k in trained} <= judged
+    assert {f"grad:{k}" for k in trained} <= judged
+    assert len(set(details["tf_losses"])) == 5 and details["first_differing_gradient"] is None
+
+
+def test_the_zero_conv_bias_keras_starts_from_is_a_parameter_model_py_trains(models, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("convert", models / "train_conv_sgd.keras", "--training", "--out", out).returncode == 0
+    assert "nn.Conv2d(2, 8, 3)" in (out / "model.py").read_text()  # not bias=False
+    conv = {row["torch"]: row["tf"] for row in _weights_map(out) if row["torch"].startswith("conv2d")}
+    assert sorted(conv.values())[0].endswith("/bias") and len(conv) == 2  # layer names number on
+
+
+def test_a_wrong_gradient_is_named_with_its_layer_and_variable(models, tmp_path):
+    out = tmp_path / "run"
+    env = {FAULT_ENV: "mse_sum"}
+    proc = run_cli("convert", models / "train_conv_sgd.keras", "--training-check", "2", "--out", out, env=env)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    first = _training_stage(out)["details"]["first_differing_gradient"]
+    # The loss summed instead of averaged scales every gradient: the one nearest the loss is named.
+    assert (first["parameter"], first["tf_variable"], first["layer"]) == ("probs.bias", "probs/bias", "probs")
+    assert (
+        "likely cause: the first step's gradient of probs.bias (Keras layer probs, variable probs/bias)"
+        in proc.stdout
+    )
+
+
+def test_a_two_headed_train_py_trains_on_its_own(models, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("convert", models / "train_two_heads.keras", "--training", "--out", out).returncode == 0
+    rng = np.random.default_rng(0)
+    np.savez(
+        out / "data.npz",
+        features=rng.random((20, 12), dtype=np.float32),
+        targets_value=rng.random((20, 2), dtype=np.float32),
+        targets_kind=rng.integers(0, 4, 20).astype(np.int32),
+    )
+    proc = subprocess.run(
+        [sys.executable, "train.py", "data.npz", "--epochs", "2", "--batch-size", "8"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len([line for line in proc.stdout.splitlines() if line.startswith("epoch ")]) == 2
 
 
 def test_batchnorm_trains_as_batchnorm_with_keras_momentum_translated(models, tmp_path):
@@ -190,7 +267,7 @@ def test_adamw_weight_decay_is_decoupled_and_sgd_weight_decay_is_a_todo():
     ],
 )
 def test_losses_map_with_logits_smoothing_and_reduction(loss, code, target):
-    mapped = _setup({"class_name": "SGD", "config": {}}, loss)["loss"]
+    mapped = _setup({"class_name": "SGD", "config": {}}, loss)["losses"][0]
     assert (mapped["code"], mapped["target"]) == (code, target)
 
 
@@ -199,6 +276,45 @@ def test_accuracy_follows_the_loss_as_in_keras():
         "metrics"
     ]
     assert metrics == [{"keras": "accuracy", "torch": "sparse_categorical_accuracy"}]
+
+
+def test_each_output_gets_its_keras_loss_and_weight():
+    outputs = [{"name": "kind", "rank": 2}, {"name": "tags", "rank": 3}, {"name": "aux", "rank": 2}]
+    keras = {
+        "optimizer": {"class_name": "SGD", "config": {}},
+        "loss": {
+            "kind": "categorical_crossentropy",
+            "tags": {"class_name": "SparseCategoricalCrossentropy", "config": {"from_logits": True}},
+        },
+        "loss_weights": {"kind": 0.5},
+    }
+    losses = map_setup(keras, outputs)["losses"]
+    assert [(x["output"], x["index"], x["weight"]) for x in losses] == [("kind", 0, 0.5), ("tags", 1, 1.0)]
+    # A sequence of class scores: torch's cross-entropy wants the classes on axis 1, Keras on the last.
+    assert losses[1]["code"] == "classes_last(nn.CrossEntropyLoss())"
+    # One loss for several outputs is Keras's loss for each of them; a list goes by position.
+    assert len(map_setup({**keras, "loss": "mse", "loss_weights": None}, outputs)["losses"]) == 3
+    listed = map_setup({**keras, "loss": ["mse", None, "mae"], "loss_weights": [1.0, 1.0, 2.0]}, outputs)
+    assert [(x["output"], x["kind"], x["weight"]) for x in listed["losses"]] == [
+        ("kind", "mse", 1.0),
+        ("aux", "mae", 2.0),
+    ]
+
+
+def test_weight_layouts_bring_keras_variables_into_torch_order():
+    from pipeline import weight_layout
+
+    kernel = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)  # (kh, kw, in, out)
+    assert weight_layout.conv_kernel_permutation(4) == "permute(3, 2, 0, 1)"
+    conv = weight_layout.to_torch("permute(3, 2, 0, 1)", kernel, (5, 4, 2, 3))
+    assert conv[1, 2, 0, 1] == kernel[0, 1, 2, 1]
+    # A GRU: Keras's gate blocks z, r, h become torch's r, z, n, in the kernel and in each bias row.
+    gru_kernel = np.array([[0, 0, 1, 1, 2, 2]], np.float32)  # (in=1, 3 gates x hidden=2)
+    torch_kernel = weight_layout.to_torch("transpose (gates z, r, h as r, z, n)", gru_kernel, (6, 1))
+    assert torch_kernel.ravel().tolist() == [1, 1, 0, 0, 2, 2]
+    bias = np.stack([gru_kernel[0], gru_kernel[0] + 10])
+    assert weight_layout.to_torch("row 1, gates reordered", bias, (6,)).tolist() == [11, 11, 10, 10, 12, 12]
+    assert weight_layout.to_torch("an unknown transform", kernel, kernel.shape) is None
 
 
 def _weights_map(out):

@@ -15,7 +15,17 @@ from torch import fx
 
 from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
-from pipeline.native import control_flow, fold, inline, layers, naming, patterns, recurrent, tidy_ops
+from pipeline.native import (
+    control_flow,
+    fold,
+    inline,
+    layers,
+    naming,
+    patterns,
+    recurrent,
+    tidy_ops,
+    variables,
+)
 from pipeline.native.context import PassContext
 from pipeline.stages.torch_outputs import run_module
 
@@ -43,6 +53,10 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("gelus", patterns.gelus),
     ("attention", patterns.attention),
     ("embeddings", patterns.embeddings),
+    # After every pass that tags a module with its Keras layer.
+    ("variables_by_value", variables.variables_by_value),
+    ("dropped_parameters", layers.dropped_parameters),
+    ("shared_layers", variables.shared_layers),
     ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
     ("clamps", tidy_ops.clamps),
@@ -62,6 +76,7 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("inline_wrappers", "fold_constants_again", "recurrent_layers", "control_flow_bodies"),
     ("no_op_casts", "linear", "conv_weights", "batchnorm", "lstm_weights"),
     ("layer_norms", "gelus", "attention", "embeddings"),
+    ("variables_by_value", "dropped_parameters", "shared_layers"),
     ("fold_padding", "cancel_transposes", "clamps", "contiguous_inputs", "scalars_and_operators"),
     ("inplace_activations", "parameters_and_names"),
 )

@@ -62,13 +62,6 @@ def linear(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
                 bias = candidate
         last = add if bias is not None else node
         layer, sources = _find_dense(dense, weight, bias)
-        if bias is None and layer is not None and "bias" in dense[layer]:
-            # An all-zero bias (Keras's initial one) is dropped by the graph optimisers: bring it back,
-            # or model.py could not learn it.
-            kept = dense[layer]["bias"].value
-            if kept.shape == (weight.shape[1],) and not kept.any():
-                bias = torch.from_numpy(kept.copy())
-                sources["bias"] = (dense[layer]["bias"].path, "none")
         module = nn.Linear(weight.shape[0], weight.shape[1], bias=bias is not None)
         with torch.no_grad():
             module.weight.copy_(weight.T)
@@ -204,6 +197,47 @@ def conv_weights(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     ctx.count("conv_weights", tagged)
     ctx.count("unfold_batchnorm", unfolded)
     return notes
+
+
+# Optional parameters that the graph optimisers drop when Keras's initial value makes them a no-op
+# (a zero bias or beta): torch parameter -> the Keras variable names it holds.
+_DROPPABLE = {"bias": ("bias", "beta")}
+
+
+def dropped_parameters(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    """Gives back every module tagged with a Keras layer the trainable parameters that layer has and
+    the graph lost because they were zero (an all-zero bias is Keras's initial one): the outputs do
+    not change, and model.py can learn them as Keras does. Any module kind: Linear, ConvNd,
+    ConvTransposeNd, LayerNorm."""
+    by_layer: dict[str, dict[str, TFVariable]] = {}
+    for variable in ctx.tf_variables or []:
+        by_layer.setdefault(variable.layer, {})[variable.name] = variable
+    done = 0
+    for module in gm.modules():
+        variables = by_layer.get(module.__dict__.get(LAYER))
+        if not variables:
+            continue
+        sources = module.__dict__.setdefault(SOURCE, {})
+        mapped = {path for path, _ in sources.values()}
+        for param_name, keras_names in _DROPPABLE.items():
+            if param_name not in module._parameters or module._parameters[param_name] is not None:
+                continue
+            variable = next((variables[k] for k in keras_names if k in variables), None)
+            if variable is None or variable.path in mapped or not variable.trainable or variable.value.any():
+                continue
+            if variable.value.size != _output_width(module):
+                continue
+            module.register_parameter(param_name, nn.Parameter(torch.zeros(variable.value.size)))
+            sources[param_name] = (variable.path, "none")
+            done += 1
+    ctx.count("dropped_parameters", done)
+    return []
+
+
+def _output_width(module: nn.Module) -> int | None:
+    if isinstance(module, nn.LayerNorm):
+        return int(np.prod(module.normalized_shape))
+    return getattr(module, "out_channels", None) or getattr(module, "out_features", None)
 
 
 def lstm_weights(gm: fx.GraphModule, ctx: PassContext) -> list[str]:

@@ -60,6 +60,21 @@ def write(model, out: Path) -> dict[str, Any]:
     return {"trainable_elements": trainable, "non_trainable_elements": non_trainable}
 
 
+def recorded_paths(model, out: Path) -> dict[int, str]:
+    """id(variable) -> the path tf_layers.json recorded for it. A zoo model is built again after the
+    export (a fresh build numbers its layers anew: `dense_3` for `dense`), so a later stage names the
+    variables by their place in the model, as the native passes knew them."""
+    recorded = [
+        w["path"]
+        for layer in artifacts.load_json(out / artifacts.TF_LAYERS)["layers"]
+        for w in layer["weights"]
+    ]
+    current = [variable for layer in _leaf_layers(model) for variable in layer.weights]
+    if len(recorded) != len(current):
+        return {}
+    return {id(variable): path for variable, path in zip(current, recorded, strict=True)}
+
+
 def _leaf_layers(model):
     """Layers that own variables directly, nested models opened up, in the model's order."""
     for layer in model.layers:

@@ -18,82 +18,150 @@ import tensorflow as tf
 from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import UsageError
-from pipeline.stages import keras_signature
+from pipeline.stages import keras_signature, keras_weights
 from pipeline.training import compile_config, mapping
 
 
 def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
-    setup = mapping.map_setup(compile_config.read(cfg.model, fmt))
     model = state["model"].model
+    if not hasattr(model, "trainable_variables"):
+        raise UsageError(f"--training needs a Keras model; {cfg.model} loads as {type(model).__name__}")
+    given = cfg.compile.model_dump() if cfg.compile is not None else None
+    names = _output_names(model, state["model"])
+    references = list(artifacts.load_arrays(out / artifacts.OUTPUTS["tf"]).values())
+    outputs = [{"name": n, "rank": r.ndim - 1} for n, r in zip(names, references, strict=True)]
+    setup = mapping.map_setup(compile_config.read(cfg.model, fmt, given), outputs)
     setup["dropout"] = _disable_dropout(model)
+    setup["todos"] += _regularizers(model)
     artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
     details: dict[str, Any] = {"todos": setup["todos"], "dropout_disabled": setup["dropout"]}
     if not cfg.training_check:
         return details
-    if len(model.outputs) != 1:
-        raise UsageError(
-            f"--training-check supports models with one output; this one has {len(model.outputs)}"
-        )
     if cfg.layout != "nhwc":
         raise UsageError("--training-check needs `layout: nhwc` (the layout train.py's data has)")
-    batches = _batches(cfg, out, setup["loss"]["target"], [i.name for i in state["model"].inputs])
-    losses, before, after = _train(model, setup, batches, cfg.training_check)
+    batches = _batches(cfg, out, setup["losses"], references, [i.name for i in state["model"].inputs])
+    paths = keras_weights.recorded_paths(model, out)
+    losses, before, after, gradients = _train(model, setup, batches, cfg.training_check, paths)
     artifacts.save_arrays(out / artifacts.TRAINING_BATCHES, batches)
     artifacts.save_arrays(
         out / artifacts.TF_TRAINING,
         {"loss": np.asarray(losses, np.float64)}
         | {f"before:{k}": v for k, v in before.items()}
-        | {f"after:{k}": v for k, v in after.items()},
+        | {f"after:{k}": v for k, v in after.items()}
+        | {f"grad:{k}": v for k, v in gradients.items()},
     )
     details.update(steps=cfg.training_check, tf_losses=losses)
     return details
 
 
-def _batches(cfg: ModelConfig, out: Path, target: str, input_names: list[str]) -> dict[str, np.ndarray]:
-    """Step i trains on sample i of inputs.npz (cycling), with targets drawn for the loss: one-hot
-    rows, class indices, 0/1 values or normal values, seeded."""
+def _output_names(model, loaded) -> list[str]:
+    """The Keras name of each output, in the order the outputs are saved and model.py returns them
+    (tf.nest.flatten: a dict's keys sorted)."""
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict):
+        return tf.nest.flatten({key: key for key in structure})
+    names = list(getattr(model, "output_names", None) or [])
+    count = len(loaded.outputs)
+    return names if len(names) == count else [f"output_{i}" for i in range(count)]
+
+
+def _batches(
+    cfg: ModelConfig,
+    out: Path,
+    losses: list[dict[str, Any]],
+    references: list[np.ndarray],
+    input_names: list[str],
+) -> dict[str, np.ndarray]:
+    """Step i trains on sample i of inputs.npz (cycling), with targets drawn for each loss: one-hot
+    rows, class indices, 0/1 values or normal values, seeded. One output: `targets`; several:
+    `targets:<output name>`."""
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
-    reference = next(iter(artifacts.load_arrays(out / artifacts.OUTPUTS["tf"]).values()))
-    steps, samples = cfg.training_check, reference.shape[0]
+    steps, samples = cfg.training_check, references[0].shape[0]
     rng = np.random.default_rng(cfg.seed + 1)
-    shape = (steps, *reference.shape[1:])
-    if target == "one_hot":
-        targets = np.eye(shape[-1], dtype=np.float32)[rng.integers(0, shape[-1], shape[:-1])]
-    elif target == "class_index":
-        targets = rng.integers(0, shape[-1], shape[:-1]).astype(np.int64)
-    elif target == "binary":
-        targets = rng.integers(0, 2, shape).astype(np.float32)
-    else:
-        targets = rng.standard_normal(shape).astype(reference.dtype)
     batches = {f"input:{n}": np.stack([feeds[n][i % samples] for i in range(steps)]) for n in input_names}
-    batches["targets"] = targets
+    for loss in losses:
+        reference = references[loss["index"]]
+        key = "targets" if len(references) == 1 else f"targets:{loss['output']}"
+        batches[key] = _targets(loss["target"], (steps, *reference.shape[1:]), reference.dtype, rng)
     return batches
 
 
-def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: int):
+def _targets(target: str, shape: tuple[int, ...], dtype, rng: np.random.Generator) -> np.ndarray:
+    if target == "one_hot":
+        return np.eye(shape[-1], dtype=np.float32)[rng.integers(0, shape[-1], shape[:-1])]
+    if target == "class_index":
+        return rng.integers(0, shape[-1], shape[:-1]).astype(np.int64)
+    if target == "binary":
+        return rng.integers(0, 2, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: int, paths: dict[int, str]):
+    """Keras's fit() step by step: the weighted sum of each output's loss, the optimizer's update.
+    Also returns the first step's gradient of every trainable variable, taken before any update."""
     flavor = _flavor(model)
     keras_setup = setup["keras"]
     optimizer = flavor.optimizers.get(
         {"class_name": keras_setup["optimizer"]["class_name"], "config": keras_setup["optimizer"]["config"]}
     )
-    loss_fn = flavor.losses.get(keras_setup["loss"])
+    losses = [(loss, flavor.losses.get(_keras_loss(setup, loss))) for loss in setup["losses"]]
     names = [k for k in batches if k.startswith("input:")]
-    before = _variables(model)
-    losses = []
+    several = len(setup["outputs"]) > 1
+    before = _variables(model, paths)
+    values, first_gradients = [], {}
     for step in range(steps):
         inputs = [tf.constant(batches[n][step]) for n in names]
         with tf.GradientTape() as tape:
-            outputs = model(keras_signature.call_inputs(model, inputs), training=True)
-            # A loss given by name is a function with one value per sample: fit() averages them.
-            loss = tf.reduce_mean(loss_fn(tf.constant(batches["targets"][step]), outputs))
+            outputs = tf.nest.flatten(model(keras_signature.call_inputs(model, inputs), training=True))
+            total = 0.0
+            for loss, function in losses:
+                targets = tf.constant(batches[f"targets:{loss['output']}" if several else "targets"][step])
+                # A loss given by name is a function with one value per sample: fit() averages them.
+                total += loss["weight"] * tf.reduce_mean(function(targets, outputs[loss["index"]]))
         variables = model.trainable_variables
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        losses.append(float(loss))
-    return losses, before, _variables(model)
+        gradients = tape.gradient(total, variables)
+        if step == 0:
+            first_gradients = {
+                # An embedding's gradient is IndexedSlices: densified.
+                _path(v, paths): np.zeros(v.shape, v.dtype.as_numpy_dtype)
+                if g is None
+                else np.asarray(tf.convert_to_tensor(g))
+                for v, g in zip(variables, gradients, strict=True)
+            }
+        optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
+        )
+        values.append(float(total))
+    return values, before, _variables(model, paths), first_gradients
 
 
-def _variables(model) -> dict[str, np.ndarray]:
-    return {(getattr(v, "path", None) or v.name): np.array(v.numpy()) for v in model.variables}
+def _keras_loss(setup: dict[str, Any], loss: dict[str, Any]):
+    """The Keras loss entry of one output, as compile() was given it."""
+    entry = setup["keras"]["loss"]
+    if isinstance(entry, dict) and "class_name" not in entry:
+        return entry[loss["output"]]
+    if isinstance(entry, list | tuple):
+        return entry[loss["index"]]
+    return entry
+
+
+def _path(variable, paths: dict[int, str]) -> str:
+    return paths.get(id(variable)) or getattr(variable, "path", None) or variable.name
+
+
+def _regularizers(model) -> list[str]:
+    found = []
+    for layer in _layers(model):
+        for kind in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            if getattr(layer, kind, None) is not None:
+                found.append(
+                    f"{layer.name} {kind}: not mapped (Keras adds it to the loss; train.py does not)"
+                )
+    return found
+
+
+def _variables(model, paths: dict[int, str]) -> dict[str, np.ndarray]:
+    return {_path(v, paths): np.array(v.numpy()) for v in model.variables}
 
 
 def _flavor(model):
@@ -107,6 +175,8 @@ def _flavor(model):
 
 
 def _disable_dropout(model) -> list[str]:
+    """Dropout's random masks cannot be matched across frameworks: every rate set to 0, the RNN cells'
+    dropout and recurrent_dropout too."""
     disabled = []
     for layer in _layers(model):
         kind = type(layer).__name__
@@ -116,11 +186,20 @@ def _disable_dropout(model) -> list[str]:
         elif kind == "GaussianNoise" and hasattr(layer, "stddev"):
             layer.stddev = 0.0
             disabled.append(f"{layer.name} ({kind})")
+        for rate in ("dropout", "recurrent_dropout"):
+            # An RNN layer reads its cell's rates (read-only properties): the cell is set.
+            if "Cell" in kind and isinstance(getattr(layer, rate, None), float) and getattr(layer, rate) > 0:
+                setattr(layer, rate, 0.0)
+                disabled.append(f"{layer.name} {rate} ({kind})")
     return disabled
 
 
 def _layers(model):
+    """Every layer inside the model, nested ones (an RNN's cell, a Bidirectional's two RNNs) too."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        yield from flatten(include_self=False, recursive=True)
+        return
     for layer in getattr(model, "layers", []):
         yield layer
-        if hasattr(layer, "layers"):
-            yield from _layers(layer)
+        yield from _layers(layer)

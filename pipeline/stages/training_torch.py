@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from copy import deepcopy
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from pipeline import artifacts
-from pipeline.config import ModelConfig
+from pipeline import artifacts, weight_layout
+from pipeline.compare import compare_arrays
+from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import ConversionError
 from pipeline.stages.native_stage import load_native
 from pipeline.training import codegen, mapping
@@ -40,7 +42,15 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     details: dict[str, Any] = {
         "optimizer": {"keras": setup["optimizer"].get("keras_class"), "torch": setup["optimizer"]["class"]},
         "settings": setup["optimizer"]["settings"],
-        "loss": {"keras": setup["loss"]["keras"], "torch": setup["loss"]["code"]},
+        "losses": [
+            {
+                "output": loss["output"],
+                "keras": loss["keras"],
+                "torch": loss["code"],
+                "weight": loss["weight"],
+            }
+            for loss in setup["losses"]
+        ],
         "metrics": setup["metrics"],
         "todos": todos,
         "dropout_disabled": setup.get("dropout", []),
@@ -52,29 +62,32 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     details["line"] = f"train.py written{todo_note}; {cfg.training_check} steps compared"
     script = _import_train_py(out)
     model = load_native(out, cfg.class_name)
+    batches = artifacts.load_arrays(out / artifacts.TRAINING_BATCHES)
+    step_data = [_step_data(batches, input_names, setup, step) for step in range(cfg.training_check)]
+    gradients = _first_gradients(script, model, *step_data[0])
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     optimizer = script.make_optimizer(model)
-    batches = artifacts.load_arrays(out / artifacts.TRAINING_BATCHES)
     losses = []
-    for step in range(cfg.training_check):
-        inputs = [torch.from_numpy(batches[f"input:{name}"][step]) for name in input_names]
-        loss, _ = script.train_step(model, optimizer, inputs, torch.from_numpy(batches["targets"][step]))
+    for inputs, targets in step_data:
+        loss, _ = script.train_step(model, optimizer, inputs, targets)
         losses.append(float(loss))
     final = model.state_dict()
     steps = artifacts.load_arrays(out / artifacts.TF_TRAINING)
     tf_side: dict[str, np.ndarray] = {"loss": steps["loss"]}
     torch_side: dict[str, np.ndarray] = {"loss": np.asarray(losses, np.float64)}
-    not_compared, unjudged = [], {}
-    for row in artifacts.load_json(out / artifacts.WEIGHTS_MAP):
-        key, path = row["torch"], row["tf"]
+    not_compared, unjudged, compared_paths = [], {}, set()
+    rows = artifacts.load_json(out / artifacts.WEIGHTS_MAP)
+    for row in rows:
+        key, path, shape = row["torch"], row["tf"], tuple(row["shape"])
         if f"after:{path}" not in steps or key not in final:
             not_compared.append(f"{key} ({path}): not among the trained variables")
             continue
-        layout = _torch_layout(row["transform"], tuple(row["shape"]))
-        if layout is None:
+        after = weight_layout.to_torch(row["transform"], steps[f"after:{path}"], shape)
+        if after is None:
             not_compared.append(f"{key}: transform '{row['transform']}' not known to the check")
             continue
-        tf_update = layout(steps[f"after:{path}"]) - layout(steps[f"before:{path}"])
+        compared_paths.add(path)
+        tf_update = after - weight_layout.to_torch(row["transform"], steps[f"before:{path}"], shape)
         torch_update = (final[key] - initial[key]).numpy()
         if key.endswith("running_var"):
             # By design, not a mapping error: torch tracks the unbiased batch variance, Keras the
@@ -83,25 +96,100 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
             continue
         tf_side[f"update:{key}"] = tf_update
         torch_side[f"update:{key}"] = torch_update
-    if len(tf_side) == 1:
-        raise ConversionError(
-            "training check: no TF variable could be matched to a parameter (weights_map.json)"
-        )
+        if f"grad:{path}" in steps and key in gradients:
+            tf_side[f"grad:{key}"] = weight_layout.to_torch(row["transform"], steps[f"grad:{path}"], shape)
+            torch_side[f"grad:{key}"] = gradients[key]
+    _require_every_trainable_variable(steps, compared_paths, gradients, {r["torch"] for r in rows})
     artifacts.save_arrays(out / artifacts.COMPARED["tf_training"], tf_side)
     artifacts.save_arrays(out / artifacts.COMPARED["torch_training"], torch_side)
     differences = mapping.torch_optimizer_differences(setup, optimizer.defaults)
+    first_gradient = _first_differing_gradient(cfg, rows, tf_side, torch_side)
     details.update(
         steps=cfg.training_check,
         tf_losses=[float(v) for v in steps["loss"]],
         torch_losses=losses,
-        compared_parameters=len(tf_side) - 1,
+        compared_parameters=sum(k.startswith("update:") for k in tf_side),
+        compared_gradients=sum(k.startswith("grad:") for k in tf_side),
         not_compared=not_compared,
         running_var_max_abs_diff=unjudged,
         optimizer_differences=differences,
+        first_differing_gradient=first_gradient,
         # The runner adds these to the message when the comparison fails (runner._judge).
-        suspects=[f"optimizer setting {d}" for d in differences],
+        suspects=([first_gradient["line"]] if first_gradient else [])
+        + [f"optimizer setting {d}" for d in differences],
     )
     return details
+
+
+def _step_data(batches, input_names: list[str], setup: dict[str, Any], step: int):
+    inputs = [torch.from_numpy(batches[f"input:{name}"][step]) for name in input_names]
+    if "targets" in batches:
+        return inputs, torch.from_numpy(batches["targets"][step])
+    return inputs, {
+        loss["output"]: torch.from_numpy(batches[f"targets:{loss['output']}"][step])
+        for loss in setup["losses"]
+    }
+
+
+def _first_gradients(script, model: torch.nn.Module, inputs, targets) -> dict[str, np.ndarray]:
+    """Each trainable parameter's gradient of train.py's loss at the first batch, before any update,
+    on a copy (a forward pass in train mode moves BatchNorm's running statistics)."""
+    copy = deepcopy(model)
+    copy.train()
+    script.loss_fn(copy(*inputs), targets).backward()
+    return {
+        name: (torch.zeros_like(p) if p.grad is None else p.grad.to_dense()).numpy()
+        for name, p in copy.named_parameters()
+        if p.requires_grad
+    }
+
+
+def _require_every_trainable_variable(steps, compared_paths: set[str], gradients, mapped: set[str]) -> None:
+    """A trainable TF variable no torch parameter holds (or a parameter no TF variable explains)
+    would train differently without any number showing it: the check fails instead."""
+    missing = sorted(
+        k[len("grad:") :] for k in steps if k.startswith("grad:") and k[len("grad:") :] not in compared_paths
+    )
+    unexplained = sorted(k for k in gradients if k not in mapped)
+    if missing or unexplained:
+        parts = []
+        if missing:
+            parts.append(f"TF trainable variables with no torch parameter: {', '.join(missing)}")
+        if unexplained:
+            parts.append(f"torch parameters with no TF variable: {', '.join(unexplained)}")
+        raise ConversionError(
+            "training check: "
+            + "; ".join(parts)
+            + " (weights_map.json): model.py would not train as Keras does"
+        )
+
+
+def _first_differing_gradient(cfg: ModelConfig, rows, tf_side, torch_side) -> dict[str, Any] | None:
+    """The differing first-step gradient nearest the loss (errors flow backwards from it, so the
+    earlier layers' gradients inherit its mistake): its parameter, TF variable and error."""
+    for row in reversed(rows):
+        name = f"grad:{row['torch']}"
+        if name not in tf_side:
+            continue
+        tol = resolve_tolerance(cfg.tolerances, "training", name)
+        found = compare_arrays(tf_side[name], torch_side[name], tol)
+        if found["passed"]:
+            continue
+        layer = row["tf"].rpartition("/")[0] or row["tf"]
+        scale = float(np.abs(tf_side[name]).max())
+        return {
+            "parameter": row["torch"],
+            "tf_variable": row["tf"],
+            "layer": layer,
+            "max_abs_diff": found["max_abs_diff"],
+            "tf_max_abs": scale,
+            "line": (
+                f"the first step's gradient of {row['torch']} (Keras layer {layer}, variable {row['tf']}) "
+                f"differs by up to {found['max_abs_diff']:.3g} (its largest value is {scale:.3g}); the "
+                "gradients nearer the loss agree"
+            ),
+        }
+    return None
 
 
 def _import_train_py(out: Path):
@@ -119,19 +207,3 @@ def _import_train_py(out: Path):
         if saved is not None:
             sys.modules["model"] = saved
     return module
-
-
-def _torch_layout(transform: str, shape: tuple[int, ...]):
-    """The function that brings a TF variable into its torch parameter's layout, from the transform
-    weights_map.json names; None for one this check does not know."""
-    if transform == "none":
-        return lambda a: a.reshape(shape)
-    if transform.startswith("transpose"):
-        return lambda a: a.T
-    if transform == "permute(3, 2, 0, 1)":
-        return lambda a: a.transpose(3, 2, 0, 1)
-    if transform.startswith("reshape(kh, kw, 1,"):
-        return lambda a: a.reshape(a.shape[0], a.shape[1], 1, -1).transpose(3, 2, 0, 1)
-    if transform.startswith("reshape("):
-        return lambda a: a.reshape(shape)
-    return None

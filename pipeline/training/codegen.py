@@ -32,23 +32,35 @@ def todos(setup: dict[str, Any], dropout: list[str], batchnorm: bool) -> list[st
 
 
 def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], todos: list[str]) -> str:
-    optimizer, loss = setup["optimizer"], setup["loss"]
-    helpers = [*optimizer["helpers"], *loss["helpers"], *(m["torch"] for m in setup["metrics"])]
+    optimizer, losses = setup["optimizer"], setup["losses"]
+    multi = _several_outputs(setup)
+    loss_helpers = [h for loss in losses for h in loss["helpers"]]
+    helpers = [*optimizer["helpers"], *loss_helpers, *(m["torch"] for m in setup["metrics"])]
     lines = [
         f'"""Training loop for {class_name} (model.py), carried over from the Keras model\'s compile() by',
         f"tf2torch {__version__}. Edit freely.",
         "",
         f"Keras: optimizer {_keras_call(setup['keras']['optimizer'])}",
         f"       loss {_keras_loss(setup['keras']['loss'])}",
+        *(
+            [f"       loss_weights {setup['keras']['loss_weights']}"]
+            if setup["keras"].get("loss_weights")
+            else []
+        ),
         f"       metrics {setup['keras'].get('metrics') or []}",
         "",
         "Run: python train.py DATA.npz [--epochs N] [--batch-size N]",
-        f"DATA.npz holds the inputs by name ({', '.join(input_names)}) and the targets as `targets` "
-        f"({_target_doc(loss['target'])}).",
+        f"DATA.npz holds the inputs by name ({', '.join(input_names)}) and the targets as "
+        + (
+            ", ".join(f"`targets_{loss['output']}` ({_target_doc(loss['target'])})" for loss in losses)
+            if multi
+            else f"`targets` ({_target_doc(losses[0]['target'])})"
+        )
+        + ".",
         '"""',
         "",
         "import argparse",
-        *(["import functools"] if "functools.partial" in loss["code"] else []),
+        *(["import functools"] if any("functools.partial" in loss["code"] for loss in losses) else []),
         *(["import math"] if any(h.startswith("Keras") for h in helpers) else []),
         "",
         "import numpy as np",
@@ -60,7 +72,12 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "",
         "BATCH_SIZE = 32  # Keras fit()'s default",
         "EPOCHS = 1",
+        f"INPUTS = {json.dumps(input_names)}",
     ]
+    if multi:
+        lines.append(
+            f"TARGETS = {json.dumps([loss['output'] for loss in losses])}  # the outputs with a loss"
+        )
     if todos:
         lines += ["", "# TODO: Keras settings tf2torch did not map (the conversion report lists them too):"]
         for todo in todos:
@@ -72,12 +89,21 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "",
         "",
         "def make_optimizer(model):",
+        *(
+            [
+                "    for module in model.modules():  # per-token embedding gradients, as Keras squares them",
+                "        if isinstance(module, nn.Embedding):",
+                "            module.sparse = True",
+            ]
+            if "KerasOptimizer" in optimizer["helpers"]
+            else []
+        ),
         "    # Keras updates its trainable variables only: frozen parameters stay out.",
         "    params = [p for p in model.parameters() if p.requires_grad]",
         f"    return {optimizer['class']}(params, {_kwargs(optimizer['kwargs'])})",
         "",
         "",
-        f"loss_fn = {loss['code']}",
+        *_loss_lines(losses, multi),
         "",
         "METRICS = {" + ", ".join(f"{json.dumps(m['keras'])}: {m['torch']}" for m in setup["metrics"]) + "}",
         "",
@@ -90,7 +116,11 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "    loss.backward()",
         *_clip_lines(optimizer["clip"]),
         "    optimizer.step()",
-        "    return loss.detach(), outputs.detach()",
+        "    return loss.detach(), _detached(outputs)",
+        "",
+        "",
+        "def _detached(outputs):",
+        "    return [o.detach() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.detach()",
         "",
         "",
         "@torch.no_grad()",
@@ -107,20 +137,34 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "def run_epoch(loader, step):",
         '    """Mean loss and metrics over the loader, one `step(inputs, targets)` per batch."""',
         "    total, seen, scores = 0.0, 0, {name: 0.0 for name in METRICS}",
-        "    for *inputs, targets in loader:",
+        "    for batch in loader:",
+        "        inputs, targets = batch[: len(INPUTS)], "
+        + ("dict(zip(TARGETS, batch[len(INPUTS) :]))" if multi else "batch[len(INPUTS)]"),
         "        loss, outputs = step(inputs, targets)",
-        "        total += float(loss) * len(targets)",
-        "        seen += len(targets)",
+        "        size = len(inputs[0])",
+        "        total += float(loss) * size",
+        "        seen += size",
         "        for name, metric in METRICS.items():",
-        "            scores[name] += float(metric(outputs, targets)) * len(targets)",
+        "            scores[name] += float(metric(outputs, targets)) * size",
         '    return {"loss": total / seen} | {name: score / seen for name, score in scores.items()}',
         "",
         "",
         "def load_data(path, batch_size, shuffle):",
         "    with np.load(path) as data:",
-        f"        tensors = [torch.from_numpy(data[name]) for name in {json.dumps(input_names)}]",
-        '        tensors.append(torch.from_numpy(data["targets"])'
-        + (".long())" if loss["target"] == "class_index" else ")"),
+        "        tensors = [torch.from_numpy(data[name]) for name in INPUTS]",
+        *(
+            [
+                "        tensors += [torch.from_numpy(data[f'targets_{name}']) for name in TARGETS]",
+                "        # class indices as torch's cross-entropy takes them",
+                "        tensors = [t.long() if t.dtype in (torch.int32, torch.uint8) and i >= len(INPUTS) else t"
+                " for i, t in enumerate(tensors)]",
+            ]
+            if multi
+            else [
+                '        tensors.append(torch.from_numpy(data["targets"])'
+                + (".long())" if losses[0]["target"] == "class_index" else ")")
+            ]
+        ),
         "    dataset = torch.utils.data.TensorDataset(*tensors)",
         "    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)",
         "",
@@ -154,6 +198,31 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
     return "\n".join(lines)
 
 
+def _several_outputs(setup: dict[str, Any]) -> bool:
+    return len(setup.get("outputs", [])) > 1
+
+
+def _loss_lines(losses: list[dict[str, Any]], multi: bool) -> list[str]:
+    if not multi:
+        return [f"loss_fn = {losses[0]['code']}"]
+    lines = ["# Keras's loss for each output it gives one, and its loss weight."]
+    lines += ["LOSSES = {"]
+    lines += [f"    {json.dumps(loss['output'])}: ({loss['code']}, {loss['weight']!r})," for loss in losses]
+    lines += [
+        "}",
+        f"OUTPUT_INDEX = {json.dumps({loss['output']: loss['index'] for loss in losses})}  # in model.py's outputs",
+        "",
+        "",
+        "def loss_fn(outputs, targets):",
+        '    """Keras\'s total loss: the weighted sum of the outputs\' losses."""',
+        "    return sum(",
+        "        weight * loss(outputs[OUTPUT_INDEX[name]], targets[name]) for name, (loss, weight) in LOSSES.items()",
+        "    )",
+        "",
+    ]
+    return lines
+
+
 def _kwargs(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
 
@@ -182,7 +251,11 @@ def _keras_call(entry: dict[str, Any]) -> str:
 
 
 def _keras_loss(entry: Any) -> str:
-    if isinstance(entry, dict) and "class_name" in entry:
+    if isinstance(entry, dict) and "class_name" not in entry:  # one loss per output name
+        return "{" + ", ".join(f"{k!r}: {_keras_loss(v)}" for k, v in entry.items()) + "}"
+    if isinstance(entry, list | tuple):
+        return "[" + ", ".join(_keras_loss(v) for v in entry) + "]"
+    if isinstance(entry, dict):
         config = {k: v for k, v in (entry.get("config") or {}).items() if k not in ("name", "reduction")}
         return f"{entry['class_name']}({_kwargs(config)})"
     return repr(entry)

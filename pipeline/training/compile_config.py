@@ -13,12 +13,21 @@ from pipeline.errors import UsageError
 
 NOT_COMPILED = (
     "{model} has no training configuration: save the model after model.compile(optimizer=..., "
-    "loss=...) to carry the training setup over"
+    "loss=...) to carry the training setup over, or give one in the config "
+    "(compile: {{optimizer: adam, loss: mse}})"
 )
 
 
-def read(model: str, fmt: str) -> dict[str, Any]:
-    """{"optimizer": {"class_name", "config"}, "loss": {"class_name", "config"} | str, "metrics": [...]}"""
+def read(model: str, fmt: str, given: dict[str, Any] | None = None) -> dict[str, Any]:
+    """{"optimizer": {"class_name", "config"}, "loss": {"class_name", "config"} | str | list | dict,
+    "loss_weights", "metrics": [...]}. `given` (the config's `compile`) wins over the file's."""
+    if given:
+        return {
+            "optimizer": _named(given["optimizer"]),
+            "loss": given["loss"],
+            "loss_weights": given.get("loss_weights"),
+            "metrics": _flat_metrics(given.get("metrics")),
+        }
     path = Path(model)
     if fmt == "keras":
         with zipfile.ZipFile(path) as archive:
@@ -48,7 +57,8 @@ def read(model: str, fmt: str) -> dict[str, Any]:
             "metrics": _flat_metrics(config.get("metrics")),
         }
     raise UsageError(
-        f"--training needs a Keras model file (.keras or .h5) saved after compile(); {model} is a {fmt} model"
+        f"--training needs a Keras model (a .keras or .h5 file saved after compile(), or a zoo id with "
+        f"`compile:` in its config); {model} is a {fmt} model"
     )
 
 

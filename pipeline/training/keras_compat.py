@@ -9,7 +9,22 @@ import math
 import torch
 
 
-class KerasAdam(torch.optim.Optimizer):
+class KerasOptimizer(torch.optim.Optimizer):
+    """What Keras's optimizers share: the gradient, and the square they accumulate. TensorFlow
+    gives an embedding's gradient one row per token occurrence (IndexedSlices) and Keras squares
+    each row before summing: a token seen twice adds g1**2 + g2**2, not (g1 + g2)**2. An
+    nn.Embedding with sparse=True gives torch's gradient the same rows (make_optimizer sets it)."""
+
+    @staticmethod
+    def gradients(p):
+        if not p.grad.is_sparse:
+            return p.grad, p.grad.square()
+        rows, values = p.grad._indices(), p.grad._values()
+        squares = torch.sparse_coo_tensor(rows, values.square(), p.shape)
+        return p.grad.to_dense(), squares.to_dense()
+
+
+class KerasAdam(KerasOptimizer):
     """Adam (and AdamW: weight_decay > 0) as Keras computes it. Keras adds epsilon to sqrt(v) before
     the bias correction; torch.optim.Adam adds it after, which is a different denominator in the
     first steps (by up to 1 / sqrt(1 - beta_2) = 31.6x for epsilon). Weight decay is decoupled and
@@ -38,15 +53,16 @@ class KerasAdam(torch.optim.Optimizer):
                     p.sub_(p * group["weight_decay"] * lr)
                 alpha = lr * math.sqrt(1 - beta_2 ** state["step"]) / (1 - beta_1 ** state["step"])
                 m, v = state["m"], state["v"]
-                m.add_((p.grad - m) * (1 - beta_1))
-                v.add_((p.grad.square() - v) * (1 - beta_2))
+                grad, square = self.gradients(p)
+                m.add_((grad - m) * (1 - beta_1))
+                v.add_((square - v) * (1 - beta_2))
                 if group["amsgrad"]:
                     torch.maximum(state["v_hat"], v, out=state["v_hat"])
                     v = state["v_hat"]
                 p.sub_(m * alpha / (v.sqrt() + group["epsilon"]))
 
 
-class KerasRMSprop(torch.optim.Optimizer):
+class KerasRMSprop(KerasOptimizer):
     """RMSprop as Keras computes it: epsilon inside the square root (torch.optim.RMSprop adds it
     outside), Keras's `rho` is torch's `alpha`, and momentum accumulates the scaled step."""
 
@@ -68,19 +84,20 @@ class KerasRMSprop(torch.optim.Optimizer):
                         momentum=torch.zeros_like(p),
                     )
                 velocity = state["velocity"]
-                velocity.mul_(rho).add_((1 - rho) * p.grad.square())
+                grad, square = self.gradients(p)
+                velocity.mul_(rho).add_((1 - rho) * square)
                 denominator = velocity + group["epsilon"]
                 if group["centered"]:
-                    state["average"].mul_(rho).add_((1 - rho) * p.grad)
+                    state["average"].mul_(rho).add_((1 - rho) * grad)
                     denominator = denominator - state["average"].square()
-                increment = group["lr"] * p.grad / denominator.sqrt()
+                increment = group["lr"] * grad / denominator.sqrt()
                 if group["momentum"] > 0:
                     state["momentum"].mul_(group["momentum"]).add_(increment)
                     increment = state["momentum"]
                 p.sub_(increment)
 
 
-class KerasAdagrad(torch.optim.Optimizer):
+class KerasAdagrad(KerasOptimizer):
     """Adagrad as Keras computes it: the accumulator starts at initial_accumulator_value (Keras 0.1,
     torch 0) and epsilon sits inside the square root."""
 
@@ -98,8 +115,9 @@ class KerasAdagrad(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state["accumulator"] = torch.full_like(p, group["initial_accumulator_value"])
-                state["accumulator"].add_(p.grad.square())
-                p.sub_(group["lr"] * p.grad / (state["accumulator"] + group["epsilon"]).sqrt())
+                grad, square = self.gradients(p)
+                state["accumulator"].add_(square)
+                p.sub_(group["lr"] * grad / (state["accumulator"] + group["epsilon"]).sqrt())
 
 
 def categorical_crossentropy(probabilities, targets, label_smoothing=0.0, reduction="mean"):
@@ -153,3 +171,15 @@ def mean_absolute_error(outputs, targets):
 
 def mean_squared_error(outputs, targets):
     return (outputs - targets).square().mean()
+
+
+def classes_last(loss):
+    """Keras's cross-entropy reduces over the last axis, torch's takes the classes on axis 1: a
+    sequence of class scores (batch, steps, classes) is moved to (batch, classes, steps) for it."""
+
+    def on_last_axis(outputs, targets):
+        if targets.dim() == outputs.dim():  # one-hot rows or class probabilities
+            targets = targets.movedim(-1, 1)
+        return loss(outputs.movedim(-1, 1), targets)
+
+    return on_last_axis

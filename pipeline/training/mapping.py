@@ -92,19 +92,64 @@ _ACCURACY_FOR = {
     "sparse_categorical_crossentropy": "sparse_categorical_accuracy",
     "binary_crossentropy": "binary_accuracy",
 }
-# Tests only: TF2TORCH_TRAINING_FAULT=adam_epsilon maps Adam's epsilon to torch's default, the
-# mistake the training check must catch and name.
+# Tests only: TF2TORCH_TRAINING_FAULT=adam_epsilon maps Adam's epsilon to torch's default, =mse_sum
+# sums MSE instead of averaging it: the mistakes the training check must catch and name.
 FAULT_ENV = "TF2TORCH_TRAINING_FAULT"
 
 
-def map_setup(keras: dict[str, Any]) -> dict[str, Any]:
+def map_setup(keras: dict[str, Any], outputs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """`outputs`: the model's outputs in model.py's order, each {"name": Keras output name, "rank"}
+    (default: one output of rank 2). Each gets the loss Keras gives it (one loss for all, a list by
+    position or a dict by name) and its loss weight; an output without a loss has none."""
     todos: list[str] = []
+    outputs = outputs or [{"name": "output", "rank": 2}]
     optimizer = _optimizer(keras["optimizer"], todos)
-    loss = _loss(keras["loss"], todos)
-    if keras.get("loss_weights") not in (None, [], {}):
-        todos.append(f"loss_weights {keras['loss_weights']!r}: not applied (one output, one loss is mapped)")
-    metrics = _metrics(keras.get("metrics") or [], loss["kind"], todos)
-    return {"keras": keras, "optimizer": optimizer, "loss": loss, "metrics": metrics, "todos": todos}
+    losses = _losses(keras["loss"], keras.get("loss_weights"), outputs, todos)
+    metrics = _metrics(keras.get("metrics") or [], losses[0]["kind"] if losses else "", todos)
+    if len(outputs) > 1 and metrics:
+        todos.append(f"metrics {[m['keras'] for m in metrics]} of a model with several outputs: not mapped")
+        metrics = []
+    return {
+        "keras": keras,
+        "outputs": outputs,
+        "optimizer": optimizer,
+        "losses": losses,
+        "metrics": metrics,
+        "todos": todos,
+    }
+
+
+def _losses(
+    entry: Any, weights: Any, outputs: list[dict[str, Any]], todos: list[str]
+) -> list[dict[str, Any]]:
+    names = [o["name"] for o in outputs]
+    if isinstance(entry, dict) and "class_name" not in entry:
+        unknown = sorted(set(entry) - set(names))
+        if unknown:
+            todos.append(f"losses for {unknown}: the model has no such output (it has {names})")
+        given = [entry.get(name) for name in names]
+    elif isinstance(entry, list | tuple):
+        given = list(entry) + [None] * (len(names) - len(entry))
+    else:
+        given = [entry] * len(names)  # Keras applies one loss to every output
+    if isinstance(weights, dict):
+        weight_of = [weights.get(name, 1.0) for name in names]
+    elif isinstance(weights, list | tuple):
+        weight_of = list(weights) + [1.0] * (len(names) - len(weights))
+    else:
+        weight_of = [1.0] * len(names)
+    losses = []
+    for index, (output, loss, weight) in enumerate(zip(outputs, given, weight_of, strict=True)):
+        if loss is None:
+            continue
+        mapped = _loss(loss, todos, output["rank"])
+        losses.append({"output": output["name"], "index": index, "weight": float(weight), **mapped})
+    if not losses:
+        todos.append(f"loss {entry!r}: names none of the outputs {names}; train.py uses MSE on the first")
+        losses.append(
+            {"output": names[0], "index": 0, "weight": 1.0, **_loss("mse", todos, outputs[0]["rank"])}
+        )
+    return losses
 
 
 def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
@@ -145,7 +190,7 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
             "RMSprop": "KerasRMSprop",
             "Adagrad": "KerasAdagrad",
         }[name]
-        helpers = [torch_class]
+        helpers = ["KerasOptimizer", torch_class]
         if name == "Adam":
             kwargs["weight_decay"] = config.get("weight_decay") or 0.0
         if name == "Adam" and os.environ.get(FAULT_ENV) == "adam_epsilon":
@@ -173,14 +218,14 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
 _CLIP_KEYS = ("clipnorm", "global_clipnorm", "clipvalue")
 
 
-def _loss(entry: Any, todos: list[str]) -> dict[str, Any]:
+def _loss(entry: Any, todos: list[str], rank: int) -> dict[str, Any]:
     if isinstance(entry, str):
         class_name, config = entry, {}
     elif isinstance(entry, dict) and "class_name" in entry:
         class_name, config = entry["class_name"], dict(entry.get("config") or {})
     else:
         todos.append(
-            f"loss {entry!r}: only one loss for one output is mapped; train.py uses MSE until you replace it"
+            f"loss {entry!r}: not a loss name or a Keras loss config; train.py uses MSE until you replace it"
         )
         return {"kind": "mse", "code": "nn.MSELoss()", "helpers": [], "target": "real", "keras": entry}
     kind = _LOSS_NAMES.get(class_name.lower())
@@ -194,10 +239,14 @@ def _loss(entry: Any, todos: list[str]) -> dict[str, Any]:
     if torch_reduction is None:
         todos.append(f"loss reduction {reduction!r}: not mapped; train.py averages over the batch")
         torch_reduction = "mean"
+    if kind == "mse" and os.environ.get(FAULT_ENV) == "mse_sum":
+        torch_reduction = "sum"  # tests only: a loss that scales every gradient
     from_logits = bool(config.get("from_logits", False))
     smoothing = float(config.get("label_smoothing", 0.0) or 0.0)
     reduction_arg = "" if torch_reduction == "mean" else f"reduction={torch_reduction!r}"
     helpers: list[str] = []
+    if smoothing and kind == "sparse_categorical_crossentropy":
+        todos.append(f"loss {class_name} label_smoothing={smoothing}: not mapped")
     if kind == "mse":
         code = f"nn.MSELoss({reduction_arg})"
     elif kind == "mae":
@@ -205,10 +254,13 @@ def _loss(entry: Any, todos: list[str]) -> dict[str, Any]:
     elif kind == "huber":
         delta = float(config.get("delta", 1.0))
         code = f"nn.HuberLoss({_args(reduction_arg, f'delta={delta!r}')})"
-    elif kind == "categorical_crossentropy" and from_logits:
-        code = f"nn.CrossEntropyLoss({_args(reduction_arg, f'label_smoothing={smoothing!r}' if smoothing else '')})"
-    elif kind == "sparse_categorical_crossentropy" and from_logits:
-        code = f"nn.CrossEntropyLoss({reduction_arg})"
+    elif kind in ("categorical_crossentropy", "sparse_categorical_crossentropy") and from_logits:
+        smoothing_arg = (
+            f"label_smoothing={smoothing!r}" if smoothing and kind == "categorical_crossentropy" else ""
+        )
+        code = f"nn.CrossEntropyLoss({_args(reduction_arg, smoothing_arg)})"
+        if rank > 2:  # (batch, steps, classes): torch wants the classes on axis 1
+            code, helpers = f"classes_last({code})", ["classes_last"]
     else:
         # Probabilities in (or binary logits): Keras's formula, pasted into train.py.
         helpers = [kind]
