@@ -61,6 +61,7 @@ LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 # keys: what the native passes use to name parameters after TF variables (pipeline/native/).
 TF_WEIGHTS = "tf_weights.npz"
 TF_LAYERS = "tf_layers.json"
+DROPOUT_INPUTS = "dropout_inputs.npz"  # each Keras Dropout layer's input at sample 0 (native: nn.Dropout)
 # The native PyTorch model (pipeline/native/): its code, weights, TF variable map, torch.export program.
 NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
@@ -85,6 +86,7 @@ MODEL_FILES = (
     NATIVE_WEIGHTS,
     EXPORTED_PROGRAM,
     TF_WEIGHTS,
+    DROPOUT_INPUTS,
     LOCALIZE_TF_VALUES,
     TF_TRAINING,
 )

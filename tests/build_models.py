@@ -352,6 +352,17 @@ def _issue_training_models(keras, out: Path) -> None:
     )
     residual.save(out / "train_residual_bn.keras")
 
+    # A learning-rate schedule, decoupled weight decay with momentum, Dropout between the layers.
+    features = keras.Input((10,), name="features")
+    h = layers.Dropout(0.25)(layers.Dense(16, activation="relu")(features))
+    scheduled = keras.Model(features, layers.Dense(3)(h))
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=2, decay_rate=0.5)
+    scheduled.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, weight_decay=0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    scheduled.save(out / "train_schedule_decay_dropout.keras")
+
 
 BUILDERS = (
     keras_two_inputs,

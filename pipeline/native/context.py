@@ -24,6 +24,13 @@ class TFVariable:
 
 
 @dataclass
+class KerasDropout:
+    layer: str
+    rate: float
+    value: np.ndarray | None  # its input at sample 0, in Keras's layout; None: not restorable
+
+
+@dataclass
 class PassContext:
     inputs_a: list[torch.Tensor] | None  # one sample of inputs.npz (None: a body the samples never ran)
     inputs_b: list[torch.Tensor] | None  # the same at the second input shape
@@ -37,6 +44,8 @@ class PassContext:
     # The other samples of inputs.npz: a pass choosing between readings that agree on the two input
     # sets (an attention mask whose fully masked rows only a later sample has) checks them all.
     other_samples: list[list[torch.Tensor]] = field(default_factory=list)
+    # The Keras model's Dropout layers (stage load records them): model.py gets them back.
+    dropouts: list[KerasDropout] = field(default_factory=list)
 
     # The last recording and the code it was made for: passes that find nothing to change leave the
     # code as it was, and the next pass reads the same values (two forward passes saved per pass).

@@ -17,6 +17,7 @@ from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.native import (
     control_flow,
+    dropout,
     fold,
     inline,
     layers,
@@ -62,6 +63,7 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("clamps", tidy_ops.clamps),
     ("contiguous_inputs", tidy_ops.contiguous_inputs),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),
+    ("dropouts", dropout.dropouts),
     # After every pass that records intermediate values: an in-place activation overwrites its input.
     ("inplace_activations", tidy_ops.inplace_activations),
     ("parameters_and_names", naming.parameters_and_names),
@@ -77,7 +79,7 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("no_op_casts", "linear", "conv_weights", "batchnorm", "lstm_weights"),
     ("layer_norms", "gelus", "attention", "embeddings"),
     ("variables_by_value", "dropped_parameters", "shared_layers"),
-    ("fold_padding", "cancel_transposes", "clamps", "contiguous_inputs", "scalars_and_operators"),
+    ("fold_padding", "cancel_transposes", "clamps", "contiguous_inputs", "scalars_and_operators", "dropouts"),
     ("inplace_activations", "parameters_and_names"),
 )
 

@@ -25,7 +25,7 @@ _CONFIG_KEYS = (
 )
 
 
-def write(model, out: Path) -> dict[str, Any]:
+def write(model, out: Path, sample: list | None = None) -> dict[str, Any]:
     layers, arrays = [], {}
     for layer in _leaf_layers(model):
         weights = []
@@ -56,8 +56,53 @@ def write(model, out: Path) -> dict[str, Any]:
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     non_trainable = int(sum(np.prod(v.shape) for v in model.non_trainable_weights))
     summary = {"layers": layers, "trainable_elements": trainable, "non_trainable_elements": non_trainable}
+    if sample is not None:
+        summary["dropouts"] = _dropouts(model, sample, out)
     artifacts.save_json(out / artifacts.TF_LAYERS, summary)
     return {"trainable_elements": trainable, "non_trainable_elements": non_trainable}
+
+
+def _dropouts(model, sample: list, out: Path) -> list[dict[str, Any]]:
+    """Each Dropout layer of a functional model: its rate, whether its input has other consumers,
+    and that input's value at one sample (the native stage puts nn.Dropout where model.py computes
+    that value: the inference graph has no trace of dropout)."""
+    found = [
+        layer
+        for layer in getattr(model, "operations", getattr(model, "layers", []))
+        if type(layer).__name__ == "Dropout" and getattr(layer, "rate", 0) > 0
+    ]
+    if not found or not getattr(model, "inputs", None):
+        return [{"name": layer.name, "rate": float(layer.rate), "restorable": False} for layer in found]
+    import keras
+    from keras import ops
+
+    from pipeline.stages import keras_signature
+
+    try:
+        probe = keras.Model(model.inputs, [layer.input for layer in found])
+        values = probe(keras_signature.call_inputs(probe, [ops.convert_to_tensor(a) for a in sample]))
+    except Exception:  # noqa: BLE001 - a layer called twice, a subclassed model: no one input tensor
+        return [{"name": layer.name, "rate": float(layer.rate), "restorable": False} for layer in found]
+    values = values if isinstance(values, list | tuple) else [values]
+    consumers = _consumer_counts(model)
+    arrays, rows = {}, []
+    for layer, value in zip(found, values, strict=True):
+        arrays[layer.name] = np.asarray(value)
+        shared = consumers.get(id(layer.input), 0) > 1
+        rows.append({"name": layer.name, "rate": float(layer.rate), "restorable": not shared})
+    artifacts.save_arrays(out / artifacts.DROPOUT_INPUTS, arrays)
+    return rows
+
+
+def _consumer_counts(model) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for operation in getattr(model, "operations", []):
+        for node in getattr(operation, "_inbound_nodes", []):
+            for tensor in getattr(node, "input_tensors", []):
+                counts[id(tensor)] = counts.get(id(tensor), 0) + 1
+    for tensor in getattr(model, "outputs", []) or []:
+        counts[id(tensor)] = counts.get(id(tensor), 0) + 1
+    return counts
 
 
 def recorded_paths(model, out: Path) -> dict[int, str]:

@@ -17,7 +17,7 @@ from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import ConversionError, first_line
 from pipeline.native import codegen, control_flow, driver, layers
-from pipeline.native.context import PassContext, TFVariable, with_extra_row
+from pipeline.native.context import KerasDropout, PassContext, TFVariable, with_extra_row
 from pipeline.stages.torch_outputs import save_module_outputs, second_shape_inputs
 
 
@@ -42,7 +42,11 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     first = [s.numpy() for s in samples[0]]
     second = second_shape_inputs(out, input_names) or with_extra_row(first)
     ctx = PassContext(
-        samples[0], [torch.from_numpy(a) for a in second], tf_variables, other_samples=samples[1:]
+        samples[0],
+        [torch.from_numpy(a) for a in second],
+        tf_variables,
+        other_samples=samples[1:],
+        dropouts=_keras_dropouts(out, tf_summary),
     )
     module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
     module.eval()
@@ -55,6 +59,10 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
         }
     )
     details: dict[str, Any] = {"passes": passes, "left_as_onnx2torch": leftover}
+    restored = [m.__dict__.get(layers.LAYER) for m in module.modules() if isinstance(m, torch.nn.Dropout)]
+    if ctx.dropouts:
+        details["dropouts_restored"] = restored
+    state["restored_dropouts"] = restored
     details.update(_parameter_counts(module, tf_summary))
     weights_map = _weights_map(module, ctx)
     artifacts.save_json(out / artifacts.WEIGHTS_MAP, weights_map)
@@ -137,6 +145,16 @@ def _tf_variables(out: Path) -> tuple[list[TFVariable] | None, dict[str, Any] | 
         for w in layer["weights"]
     ]
     return variables, summary
+
+
+def _keras_dropouts(out: Path, tf_summary: dict[str, Any] | None) -> list[KerasDropout]:
+    rows = (tf_summary or {}).get("dropouts") or []
+    path = out / artifacts.DROPOUT_INPUTS
+    values = artifacts.load_arrays(path) if rows and path.is_file() else {}
+    return [
+        KerasDropout(row["name"], row["rate"], values.get(row["name"]) if row["restorable"] else None)
+        for row in rows
+    ]
 
 
 def _parameter_counts(module: torch.nn.Module, tf_summary: dict[str, Any] | None) -> dict[str, Any]:

@@ -147,10 +147,11 @@ class KerasModel:
         graph = self.frozen_graph(drop_model=True)
         return graph_to_onnx(graph, opset, _positions(self, nchw_inputs, nchw_outputs))
 
-    def write_weights(self, out: Path) -> dict:
+    def write_weights(self, out: Path, sample: list | None = None) -> dict:
+        """`sample`: one input set in the model's input order (Dropout layers' inputs are recorded)."""
         from pipeline.stages import keras_weights
 
-        return keras_weights.write(self.model, out)
+        return keras_weights.write(self.model, out, sample)
 
     def frozen_graph(self, drop_model: bool = False):
 

@@ -34,7 +34,9 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     state.update(model=model, nchw=images, output_ranks={n: a.ndim - 1 for n, a in outputs.items()})
     second_shape = _second_shape(model, specs, feeds, cfg.layout, out)
     # Only the native passes read the variables; a Keras model's copy can be gigabytes.
-    weights = model.write_weights(out) if cfg.native and hasattr(model, "write_weights") else None
+    weights = None
+    if cfg.native and hasattr(model, "write_weights"):
+        weights = model.write_weights(out, [feeds[i.name][0] for i in model.inputs])
     return {
         "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,

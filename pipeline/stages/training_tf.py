@@ -101,8 +101,11 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
     Also returns the first step's gradient of every trainable variable, taken before any update."""
     flavor = _flavor(model)
     keras_setup = setup["keras"]
+    config = dict(keras_setup["optimizer"]["config"])
+    if isinstance(config.get("learning_rate"), dict):  # a schedule given in a config may lack its module
+        config["learning_rate"] = {"module": "keras.optimizers.schedules", **config["learning_rate"]}
     optimizer = flavor.optimizers.get(
-        {"class_name": keras_setup["optimizer"]["class_name"], "config": keras_setup["optimizer"]["config"]}
+        {"class_name": keras_setup["optimizer"]["class_name"], "config": config}
     )
     losses = [(loss, flavor.losses.get(_keras_loss(setup, loss))) for loss in setup["losses"]]
     names = [k for k in batches if k.startswith("input:")]

@@ -14,28 +14,30 @@ from pipeline import __version__
 from pipeline.training import keras_compat, mapping
 
 
-def todos(setup: dict[str, Any], dropout: list[str], batchnorm: bool) -> list[str]:
+def todos(setup: dict[str, Any], dropout: list[str], restored: list[str]) -> list[str]:
     """What train.py cannot carry over: the unmapped compile settings, and what model.py lacks for
-    training as Keras does."""
+    training as Keras does. `dropout`: the Keras dropouts the check disabled ("name (Class)");
+    `restored`: the Dropout layers model.py has as nn.Dropout."""
     found = list(setup["todos"])
-    if batchnorm:
+    missing = [d for d in dropout if d.split(" ")[0] not in restored]
+    if missing:
         found.append(
-            "BatchNorm running_var: torch updates it with the unbiased batch variance, Keras with the "
-            "biased one (n/(n-1) apart at batch size n); eval-mode outputs after training differ a little"
-        )
-    if dropout:
-        found.append(
-            f"Keras Dropout layers {', '.join(dropout)}: model.py is the inference graph and has none; "
-            "add nn.Dropout where Keras has it if training needs it"
+            f"Keras dropout {', '.join(missing)}: not in model.py (the inference graph has no trace of it "
+            "and it could not be placed by value); add nn.Dropout where Keras has it if training needs it"
         )
     return found
 
 
-def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], todos: list[str]) -> str:
+def train_py(
+    setup: dict[str, Any], class_name: str, input_names: list[str], todos: list[str], batchnorm: bool
+) -> str:
     optimizer, losses = setup["optimizer"], setup["losses"]
+    schedule = optimizer.get("schedule") or {}
+    preparations = _preparations(optimizer, batchnorm)
     multi = _several_outputs(setup)
     loss_helpers = [h for loss in losses for h in loss["helpers"]]
     helpers = [*optimizer["helpers"], *loss_helpers, *(m["torch"] for m in setup["metrics"])]
+    helpers += ["keras_batchnorm_statistics"] if batchnorm else []
     lines = [
         f'"""Training loop for {class_name} (model.py), carried over from the Keras model\'s compile() by',
         f"tf2torch {__version__}. Edit freely.",
@@ -61,7 +63,7 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "",
         "import argparse",
         *(["import functools"] if any("functools.partial" in loss["code"] for loss in losses) else []),
-        *(["import math"] if any(h.startswith("Keras") for h in helpers) else []),
+        *(["import math"] if any(h.startswith("Keras") for h in helpers) or schedule.get("code") else []),
         "",
         "import numpy as np",
         "import torch",
@@ -88,27 +90,20 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
     lines += [
         "",
         "",
+        *preparations,
         "def make_optimizer(model):",
-        *(
-            [
-                "    for module in model.modules():  # per-token embedding gradients, as Keras squares them",
-                "        if isinstance(module, nn.Embedding):",
-                "            module.sparse = True",
-            ]
-            if "KerasOptimizer" in optimizer["helpers"]
-            else []
-        ),
         "    # Keras updates its trainable variables only: frozen parameters stay out.",
         "    params = [p for p in model.parameters() if p.requires_grad]",
         f"    return {optimizer['class']}(params, {_kwargs(optimizer['kwargs'])})",
         "",
         "",
+        *_schedule_lines(schedule),
         *_loss_lines(losses, multi),
         "",
         "METRICS = {" + ", ".join(f"{json.dumps(m['keras'])}: {m['torch']}" for m in setup["metrics"]) + "}",
         "",
         "",
-        "def train_step(model, optimizer, inputs, targets):",
+        "def train_step(model, optimizer, inputs, targets, scheduler=None):",
         "    model.train()  # BatchNorm uses and updates its batch statistics, as Keras does in fit()",
         "    optimizer.zero_grad()",
         "    outputs = model(*inputs)",
@@ -116,6 +111,8 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "    loss.backward()",
         *_clip_lines(optimizer["clip"]),
         "    optimizer.step()",
+        "    if scheduler is not None:",
+        "        scheduler.step()  # Keras's schedules count updates, not epochs",
         "    return loss.detach(), _detached(outputs)",
         "",
         "",
@@ -182,9 +179,13 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "    validation = load_data(args.validation, args.batch_size, shuffle=False) if args.validation else None",
         f"    model = {class_name}()",
         "    model.load_state_dict(load_file(args.weights), strict=True)",
+        *(["    prepare_model(model)"] if preparations else []),
         "    optimizer = make_optimizer(model)",
+        f"    scheduler = {'make_scheduler(optimizer)' if schedule.get('code') else 'None'}",
         "    for epoch in range(args.epochs):",
-        "        figures = run_epoch(loader, lambda inputs, targets: train_step(model, optimizer, inputs, targets))",
+        "        figures = run_epoch(",
+        "            loader, lambda inputs, targets: train_step(model, optimizer, inputs, targets, scheduler)",
+        "        )",
         "        if validation is not None:",
         '            figures |= {f"val_{k}": v for k, v in evaluate(model, validation).items()}',
         '        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))',
@@ -196,6 +197,39 @@ def train_py(setup: dict[str, Any], class_name: str, input_names: list[str], tod
         "",
     ]
     return "\n".join(lines)
+
+
+def _preparations(optimizer: dict[str, Any], batchnorm: bool) -> list[str]:
+    """`prepare_model(model)`: what model.py needs to train as Keras does, beyond its weights."""
+    lines = []
+    if "KerasOptimizer" in optimizer["helpers"]:
+        lines += [
+            "    for module in model.modules():  # per-token embedding gradients, as Keras squares them",
+            "        if isinstance(module, nn.Embedding):",
+            "            module.sparse = True",
+        ]
+    if batchnorm:
+        lines.append("    keras_batchnorm_statistics(model)  # running_var from the biased batch variance")
+    if not lines:
+        return []
+    return ["def prepare_model(model):", *lines, "", ""]
+
+
+def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
+    if not schedule.get("code"):
+        return []
+    arguments = ", ".join(f"{k}={v!r}" for k, v in schedule["arguments"].items())
+    return [
+        f"def learning_rate(step, {arguments}):",
+        f'    """Keras {schedule["class_name"]} at update `step` (0 at the first update)."""',
+        *(f"    {line}" for line in schedule["code"].splitlines()),
+        "",
+        "",
+        "def make_scheduler(optimizer):",
+        f"    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate(step) / {schedule['initial']!r})",
+        "",
+        "",
+    ]
 
 
 def _several_outputs(setup: dict[str, Any]) -> bool:

@@ -16,12 +16,43 @@ class KerasOptimizer(torch.optim.Optimizer):
     nn.Embedding with sparse=True gives torch's gradient the same rows (make_optimizer sets it)."""
 
     @staticmethod
+    def decay(p, group):
+        """Keras's weight decay: decoupled from the gradient, applied before the update."""
+        if group.get("weight_decay"):
+            p.sub_(p * group["weight_decay"] * group["lr"])
+
+    @staticmethod
     def gradients(p):
         if not p.grad.is_sparse:
             return p.grad, p.grad.square()
         rows, values = p.grad._indices(), p.grad._values()
         squares = torch.sparse_coo_tensor(rows, values.square(), p.shape)
         return p.grad.to_dense(), squares.to_dense()
+
+
+class KerasSGD(KerasOptimizer):
+    """SGD with Keras's decoupled weight decay (torch.optim.SGD adds weight_decay * p to the
+    gradient, which momentum then carries along). Momentum and Nesterov as Keras computes them."""
+
+    def __init__(self, params, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, momentum = group["lr"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                self.decay(p, group)
+                grad, _ = self.gradients(p)
+                if not momentum:
+                    p.sub_(lr * grad)
+                    continue
+                state = self.state[p]
+                velocity = state.setdefault("velocity", torch.zeros_like(p))
+                velocity.mul_(momentum).sub_(lr * grad)
+                p.add_(momentum * velocity - lr * grad if group["nesterov"] else velocity)
 
 
 class KerasAdam(KerasOptimizer):
@@ -49,8 +80,7 @@ class KerasAdam(KerasOptimizer):
                         step=0, m=torch.zeros_like(p), v=torch.zeros_like(p), v_hat=torch.zeros_like(p)
                     )
                 state["step"] += 1
-                if group["weight_decay"]:
-                    p.sub_(p * group["weight_decay"] * lr)
+                self.decay(p, group)
                 alpha = lr * math.sqrt(1 - beta_2 ** state["step"]) / (1 - beta_1 ** state["step"])
                 m, v = state["m"], state["v"]
                 grad, square = self.gradients(p)
@@ -66,8 +96,11 @@ class KerasRMSprop(KerasOptimizer):
     """RMSprop as Keras computes it: epsilon inside the square root (torch.optim.RMSprop adds it
     outside), Keras's `rho` is torch's `alpha`, and momentum accumulates the scaled step."""
 
-    def __init__(self, params, lr, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False):
-        super().__init__(params, dict(lr=lr, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered))
+    def __init__(self, params, lr, rho=0.9, momentum=0.0, epsilon=1e-7, centered=False, weight_decay=0.0):
+        defaults = dict(
+            lr=lr, rho=rho, momentum=momentum, epsilon=epsilon, centered=centered, weight_decay=weight_decay
+        )
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -84,6 +117,7 @@ class KerasRMSprop(KerasOptimizer):
                         momentum=torch.zeros_like(p),
                     )
                 velocity = state["velocity"]
+                self.decay(p, group)
                 grad, square = self.gradients(p)
                 velocity.mul_(rho).add_((1 - rho) * square)
                 denominator = velocity + group["epsilon"]
@@ -101,10 +135,14 @@ class KerasAdagrad(KerasOptimizer):
     """Adagrad as Keras computes it: the accumulator starts at initial_accumulator_value (Keras 0.1,
     torch 0) and epsilon sits inside the square root."""
 
-    def __init__(self, params, lr, initial_accumulator_value=0.1, epsilon=1e-7):
-        super().__init__(
-            params, dict(lr=lr, initial_accumulator_value=initial_accumulator_value, epsilon=epsilon)
+    def __init__(self, params, lr, initial_accumulator_value=0.1, epsilon=1e-7, weight_decay=0.0):
+        defaults = dict(
+            lr=lr,
+            initial_accumulator_value=initial_accumulator_value,
+            epsilon=epsilon,
+            weight_decay=weight_decay,
         )
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -115,6 +153,7 @@ class KerasAdagrad(KerasOptimizer):
                 state = self.state[p]
                 if not state:
                     state["accumulator"] = torch.full_like(p, group["initial_accumulator_value"])
+                self.decay(p, group)
                 grad, square = self.gradients(p)
                 state["accumulator"].add_(square)
                 p.sub_(group["lr"] * grad / (state["accumulator"] + group["epsilon"]).sqrt())
@@ -183,3 +222,23 @@ def classes_last(loss):
         return loss(outputs.movedim(-1, 1), targets)
 
     return on_last_axis
+
+
+def keras_batchnorm_statistics(model):
+    """Keras moves BatchNorm's moving variance towards the biased batch variance, torch's running_var
+    towards the unbiased one (n / (n - 1) apart for n values per channel): after each training
+    forward pass the difference is taken back out, so the statistics follow Keras's."""
+
+    def biased_running_var(module, inputs, output):
+        if not module.training or module.momentum is None or module.running_var is None:
+            return
+        x = inputs[0].detach()
+        count = x.numel() // x.shape[1]
+        if count > 1:
+            biased = x.var(dim=[d for d in range(x.dim()) if d != 1], unbiased=False)
+            # A new tensor, not an in-place change: autograd saved the old one for the backward pass.
+            module.running_var = module.running_var - module.momentum * biased / (count - 1)
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.register_forward_hook(biased_running_var)

@@ -164,35 +164,35 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
     given = {k: _plain(v) for k, v in entry["config"].items() if v is not None}
     config = {**OPTIMIZER_DEFAULTS[name], **given}
     learning_rate = config["learning_rate"]
+    schedule = None
     if isinstance(learning_rate, dict):  # a LearningRateSchedule
-        initial = (learning_rate.get("config") or {}).get("initial_learning_rate", 0.001)
-        todos.append(
-            f"learning_rate schedule {learning_rate.get('class_name')} {learning_rate.get('config')}: not "
-            f"mapped; train.py starts from its initial learning rate {initial} and keeps it"
-        )
-        config["learning_rate"] = learning_rate = initial
+        schedule = _schedule(learning_rate, todos)
+        config["learning_rate"] = learning_rate = schedule["initial"]
     for key, value in entry["config"].items():
         known = key in OPTIMIZER_DEFAULTS[name] or key in _NEUTRAL
         neutral = _NEUTRAL.get(key)
         if not known or (neutral is not None and value not in neutral and key not in _CLIP_KEYS):
-            if key == "weight_decay" and name in ("Adam", "AdamW"):
-                continue  # decoupled, as KerasAdam applies it
+            if key == "weight_decay":
+                continue  # decoupled, applied before the update as Keras does (KerasOptimizer.decay)
             todos.append(f"optimizer {name} {key}={value!r}: not mapped")
     # Every torch optimizer, ours included, calls the learning rate `lr` (LR schedulers expect it).
     kwargs = {TORCH_NAMES.get(k, k): config[k] for k in OPTIMIZER_DEFAULTS[name]}
     kwargs["lr"] = float(learning_rate)
-    if name == "SGD":
+    weight_decay = float(config.get("weight_decay") or 0.0)
+    if name == "SGD" and not weight_decay:
         torch_class, helpers = "torch.optim.SGD", []
     else:
+        # torch's weight_decay is an L2 term in the gradient; Keras's is decoupled: its own classes.
         torch_class = {
+            "SGD": "KerasSGD",
             "Adam": "KerasAdam",
             "AdamW": "KerasAdam",
             "RMSprop": "KerasRMSprop",
             "Adagrad": "KerasAdagrad",
         }[name]
         helpers = ["KerasOptimizer", torch_class]
-        if name == "Adam":
-            kwargs["weight_decay"] = config.get("weight_decay") or 0.0
+        if weight_decay or name == "AdamW":
+            kwargs["weight_decay"] = weight_decay
         if name == "Adam" and os.environ.get(FAULT_ENV) == "adam_epsilon":
             kwargs["epsilon"] = 1e-8
     settings = [
@@ -212,7 +212,47 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
         "helpers": helpers,
         "settings": settings,
         "clip": clip,
+        "schedule": schedule,
     }
+
+
+# Keras LearningRateSchedule -> the code of `learning_rate(step)` in train.py (step: the optimizer's
+# update count, 0 at the first update, as Keras's `iterations`), with the config's keys as names.
+_SCHEDULES = {
+    "ExponentialDecay": (
+        ("initial_learning_rate", "decay_steps", "decay_rate", "staircase"),
+        "exponent = step // decay_steps if staircase else step / decay_steps\n"
+        "return initial_learning_rate * decay_rate**exponent",
+    ),
+    "CosineDecay": (
+        ("initial_learning_rate", "decay_steps", "alpha"),
+        "progress = min(step, decay_steps) / decay_steps\n"
+        "cosine = 0.5 * (1 + math.cos(math.pi * progress))\n"
+        "return initial_learning_rate * ((1 - alpha) * cosine + alpha)",
+    ),
+    "PiecewiseConstantDecay": (
+        ("boundaries", "values"),
+        "return values[sum(step > boundary for boundary in boundaries)]",
+    ),
+}
+
+
+def _schedule(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
+    """The schedule's formula for train.py's LambdaLR, or a TODO and its first learning rate."""
+    class_name, config = entry.get("class_name"), dict(entry.get("config") or {})
+    initial = config.get("initial_learning_rate", (config.get("values") or [0.001])[0])
+    known = _SCHEDULES.get(class_name)
+    warmup = class_name == "CosineDecay" and (config.get("warmup_steps") or 0) > 0
+    if known is None or warmup or not initial:
+        todos.append(
+            f"learning_rate schedule {class_name} {config}: not mapped; train.py starts from its initial "
+            f"learning rate {initial} and keeps it"
+        )
+        return {"initial": initial, "code": None}
+    keys, body = known
+    defaults = {"alpha": 0.0, "staircase": False}
+    values = {key: _plain_all(config.get(key, defaults.get(key))) for key in keys}
+    return {"initial": float(initial), "class_name": class_name, "arguments": values, "code": body}
 
 
 _CLIP_KEYS = ("clipnorm", "global_clipnorm", "clipvalue")
@@ -285,6 +325,10 @@ def _loss(entry: Any, todos: list[str], rank: int) -> dict[str, Any]:
         "from_logits": from_logits,
         "label_smoothing": smoothing,
     }
+
+
+def _plain_all(value: Any) -> Any:
+    return [_plain(v) for v in value] if isinstance(value, list | tuple) else _plain(value)
 
 
 def _plain(value: Any) -> Any:
