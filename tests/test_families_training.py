@@ -55,3 +55,9 @@ def test_family_trains_as_keras_does(entry, zoo_run):
     )
     assert details["compared_gradients"] >= trainable > 0
     assert details["not_compared"] == []
+    # What train.py still cannot carry over for these families: an RNN's own dropout only (torch's
+    # LSTM/GRU have none); a MultiHeadAttention's rate-0 Dropout is nothing to report.
+    if entry.config.model == "family.bidirectional_rnn_dropout":
+        assert len(details["todos"]) == 1 and details["todos"][0].startswith("Keras RNN dropout")
+    else:
+        assert details["todos"] == []

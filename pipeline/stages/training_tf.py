@@ -183,10 +183,11 @@ def _disable_dropout(model) -> list[str]:
     disabled = []
     for layer in _layers(model):
         kind = type(layer).__name__
-        if "Dropout" in kind and hasattr(layer, "rate"):
+        # Rate 0 (a MultiHeadAttention's own Dropout by default) is nothing to disable or report.
+        if "Dropout" in kind and getattr(layer, "rate", 0) > 0:
             layer.rate = 0.0
             disabled.append(f"{layer.name} ({kind})")
-        elif kind == "GaussianNoise" and hasattr(layer, "stddev"):
+        elif kind == "GaussianNoise" and getattr(layer, "stddev", 0) > 0:
             layer.stddev = 0.0
             disabled.append(f"{layer.name} ({kind})")
         for rate in ("dropout", "recurrent_dropout"):
