@@ -14,4 +14,6 @@ status=0
 CI=true bash .ci/run </dev/null >"$work/ci.log" 2>&1 || status=$?
 echo "exit $status after $(( $(date +%s) - start )) s"
 tail -n 5 "$work/ci.log"
+# A clone with its venv and test artifacts takes ~7 GB; keep only the log unless KEEP=1.
+[ "${KEEP:-0}" = 1 ] || rm -rf "$work/main"
 exit "$status"
