@@ -68,7 +68,7 @@ NATIVE_WEIGHTS = "model.safetensors"
 WEIGHTS_MAP = "weights_map.json"
 EXPORTED_PROGRAM = "model.pt2"
 # `--training`: the Keras compile settings mapped onto PyTorch, and the training loop written from them;
-# `--training-check N`: each step's batch, and TF's losses and variables before and after the steps.
+# `--training-check N`: each step's batch, and TF's losses, variable changes and first-step gradients.
 TRAINING_SETUP = "training_setup.json"
 TRAIN_SCRIPT = "train.py"
 TRAINING_BATCHES = "training_batches.npz"

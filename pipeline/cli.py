@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         "batches and compare losses and weight updates; implies --training (config: training_check)",
     )
     convert.add_argument(
+        "--training-precision",
+        dest="training_precision",
+        choices=("float64", "float32"),
+        help="the arithmetic of both sides of the training check (default float64, where rounding cannot "
+        "fake or hide a difference; float32 is the model's own) (config: training_precision)",
+    )
+    convert.add_argument(
         "--compile",
         dest="torch_compile",
         action="store_const",
@@ -284,6 +291,7 @@ def _convert(args: argparse.Namespace) -> int:
             ("trust_model", args.trust_model),
             ("training", args.training),
             ("training_check", args.training_check),
+            ("training_precision", args.training_precision),
         )
         if v is not None
     }

@@ -143,6 +143,9 @@ class ModelConfig(_Strict):
     # N optimizer steps in TF and torch from the same weights on the same batches, compared.
     training: bool = False
     training_check: int = Field(default=0, ge=0, le=1000)
+    # Both sides of the training check compute in this precision (float64: rounding cannot fake or
+    # hide a difference; float32: the model's own precision, where deep networks drift apart).
+    training_precision: Literal["float64", "float32"] = "float64"
     # The compile() settings to train with, instead of those the model file stores (or lacks).
     compile: CompileSettings | None = None
     # `tf2torch verify` (pipeline/port/): the hand-written module, "path/to/module.py:ClassName", the

@@ -54,7 +54,9 @@ class LocalExecutor:
             yield item
 
     def _slot(self, todo: queue.Queue, done: queue.Queue, on_start: OnStart) -> None:
-        pool = WorkerPool(self.max_rss_mb)
+        # Slots side by side divide the cores; a single slot keeps the frameworks' own defaults.
+        threads = max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None
+        pool = WorkerPool(self.max_rss_mb, threads)
         self._pools.append(pool)
         try:
             while not self._stop.is_set():

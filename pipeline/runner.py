@@ -292,11 +292,22 @@ def _judge(record: dict[str, Any], cfg: ModelConfig, out: Path) -> None:
     if record["status"] == "pass" and not all(c["passed"] for c in record["comparisons"]):
         record["status"] = "tolerance_fail"
         bad = [f"{c['pair']} '{c['output']}'" for c in record["comparisons"] if not c["passed"]]
-        record["error"] = "outside tolerance: " + ", ".join(bad)
+        record["error"] = "outside tolerance: " + _some(bad)
         # A stage may name what it suspects (the training check: optimizer settings that differ).
         suspects = (record.get("details") or {}).get("suspects")
         if suspects:
             record["error"] += "; likely cause: " + "; ".join(suspects)
+
+
+# A training check compares hundreds of parameters: the message names the first few, report.md all.
+_NAMED_FAILURES = 5
+
+
+def _some(names: list[str]) -> str:
+    if len(names) <= _NAMED_FAILURES:
+        return ", ".join(names)
+    shown = ", ".join(names[:_NAMED_FAILURES])
+    return f"{shown} and {len(names) - _NAMED_FAILURES} more ({len(names)} comparisons; report.md lists them)"
 
 
 def _run_group(

@@ -27,9 +27,11 @@ from pipeline.worker import EVENT_PREFIX
 class WorkerProcess:
     """One `python -m pipeline.worker` child; `run` sends it a job and yields its events."""
 
-    def __init__(self, group: str):
+    def __init__(self, group: str, threads: int | None = None):
         self.group = group
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+        if threads is not None:
+            env.update(thread_limits(threads, os.environ))
         # Every torch.load in the worker, libraries' included (torch.export.load of model.pt2), reads
         # tensors only and never unpickles code; the user's own opposite setting would conflict.
         env.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
@@ -132,11 +134,21 @@ def split_events(stream, events: queue.Queue, write_text: Callable[[str], None])
     events.put(None)
 
 
-class WorkerPool:
-    """The worker processes of one execution slot, by group."""
+def thread_limits(threads: int, environ) -> dict[str, str]:
+    """The environment that keeps a worker's TensorFlow, torch (OpenMP) and MKL to `threads` threads,
+    where the user has not chosen. Slots running side by side must share the cores: two torch workers
+    of 2 threads each on 2 cores spin in each other's OpenMP barriers (a 2 s training step took 100 s)."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+    return {name: str(threads) for name in names if name not in environ}
 
-    def __init__(self, max_rss_mb: float | None = None):
+
+class WorkerPool:
+    """The worker processes of one execution slot, by group. `threads`: each worker's thread budget
+    (a batch's slots divide the cores between them); None leaves the frameworks' defaults."""
+
+    def __init__(self, max_rss_mb: float | None = None, threads: int | None = None):
         self.max_rss_mb = max_rss_mb
+        self.threads = threads
         self._workers: dict[str, WorkerProcess] = {}
         self._lock = threading.Lock()  # close() may come from another thread (an interrupted batch)
         self._closed = False
@@ -147,7 +159,7 @@ class WorkerPool:
                 raise RuntimeError("the worker pool was closed (the batch is stopping)")
             worker = self._workers.get(group)
             if worker is None or not worker.alive:
-                worker = self._workers[group] = WorkerProcess(group)
+                worker = self._workers[group] = WorkerProcess(group, self.threads)
             return worker
 
     def prestart(self, groups) -> None:

@@ -338,3 +338,30 @@ def test_nightly_script_keeps_the_last_runs_and_compares_with_the_previous(tmp_p
     assert latest["baseline"] == str(history[0] / "summary.json")
     assert latest["totals"]["cached"] == 1  # the night before's conversion is reused
     assert {p.name for p in history[-1].iterdir()} == {"summary.json", "summary.md", "junit.xml"}
+
+
+def _started_worker_environment(pool) -> dict[str, str]:
+    """The environment a real worker process was started with (read from /proc; then killed)."""
+    worker = pool.get("tf")
+    raw = Path(f"/proc/{worker.proc.pid}/environ").read_bytes().split(b"\0")
+    worker.kill()
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+@pytest.mark.parametrize("user_threads", [None, "3"])
+def test_slots_side_by_side_divide_the_cores_between_their_workers(monkeypatch, user_threads):
+    """Two torch workers of 2 OpenMP threads each on 2 cores spin in each other's barriers (a 2 s
+    training check took 100 s): a slot's workers get its share of the cores, unless the user chose."""
+    from pipeline.workers import WorkerPool
+
+    if user_threads is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+    with WorkerPool(threads=1) as pool:
+        env = _started_worker_environment(pool)
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["MKL_NUM_THREADS"] == "1"
+    assert env["OMP_NUM_THREADS"] == (user_threads or "1")
+    with WorkerPool() as pool:  # one slot: the frameworks' own defaults
+        env = _started_worker_environment(pool)
+    assert "TF_NUM_INTRAOP_THREADS" not in env

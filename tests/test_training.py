@@ -97,6 +97,42 @@ def test_models_a_user_brings_train_as_keras_does_for_five_steps(models, tmp_pat
     assert {f"update:{k}" for k in trained} <= judged
     assert {f"grad:{k}" for k in trained} <= judged
     assert len(set(details["tf_losses"])) == 5 and details["first_differing_gradient"] is None
+    # Both sides ran in float64 (the default), where the losses agree to rounding.
+    assert details["precision"] == "float64"
+    np.testing.assert_allclose(details["torch_losses"], details["tf_losses"], rtol=1e-9)
+
+
+def test_float32_is_the_checks_precision_where_asked_or_where_keras_cannot_widen(models, tmp_path):
+    """`--training-precision float32` checks in the model's own precision; a legacy tf_keras model
+    cannot be widened, so it is checked in float32 and the report says why."""
+    out = tmp_path / "float32"
+    proc = run_cli(
+        "convert",
+        models / "train_conv_sgd.keras",
+        "--training-check",
+        "3",
+        "--training-precision",
+        "float32",
+        "--out",
+        out,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _training_stage(out)["details"]["precision"] == "float32"
+    assert "3 steps compared in float32" in proc.stdout
+    config = {
+        "model": str(models / "legacy.h5"),
+        "training_check": 3,
+        "compile": {"optimizer": {"class_name": "Adam", "config": {"learning_rate": 0.01}}, "loss": "mse"},
+    }
+    (tmp_path / "legacy.yaml").write_text(json.dumps(config))
+    out = tmp_path / "legacy"
+    proc = run_cli("convert", "--config", tmp_path / "legacy.yaml", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert _training_stage(out)["details"]["precision"] == "float32"
+    tf_stage = next(s for s in read_report(out)["stages"] if s["name"] == "tf_training")
+    assert tf_stage["details"]["precision_note"] == (
+        "float64 was asked for, but legacy tf_keras models keep their float32 variables"
+    )
 
 
 def test_the_zero_conv_bias_keras_starts_from_is_a_parameter_model_py_trains(models, tmp_path):
@@ -401,12 +437,14 @@ _KERAS_STEPS = """
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np, keras
+dtype = sys.argv[3]
+keras.config.set_floatx(dtype)  # the optimizer's own variables (learning rate) too
 rng = np.random.default_rng(0)
-start, grads = rng.standard_normal(6).astype("float32"), rng.standard_normal((4, 6)).astype("float32")
+start, grads = rng.standard_normal(6).astype(dtype), rng.standard_normal((4, 6)).astype(dtype)
 out = {"start": start, "grads": grads}
 for i, entry in enumerate(json.loads(sys.argv[2])):
     optimizer = keras.optimizers.get(entry)
-    variable = keras.Variable(start.copy())
+    variable = keras.Variable(start.copy(), dtype=dtype)
     values = []
     for g in grads:
         optimizer.apply_gradients([(keras.ops.convert_to_tensor(g), variable)])
@@ -415,20 +453,29 @@ for i, entry in enumerate(json.loads(sys.argv[2])):
 np.savez(sys.argv[1], **out)
 """
 
+# float32: the update rules (a wrong epsilon or momentum form is 1e-3 off). float64, where the
+# training check runs: each update to 1e-6 of the largest, which Keras's own float32 casts of its
+# hyper-parameters exceed (Adam's beta_2 as a float32 moves its bias correction by 6e-6 of every
+# update); torch.optim.SGD's exact 0.9 momentum (Keras: 0.8999999762) and Keras's schedules computed
+# in float32 stay within it (7e-10 where updates nearly cancel).
+PRECISIONS = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-6, "scaled_atol": 1e-6}}
 
-def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path):
+
+@pytest.mark.parametrize("dtype", list(PRECISIONS))
+def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path, dtype):
     import torch
 
     from pipeline.training import codegen, keras_compat
 
     target = tmp_path / "keras_steps.npz"
     subprocess.run(
-        [sys.executable, "-c", _KERAS_STEPS, str(target), json.dumps(OPTIMIZERS)],
+        [sys.executable, "-c", _KERAS_STEPS, str(target), json.dumps(OPTIMIZERS), dtype],
         check=True,
         capture_output=True,
         timeout=300,
     )
     keras_steps = np.load(target)
+    start = keras_steps["start"]
     for i, entry in enumerate(OPTIMIZERS):
         mapped = map_setup({"optimizer": entry, "loss": "mse"})["optimizer"]
         assert not map_setup({"optimizer": entry, "loss": "mse"})["todos"], entry
@@ -437,7 +484,7 @@ def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path):
             if mapped["class"] == "torch.optim.SGD"
             else getattr(keras_compat, mapped["class"])
         )
-        param = torch.nn.Parameter(torch.from_numpy(keras_steps["start"].copy()))
+        param = torch.nn.Parameter(torch.from_numpy(start.copy()))
         optimizer = cls([param], **mapped["kwargs"])
         scheduler = None
         if mapped["schedule"]:  # train.py's own learning_rate() and LambdaLR
@@ -449,10 +496,33 @@ def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path):
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
+            # The change from the start: what the check compares, and where a relative error shows.
+            expected = keras_steps[f"steps{i}"][step] - start
+            tolerance = dict(PRECISIONS[dtype])
+            if "scaled_atol" in tolerance:
+                tolerance["atol"] = tolerance.pop("scaled_atol") * float(np.abs(expected).max())
             np.testing.assert_allclose(
-                param.detach().numpy(),
-                keras_steps[f"steps{i}"][step],
-                rtol=2e-5,
-                atol=2e-6,
-                err_msg=f"{entry} step {step + 1}",
+                param.detach().numpy() - start, expected, **tolerance, err_msg=f"{entry} step {step + 1}"
             )
+
+
+def test_an_unstable_training_is_told_apart_from_a_mapping_error():
+    """InceptionV3 (139x139, batch 4) under SGD at 1e-3, measured in float64: the first losses agree
+    to 3e-13 and the difference grows about 50x a step; a mapping error differs from the first step."""
+    from pipeline.stages.training_torch import _unstable_trajectory
+
+    tf_losses = [
+        7.0068600777945385,
+        7.029120772622537,
+        6.773280007079944,
+        7.202382425905014,
+        7.365785810195209,
+    ]
+    measured = [-2.86881630e-13, 1.67741376e-11, -6.81564138e-10, 1.07689146e-08, -1.55074814e-06]
+    line = _unstable_trajectory(tf_losses, [t - d for t, d in zip(tf_losses, measured, strict=True)])
+    assert line is not None and "the training is unstable at this learning rate" in line
+    assert "grows 48x a step (to 1.6e-06 at step 5)" in line
+    # A mapping error: the first losses already differ.
+    assert _unstable_trajectory(tf_losses, [t + 1e-4 * (i + 1) for i, t in enumerate(tf_losses)]) is None
+    # Rounding that stays rounding.
+    assert _unstable_trajectory(tf_losses, [t + 1e-13 for t in tf_losses]) is None

@@ -28,12 +28,19 @@ LAYER = "tf2torch_layer"  # module.__dict__ key: the Keras layer the module came
 
 _ADD = (torch.add, operator.add)
 _MUL = (torch.mul, operator.mul)
-_CONV_TRANSFORMS = {
-    "Conv2D": ("permute(3, 2, 0, 1)", lambda k: k.transpose(3, 2, 0, 1)),
-    "DepthwiseConv2D": (
-        "reshape(kh, kw, 1, in * multiplier).permute(3, 2, 0, 1)",
-        lambda k: k.reshape(k.shape[0], k.shape[1], 1, -1).transpose(3, 2, 0, 1),
-    ),
+_CONV = ("permute(3, 2, 0, 1)", lambda k: k.transpose(3, 2, 0, 1))
+_DEPTHWISE = (
+    "reshape(kh, kw, 1, in * multiplier).permute(3, 2, 0, 1)",
+    lambda k: k.reshape(k.shape[0], k.shape[1], 1, -1).transpose(3, 2, 0, 1),
+)
+# The Keras kernels a Conv2d can hold: (layer class, variable) -> (transform, function, whether the
+# layer's bias belongs to this conv). A SeparableConv2D is two convs: depthwise, then a pointwise 1x1
+# conv that carries the bias (and a BatchNorm folded after it).
+_CONV_KERNELS = {
+    ("Conv2D", "kernel"): (*_CONV, True),
+    ("DepthwiseConv2D", "kernel"): (*_DEPTHWISE, True),
+    ("SeparableConv2D", "depthwise_kernel"): (*_DEPTHWISE, False),
+    ("SeparableConv2D", "pointwise_kernel"): (*_CONV, True),
 }
 _BATCHNORM = ("BatchNormalization",)
 
@@ -136,11 +143,11 @@ def batchnorm(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
 
 def conv_weights(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     """Tags each Conv2d with its Keras kernel; unfolds a BatchNorm grappler folded into it."""
-    convs = {c: ctx.layer_variables(c) for c in _CONV_TRANSFORMS}
+    convs = {c: ctx.layer_variables(c) for c in {cls for cls, _ in _CONV_KERNELS}}
     bns = ctx.layer_variables(_BATCHNORM)
     if not any(convs.values()):
         return []
-    used: set[str] = set()
+    used: set = set()  # (layer, kernel variable) of the convs, layer names of the BatchNorms
     notes, tagged, unfolded = [], 0, 0
     for node in list(gm.graph.nodes):
         if node.op != "call_module":
@@ -153,11 +160,11 @@ def conv_weights(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         if match is None:
             notes.append(f"{node.name}: no Keras kernel matches this Conv2d's weight")
             continue
-        layer, cls, kernel, scale = match
-        used.add(layer)
-        variables = convs[cls][layer]
-        transform = _CONV_TRANSFORMS[cls][0]
-        sources = {"weight": (variables["kernel"].path, transform)}
+        (cls, name), layer, kernel, scale = match
+        used.add((layer, name))
+        transform, _, owns_bias = _CONV_KERNELS[cls, name]
+        variables = {k: v for k, v in convs[cls][layer].items() if owns_bias or k != "bias"}
+        sources = {"weight": (variables[name].path, transform)}
         if scale is None:
             if conv.bias is not None and "bias" in variables:
                 sources["bias"] = (variables["bias"].path, "none")
@@ -212,10 +219,19 @@ def dropped_parameters(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     by_layer: dict[str, dict[str, TFVariable]] = {}
     for variable in ctx.tf_variables or []:
         by_layer.setdefault(variable.layer, {})[variable.name] = variable
+    # A layer computed by several modules (a SeparableConv2D: depthwise, then pointwise) adds its
+    # bias in the last of them, where its output is.
+    last: dict[str, nn.Module] = {}
+    for node in gm.graph.nodes:
+        if node.op == "call_module":
+            module = fxutil.module_of(gm, node)
+            if module.__dict__.get(LAYER):
+                last[module.__dict__[LAYER]] = module
     done = 0
     for module in gm.modules():
-        variables = by_layer.get(module.__dict__.get(LAYER))
-        if not variables:
+        layer = module.__dict__.get(LAYER)
+        variables = by_layer.get(layer)
+        if not variables or last.get(layer, module) is not module:
             continue
         sources = module.__dict__.setdefault(SOURCE, {})
         mapped = {path for path, _ in sources.values()}
@@ -269,24 +285,25 @@ def lstm_weights(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     return []
 
 
-def _find_conv(convs, w: np.ndarray, used: set[str]):
-    for cls, layers in convs.items():
-        transform = _CONV_TRANSFORMS[cls][1]
-        for layer, variables in layers.items():
-            if layer in used or "kernel" not in variables:
+def _find_conv(convs, w: np.ndarray, used: set[tuple[str, str]]):
+    """((class, variable), layer, kernel in torch's layout, per-channel scale or None) of the Keras
+    kernel this weight is, or is times a folded BatchNorm's scale."""
+    for (cls, name), (_, transform, _) in _CONV_KERNELS.items():
+        for layer, variables in convs[cls].items():
+            if (layer, name) in used or name not in variables:
                 continue
-            kernel = transform(variables["kernel"].value)
+            kernel = transform(variables[name].value)
             if kernel.shape != w.shape:
                 continue
             if _close(kernel, w):
-                return layer, cls, kernel, None
+                return (cls, name), layer, kernel, None
             flat_k, flat_w = kernel.reshape(len(kernel), -1), w.reshape(len(w), -1)
             denominator = (flat_k * flat_k).sum(axis=1)
             if not denominator.all():
                 continue
             scale = (flat_k * flat_w).sum(axis=1) / denominator
             if _close(kernel * scale[:, None, None, None], w):
-                return layer, cls, kernel, scale
+                return (cls, name), layer, kernel, scale
     return None
 
 
@@ -317,25 +334,49 @@ def _find_batchnorm(layers, scale: np.ndarray, shift: np.ndarray, used: set[str]
 
 
 def _batchnorm_affine(variables: dict[str, TFVariable]):
-    """(scale, shift) of a Keras BatchNormalization in inference; None unless it has gamma and beta."""
-    if not {"gamma", "beta", "moving_mean", "moving_variance"} <= set(variables):
+    """(scale, shift) of a Keras BatchNormalization in inference; None without moving statistics.
+    A layer built with scale=False (InceptionV3, NASNet) has no gamma: 1; center=False no beta: 0."""
+    if not {"moving_mean", "moving_variance"} <= set(variables):
         return None, None
-    eps = float(variables["gamma"].config.get("epsilon", 1e-3))
-    scale = variables["gamma"].value / np.sqrt(variables["moving_variance"].value + eps)
-    return scale, variables["beta"].value - variables["moving_mean"].value * scale
+    gamma, beta = _gamma_beta(variables)
+    eps = float(_bn_config(variables).get("epsilon", 1e-3))
+    scale = gamma / np.sqrt(variables["moving_variance"].value + eps)
+    return scale, beta - variables["moving_mean"].value * scale
+
+
+def _gamma_beta(variables: dict[str, TFVariable]) -> tuple[np.ndarray, np.ndarray]:
+    mean = variables["moving_mean"].value
+    gamma = variables["gamma"].value if "gamma" in variables else np.ones_like(mean)
+    beta = variables["beta"].value if "beta" in variables else np.zeros_like(mean)
+    return gamma, beta
+
+
+def _bn_config(variables: dict[str, TFVariable]) -> dict:
+    return variables["moving_mean"].config
 
 
 def _batchnorm_module(layer: str, variables: dict[str, TFVariable], rank: int = 4) -> nn.Module:
-    config = variables["gamma"].config
-    channels = variables["gamma"].value.shape[0]
+    config = _bn_config(variables)
+    channels = variables["moving_mean"].value.shape[0]
     # Keras' momentum weighs the old statistics, torch's the new batch: 0.99 in Keras is 0.01 in torch.
     momentum = round(1.0 - float(config.get("momentum", 0.99)), 6)
     kind = nn.BatchNorm2d if rank == 4 else nn.BatchNorm1d
     module = kind(channels, eps=float(config.get("epsilon", 1e-3)), momentum=momentum)
+    gamma, beta = _gamma_beta(variables)
+    values = {"weight": gamma, "bias": beta}
     with torch.no_grad():
         for torch_name, keras_name in _BATCHNORM_NAMES.items():
-            getattr(module, torch_name).copy_(torch.from_numpy(variables[keras_name].value))
-    tag(module, layer, {t: (variables[k].path, "none") for t, k in _BATCHNORM_NAMES.items()})
+            value = variables[keras_name].value if keras_name in variables else values[torch_name]
+            getattr(module, torch_name).copy_(torch.from_numpy(np.asarray(value)))
+    # What the Keras layer lacks (scale=False: no gamma) stays at 1 or 0 and is frozen, as in Keras.
+    for torch_name, keras_name in _BATCHNORM_NAMES.items():
+        if keras_name not in variables:
+            getattr(module, torch_name).requires_grad_(False)
+    tag(
+        module,
+        layer,
+        {t: (variables[k].path, "none") for t, k in _BATCHNORM_NAMES.items() if k in variables},
+    )
     return module
 
 

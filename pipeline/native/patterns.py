@@ -168,14 +168,15 @@ def _norm_after(gm, mean, x, rms, runs):
             fitted = _fit_affine(_normalise(xa, eps, rms), ya)
             if fitted is None:
                 continue
-            weight, bias = _exact(gm, inside, fitted)
-            if all(
-                _close(
-                    _normalise(run[x.name], eps, rms) * weight + (0 if bias is None else bias), run[end.name]
-                )
-                for run in runs
-            ):
-                return end, eps, weight, bias
+            for weight, bias in _candidates(gm, inside, fitted):
+                if all(
+                    _close(
+                        _normalise(run[x.name], eps, rms) * weight + (0 if bias is None else bias),
+                        run[end.name],
+                    )
+                    for run in runs
+                ):
+                    return end, eps, weight, bias
     return None
 
 
@@ -216,21 +217,35 @@ def _fit_affine(n: torch.Tensor, y: torch.Tensor):
     return scale.float(), shift.float()
 
 
-def _exact(gm, inside, fitted):
-    """The graph's own constants where they are the fitted scale and shift (exact float32 values);
-    no shift where it is zero and no constant holds one."""
+def _candidates(gm, inside, fitted):
+    """(weight, bias) to verify, best first: the graph's own constants nearest the fitted scale and
+    shift (the exact float32 gamma and beta a model trains), then the fit itself. A fit from a few
+    rows (a pooled head's LayerNorm sees one row per sample) is off by 1e-4 and more, which the outputs
+    tolerate but would tie no parameter to its Keras variable. No shift where it is zero and no
+    constant holds one."""
     scale, shift = fitted
     constants = [
-        fxutil.constant(gm, a).reshape(-1)
+        fxutil.constant(gm, a).reshape(-1).float()
         for n in inside
         for a in n.all_input_nodes
         if fxutil.constant(gm, a) is not None and fxutil.constant(gm, a).numel() == scale.numel()
     ]
-    weight = next((c for c in constants if torch.allclose(c, scale, atol=1e-5, rtol=1e-4)), scale)
-    bias = next((c for c in constants if torch.allclose(c, shift, atol=1e-5, rtol=1e-4)), shift)
-    if bias is shift and float(shift.abs().max()) < 1e-7:
-        bias = None
-    return weight.float().clone(), None if bias is None else bias.float().clone()
+    fitted_bias = None if float(shift.abs().max()) < 1e-7 else shift.float()
+    weight = _nearest(constants, scale)
+    bias = _nearest(constants, shift)
+    if weight is not None:
+        yield weight.clone(), (bias if bias is not None else fitted_bias)
+    yield scale.float().clone(), fitted_bias
+
+
+def _nearest(constants: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor | None:
+    """The constant closest to `target`, if it is within 1% of its scale (a fit's error, not another
+    tensor)."""
+    target = target.float()
+    limit = 1e-2 * max(1.0, float(target.abs().max()))
+    scored = [(float((c - target).abs().max()), i) for i, c in enumerate(constants)]
+    best = min(scored, default=None)
+    return constants[best[1]].clone() if best is not None and best[0] <= limit else None
 
 
 def _keras_norm(keras, weight, bias, used):

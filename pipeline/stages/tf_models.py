@@ -131,6 +131,13 @@ class KerasModel:
             self._model = self._reload()
         return self._model
 
+    def fresh(self):
+        """The model loaded anew (a stage that changed the one in memory needs it as the file has it)."""
+        if self._reload is None:
+            return self.model
+        self._model = self._reload()
+        return self._model
+
     def run(self, feeds):
         args = [feeds[i.name] for i in self.inputs]
         result = self.model(keras_signature.call_inputs(self.model, args), training=False)

@@ -2,8 +2,9 @@
 `training_check: N`, N optimizer steps in TensorFlow from the file's weights on seeded batches.
 
 Writes training_setup.json (the mapping, with every unmapped setting as a TODO) and, for the check,
-training_batches.npz (each step's inputs and targets) and tf_training.npz (the loss of each step and
-every variable before and after). Dropout is disabled on both sides (rate 0): its random masks cannot
+training_batches.npz (each step's inputs and targets) and tf_training.npz (the loss of each step,
+every variable's change over the steps and the first step's gradients). Both sides compute in float64
+unless `training_precision: float32` (pipeline/stages/keras_precision.py says why). Dropout is disabled on both sides (rate 0): its random masks cannot
 be matched across frameworks. BatchNorm runs in training mode, as in fit().
 """
 
@@ -18,7 +19,7 @@ import tensorflow as tf
 from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import UsageError
-from pipeline.stages import keras_signature, keras_weights
+from pipeline.stages import keras_precision, keras_signature, keras_weights
 from pipeline.training import compile_config, mapping
 
 
@@ -39,19 +40,42 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
         return details
     if cfg.layout != "nhwc":
         raise UsageError("--training-check needs `layout: nhwc` (the layout train.py's data has)")
-    batches = _batches(cfg, out, setup["losses"], references, [i.name for i in state["model"].inputs])
+    input_names = [i.name for i in state["model"].inputs]
+    batches = _batches(cfg, out, setup["losses"], references, input_names)
+    model, precision = _in_precision(cfg, state["model"], model, batches, input_names, references)
+    setup.update(precision)  # precision (and precision_note, when float64 could not be had)
+    artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)  # the torch side trains in it too
     paths = keras_weights.recorded_paths(model, out)
-    losses, before, after, gradients = _train(model, setup, batches, cfg.training_check, paths)
+    losses, updates, gradients = _train(model, setup, batches, cfg.training_check, paths)
     artifacts.save_arrays(out / artifacts.TRAINING_BATCHES, batches)
     artifacts.save_arrays(
         out / artifacts.TF_TRAINING,
         {"loss": np.asarray(losses, np.float64)}
-        | {f"before:{k}": v for k, v in before.items()}
-        | {f"after:{k}": v for k, v in after.items()}
-        | {f"grad:{k}": v for k, v in gradients.items()},
+        # Differences and gradients are small numbers of their own: float32 holds them to 1e-7.
+        | {f"update:{k}": _stored(v) for k, v in updates.items()}
+        | {f"grad:{k}": _stored(v) for k, v in gradients.items()},
     )
-    details.update(steps=cfg.training_check, tf_losses=losses)
+    details.update(steps=cfg.training_check, tf_losses=losses, **precision)
     return details
+
+
+def _in_precision(cfg: ModelConfig, loaded, model, batches, input_names, references):
+    """The model to train, widened to float64 unless the config asks for its own precision (or it
+    cannot be widened: then a fresh copy in float32, and the reason)."""
+    if cfg.training_precision == "float32":
+        return model, {"precision": "float32"}
+    # Step 0 trains on sample 0 of inputs.npz, whose outputs the reference holds.
+    sample = [batches[f"input:{name}"][0] for name in input_names]
+    reason = keras_precision.widen_in_place(model, sample, [r[0] for r in references])
+    if reason is None:
+        return model, {"precision": "float64"}
+    fresh = loaded.fresh()
+    _disable_dropout(fresh)
+    return fresh, {"precision": "float32", "precision_note": f"float64 was asked for, but {reason}"}
+
+
+def _stored(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.float32) if value.dtype == np.float64 else value
 
 
 def _output_names(model, loaded) -> list[str]:
@@ -104,21 +128,27 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
     config = dict(keras_setup["optimizer"]["config"])
     if isinstance(config.get("learning_rate"), dict):  # a schedule given in a config may lack its module
         config["learning_rate"] = {"module": "keras.optimizers.schedules", **config["learning_rate"]}
-    optimizer = flavor.optimizers.get(
-        {"class_name": keras_setup["optimizer"]["class_name"], "config": config}
-    )
-    losses = [(loss, flavor.losses.get(_keras_loss(setup, loss))) for loss in setup["losses"]]
+    # A Keras loss computes in floatx (it casts the outputs to it), an optimizer keeps its learning
+    # rate in it: in float64 both are made while floatx is float64.
+    with keras_precision.floatx(flavor, setup.get("precision", "float32")):
+        optimizer = flavor.optimizers.get(
+            {"class_name": keras_setup["optimizer"]["class_name"], "config": config}
+        )
+        losses = [(loss, flavor.losses.get(_keras_loss(setup, loss))) for loss in setup["losses"]]
     names = [k for k in batches if k.startswith("input:")]
     several = len(setup["outputs"]) > 1
+    # In float64 the data is too (the same values: float32 widens exactly).
+    feed = keras_precision.widened if setup.get("precision") == "float64" else np.asarray
     before = _variables(model, paths)
     values, first_gradients = [], {}
     for step in range(steps):
-        inputs = [tf.constant(batches[n][step]) for n in names]
+        inputs = [tf.constant(feed(batches[n][step])) for n in names]
         with tf.GradientTape() as tape:
             outputs = tf.nest.flatten(model(keras_signature.call_inputs(model, inputs), training=True))
             total = 0.0
             for loss, function in losses:
-                targets = tf.constant(batches[f"targets:{loss['output']}" if several else "targets"][step])
+                key = f"targets:{loss['output']}" if several else "targets"
+                targets = tf.constant(feed(batches[key][step]))
                 # A loss given by name is a function with one value per sample: fit() averages them.
                 total += loss["weight"] * tf.reduce_mean(function(targets, outputs[loss["index"]]))
         variables = model.trainable_variables
@@ -126,7 +156,7 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
         if step == 0:
             first_gradients = {
                 # An embedding's gradient is IndexedSlices: densified.
-                _path(v, paths): np.zeros(v.shape, v.dtype.as_numpy_dtype)
+                _path(v, paths): np.zeros_like(v.numpy())
                 if g is None
                 else np.asarray(tf.convert_to_tensor(g))
                 for v, g in zip(variables, gradients, strict=True)
@@ -135,7 +165,8 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
             [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         )
         values.append(float(total))
-    return values, before, _variables(model, paths), first_gradients
+    after = _variables(model, paths)
+    return values, {k: after[k] - before[k] for k in after}, first_gradients
 
 
 def _keras_loss(setup: dict[str, Any], loss: dict[str, Any]):

@@ -60,14 +60,20 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     if not cfg.training_check:
         details["line"] = f"train.py written{todo_note}; training check not run (--training-check N runs it)"
         return details
-    details["line"] = f"train.py written{todo_note}; {cfg.training_check} steps compared"
+    precision = setup.get("precision", "float32")
+    note = f" ({setup['precision_note']})" if setup.get("precision_note") else ""
+    details["line"] = f"train.py written{todo_note}; {cfg.training_check} steps compared in {precision}{note}"
+    details["precision"] = precision
     script = _import_train_py(out)
     model = load_native(out, cfg.class_name)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0  # as TF's side: random masks cannot be matched across frameworks
     batches = artifacts.load_arrays(out / artifacts.TRAINING_BATCHES)
-    step_data = [_step_data(batches, input_names, setup, step) for step in range(cfg.training_check)]
+    wide = setup.get("precision") == "float64"
+    if wide:
+        model.double()  # as TF's side (pipeline/stages/keras_precision.py)
+    step_data = [_step_data(batches, input_names, setup, step, wide) for step in range(cfg.training_check)]
     if hasattr(script, "prepare_model"):
         script.prepare_model(model)
     gradients = _first_gradients(script, model, *step_data[0])
@@ -86,26 +92,27 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     rows = artifacts.load_json(out / artifacts.WEIGHTS_MAP)
     for row in rows:
         key, path, shape = row["torch"], row["tf"], tuple(row["shape"])
-        if f"after:{path}" not in steps or key not in final:
+        if f"update:{path}" not in steps or key not in final:
             not_compared.append(f"{key} ({path}): not among the trained variables")
             continue
-        after = weight_layout.to_torch(row["transform"], steps[f"after:{path}"], shape)
-        if after is None:
+        # Every layout is a rearrangement: the update's layout is the weight's.
+        tf_update = weight_layout.to_torch(row["transform"], steps[f"update:{path}"], shape)
+        if tf_update is None:
             not_compared.append(f"{key}: transform '{row['transform']}' not known to the check")
             continue
         compared_paths.add(path)
-        tf_update = after - weight_layout.to_torch(row["transform"], steps[f"before:{path}"], shape)
-        torch_update = (final[key] - initial[key]).numpy()
+        torch_update = _stored((final[key] - initial[key]).numpy())
         tf_side[f"update:{key}"] = tf_update
         torch_side[f"update:{key}"] = torch_update
         if f"grad:{path}" in steps and key in gradients:
             tf_side[f"grad:{key}"] = weight_layout.to_torch(row["transform"], steps[f"grad:{path}"], shape)
-            torch_side[f"grad:{key}"] = gradients[key]
+            torch_side[f"grad:{key}"] = _stored(gradients[key])
     _require_every_trainable_variable(steps, compared_paths, gradients, {r["torch"] for r in rows})
     artifacts.save_arrays(out / artifacts.COMPARED["tf_training"], tf_side)
     artifacts.save_arrays(out / artifacts.COMPARED["torch_training"], torch_side)
     differences = mapping.torch_optimizer_differences(setup, optimizer.defaults)
     first_gradient = _first_differing_gradient(cfg, rows, tf_side, torch_side)
+    unstable = None if first_gradient else _unstable_trajectory(steps["loss"], losses)
     details.update(
         steps=cfg.training_check,
         tf_losses=[float(v) for v in steps["loss"]],
@@ -116,20 +123,30 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         optimizer_differences=differences,
         first_differing_gradient=first_gradient,
         # The runner adds these to the message when the comparison fails (runner._judge).
+        unstable_trajectory=unstable,
         suspects=([first_gradient["line"]] if first_gradient else [])
+        + ([unstable] if unstable else [])
         + [f"optimizer setting {d}" for d in differences],
     )
     return details
 
 
-def _step_data(batches, input_names: list[str], setup: dict[str, Any], step: int):
-    inputs = [torch.from_numpy(batches[f"input:{name}"][step]) for name in input_names]
+def _step_data(batches, input_names: list[str], setup: dict[str, Any], step: int, wide: bool):
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        value = torch.from_numpy(array)
+        return value.double() if wide and value.is_floating_point() else value
+
+    inputs = [tensor(batches[f"input:{name}"][step]) for name in input_names]
     if "targets" in batches:
-        return inputs, torch.from_numpy(batches["targets"][step])
+        return inputs, tensor(batches["targets"][step])
     return inputs, {
-        loss["output"]: torch.from_numpy(batches[f"targets:{loss['output']}"][step])
-        for loss in setup["losses"]
+        loss["output"]: tensor(batches[f"targets:{loss['output']}"][step]) for loss in setup["losses"]
     }
+
+
+def _stored(value: np.ndarray) -> np.ndarray:
+    """As TF's side stores them: float32 holds a difference or a gradient to 1e-7 of itself."""
+    return value.astype(np.float32) if value.dtype == np.float64 else value
 
 
 def _first_gradients(script, model: torch.nn.Module, inputs, targets) -> dict[str, np.ndarray]:
@@ -191,6 +208,27 @@ def _first_differing_gradient(cfg: ModelConfig, rows, tf_side, torch_side) -> di
             ),
         }
     return None
+
+
+def _unstable_trajectory(tf_losses, torch_losses) -> str | None:
+    """A line when the steps start equal (first loss to rounding) and their difference then grows
+    tenfold or more each step: an unstable training, where a difference in the last bits grows as
+    it would between any two implementations (or two runs of one in another order), not a mapping."""
+    differences = [abs(float(a) - float(b)) for a, b in zip(tf_losses, torch_losses, strict=True)]
+    if len(differences) < 3 or differences[0] > 1e-9 * max(1.0, abs(float(tf_losses[0]))):
+        return None
+    start = max(differences[0], 1e-16 * max(1.0, abs(float(tf_losses[0]))))
+    if not all(later > earlier for earlier, later in zip(differences, differences[1:], strict=False)):
+        return None
+    growth = (differences[-1] / start) ** (1 / (len(differences) - 1))
+    if growth < 10:
+        return None
+    return (
+        f"the first step's losses agree to {differences[0]:.1g} and every gradient with them, and the "
+        f"difference then grows {growth:.0f}x a step (to {differences[-1]:.2g} at step {len(differences)}): "
+        "the training is unstable at this learning rate, where any two implementations part ways; "
+        "a smaller learning rate or fewer steps checks the mapping"
+    )
 
 
 def _import_train_py(out: Path):

@@ -22,6 +22,12 @@ class KerasOptimizer(torch.optim.Optimizer):
             p.sub_(p * group["weight_decay"] * group["lr"])
 
     @staticmethod
+    def keras_cast(value):
+        """A Python hyper-parameter as Keras casts it to the variable's dtype: through a float32
+        tensor (0.999 becomes 0.99900001287...); seen in float64, invisible in float32."""
+        return torch.tensor(value, dtype=torch.float32).item()
+
+    @staticmethod
     def gradients(p):
         if not p.grad.is_sparse:
             return p.grad, p.grad.square()
@@ -81,7 +87,8 @@ class KerasAdam(KerasOptimizer):
                     )
                 state["step"] += 1
                 self.decay(p, group)
-                alpha = lr * math.sqrt(1 - beta_2 ** state["step"]) / (1 - beta_1 ** state["step"])
+                beta_1_power = self.keras_cast(beta_1) ** state["step"]
+                alpha = lr * math.sqrt(1 - self.keras_cast(beta_2) ** state["step"]) / (1 - beta_1_power)
                 m, v = state["m"], state["v"]
                 grad, square = self.gradients(p)
                 m.add_((grad - m) * (1 - beta_1))
