@@ -231,14 +231,14 @@ def _candidates(gm, inside, fitted):
         if fxutil.constant(gm, a) is not None and fxutil.constant(gm, a).numel() == scale.numel()
     ]
     fitted_bias = None if float(shift.abs().max()) < 1e-7 else shift.float()
-    weight = _nearest(constants, scale)
-    bias = _nearest(constants, shift)
+    weight = _nearest_constant(constants, scale)
+    bias = _nearest_constant(constants, shift)
     if weight is not None:
         yield weight.clone(), (bias if bias is not None else fitted_bias)
     yield scale.float().clone(), fitted_bias
 
 
-def _nearest(constants: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor | None:
+def _nearest_constant(constants: list[torch.Tensor], target: torch.Tensor) -> torch.Tensor | None:
     """The constant closest to `target`, if it is within 1% of its scale (a fit's error, not another
     tensor)."""
     target = target.float()

@@ -3,9 +3,10 @@
 
 Writes training_setup.json (the mapping, with every unmapped setting as a TODO) and, for the check,
 training_batches.npz (each step's inputs and targets) and tf_training.npz (the loss of each step,
-every variable's change over the steps and the first step's gradients). Both sides compute in float64
-unless `training_precision: float32` (pipeline/stages/keras_precision.py says why). Dropout is disabled on both sides (rate 0): its random masks cannot
-be matched across frameworks. BatchNorm runs in training mode, as in fit().
+every variable's change over the steps and the first step's gradients). Both sides compute in
+float64 unless `training_precision: float32` (pipeline/stages/keras_precision.py says why). Dropout
+is disabled on both sides (rate 0): its random masks cannot be matched across frameworks. BatchNorm
+runs in training mode, as in fit().
 """
 
 from __future__ import annotations
