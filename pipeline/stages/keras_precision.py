@@ -37,7 +37,7 @@ def widen_in_place(model, inputs: list[np.ndarray], references: list[np.ndarray]
     if type(model).__module__.startswith("tf_keras"):
         return "legacy tf_keras models keep their float32 variables"
     try:
-        for layer in [model, *_nested(model)]:
+        for layer in [model, *nested_layers(model)]:
             if _is_narrow(getattr(layer.dtype_policy, "name", None)):
                 layer.dtype_policy = "float64"
         for variable in model.weights:
@@ -85,11 +85,15 @@ def _is_narrow(dtype: Any) -> bool:
     return str(dtype) in _NARROW_FLOATS
 
 
-def _nested(model):
+def nested_layers(model):
+    """Every layer inside the model, nested ones (an RNN's cell, a Bidirectional's two RNNs) too."""
     flatten = getattr(model, "_flatten_layers", None)
     if flatten is not None:
-        return list(flatten(include_self=False, recursive=True))
-    return list(getattr(model, "layers", []))
+        yield from flatten(include_self=False, recursive=True)
+        return
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from nested_layers(layer)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -186,7 +186,7 @@ def _path(variable, paths: dict[int, str]) -> str:
 
 def _regularizers(model) -> list[str]:
     found = []
-    for layer in _layers(model):
+    for layer in keras_precision.nested_layers(model):
         for kind in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
             if getattr(layer, kind, None) is not None:
                 found.append(
@@ -213,7 +213,7 @@ def _disable_dropout(model) -> list[str]:
     """Dropout's random masks cannot be matched across frameworks: every rate set to 0, the RNN cells'
     dropout and recurrent_dropout too."""
     disabled = []
-    for layer in _layers(model):
+    for layer in keras_precision.nested_layers(model):
         kind = type(layer).__name__
         # Rate 0 (a MultiHeadAttention's own Dropout by default) is nothing to disable or report.
         if "Dropout" in kind and getattr(layer, "rate", 0) > 0:
@@ -228,14 +228,3 @@ def _disable_dropout(model) -> list[str]:
                 setattr(layer, rate, 0.0)
                 disabled.append(f"{layer.name} {rate} ({kind})")
     return disabled
-
-
-def _layers(model):
-    """Every layer inside the model, nested ones (an RNN's cell, a Bidirectional's two RNNs) too."""
-    flatten = getattr(model, "_flatten_layers", None)
-    if flatten is not None:
-        yield from flatten(include_self=False, recursive=True)
-        return
-    for layer in getattr(model, "layers", []):
-        yield layer
-        yield from _layers(layer)
