@@ -36,19 +36,19 @@ OUTPUTS = {
     "port": "port_outputs.npz",  # a hand-written module with the TF weights (`verify`)
 }
 # The first sample at a second value of every dimension the TF model leaves unknown (batch, sequence
-# length, image size; pipeline/inputs.py picks it), and the outputs of each form on it.
+# length, image size; pipeline/common/inputs.py picks it), and the outputs of each form on it.
 INPUTS_SECOND_SHAPE = "inputs_second_shape.npz"
 SECOND_SHAPE_OUTPUTS = {
     "tf_second_shape": "tf_outputs_second_shape.npz",
     "native_second_shape": "native_outputs_second_shape.npz",
     "exported_second_shape": "exported_outputs_second_shape.npz",
 }
-# Gradients of the projected outputs with respect to each floating-point input (pipeline/gradients.py).
+# Gradients of the projected outputs with respect to each floating-point input (pipeline/common/gradients.py).
 GRADIENTS = {"tf": "tf_gradients.npz", "torch": "torch_gradients.npz"}
-# The training check (pipeline/training/): `loss` per step and `update:<parameter>` over the steps,
+# The training check (pipeline/torch_worker/training/): `loss` per step and `update:<parameter>` over the steps,
 # TF's in torch's layout.
 TRAINING = {"tf_training": "training_tf.npz", "torch_training": "training_torch.npz"}
-# Every file a stage comparison reads, by the keys runner.STAGE_COMPARISONS uses.
+# Every file a stage comparison reads, by the keys of the plan's comparisons (pipeline/plan.py).
 COMPARED = {
     **OUTPUTS,
     **SECOND_SHAPE_OUTPUTS,
@@ -58,11 +58,11 @@ COMPARED = {
 # Localisation: TF's intermediate values by ONNX value name, on the first input batch.
 LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 # The Keras model's variables (by key) and its layers with their variables' names, trainability and
-# keys: what the native passes use to name parameters after TF variables (pipeline/native/).
+# keys: what the native passes use to name parameters after TF variables (pipeline/torch_worker/native/).
 TF_WEIGHTS = "tf_weights.npz"
 TF_LAYERS = "tf_layers.json"
 DROPOUT_INPUTS = "dropout_inputs.npz"  # each Keras Dropout layer's input at sample 0 (native: nn.Dropout)
-# The native PyTorch model (pipeline/native/): its code, weights, TF variable map, torch.export program.
+# The native PyTorch model (pipeline/torch_worker/native/): its code, weights, TF variable map, torch.export program.
 NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
 WEIGHTS_MAP = "weights_map.json"
@@ -73,7 +73,7 @@ TRAINING_SETUP = "training_setup.json"
 TRAIN_SCRIPT = "train.py"
 TRAINING_BATCHES = "training_batches.npz"
 TF_TRAINING = "tf_training_steps.npz"
-# `verify` (pipeline/port/): each weighted Keras layer's input and output on the first batch, and the
+# `verify` (pipeline/torch_worker/port/): each weighted Keras layer's input and output on the first batch, and the
 # transfer's mapping table with its findings.
 PORT_TF_VALUES = "tf_layer_values.npz"
 PORT_MAPPING = "port_mapping.json"

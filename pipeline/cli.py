@@ -18,7 +18,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from pipeline import __version__, report, report_html, runner
+from pipeline import __version__
 from pipeline.config import ModelConfig, load_config
 from pipeline.errors import (
     CANNOT_WRITE_ERRNOS,
@@ -30,9 +30,13 @@ from pipeline.errors import (
     UsageError,
 )
 from pipeline.formats import detect_format
-from pipeline.lock import run_lock
-from pipeline.workers import WorkerPool
-from pipeline.zoo import DEMO_MODELS
+from pipeline.orchestrator import runner
+from pipeline.orchestrator.lock import run_lock
+from pipeline.orchestrator.pool import WorkerPool
+from pipeline.records import StageRecord
+from pipeline.reports import html as report_html
+from pipeline.reports import markdown as report
+from pipeline.tf_worker.builtin_models import DEMO_MODELS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -328,8 +332,8 @@ def _ops(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace) -> int:
-    from pipeline.batch import BatchOptions, run_batch
-    from pipeline.progress import make_progress
+    from pipeline.batch.progress import make_progress
+    from pipeline.batch.run import BatchOptions, run_batch
 
     if args.ray_address and args.executor != "ray":
         raise UsageError("--ray-address needs --executor ray")
@@ -377,7 +381,7 @@ def _cannot_write(out: Path, exc: OSError) -> UsageError:
 def _verify(args: argparse.Namespace) -> int:
     import json
 
-    from pipeline.port.user_module import parse_target
+    from pipeline.torch_worker.port.user_module import parse_target
 
     overrides = {
         k: v
@@ -432,7 +436,7 @@ def _localize(args: argparse.Namespace) -> int:
     try:
         result = json.loads(path.read_text())
         cfg = ModelConfig.model_validate({**result["config"], "localize": "always"})
-        fmt, stages = result["format"], result["stages"]
+        fmt, stages = result["format"], [StageRecord.from_json(s) for s in result["stages"]]
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{path} is not the report of a `tf2torch convert` run: {exc}") from None
     print(f"{cfg.model} ({fmt}) -> {args.run_dir}: localising", flush=True)

@@ -13,22 +13,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline import plan
 from pipeline.errors import ConfigError
 
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "defaults.yaml"
 
 FORMATS = ("auto", "keras", "h5", "saved_model", "frozen_graph", "tflite", "zoo")
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
-PAIRS = ("tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch")
-# Comparisons of the native model's forms use the tolerance of the onnx2torch module they derive from.
-TOLERANCE_OF_PAIR = {
-    "onnx_vs_native": "onnx_vs_torch",
-    "tf_vs_native": "tf_vs_torch",
-    "tf_vs_native_second_shape": "tf_vs_torch",
-    "tf_vs_exported_second_shape": "tf_vs_torch",
-    "onnx_vs_exported": "onnx_vs_torch",
-    "onnx_vs_compiled": "onnx_vs_torch",
-}
 LOCALIZE_MODES = ("auto", "always", "never")
 # The newest opset tf2onnx is asked to write; the import sweep measures the converters up to it.
 MAX_OPSET = 18
@@ -112,11 +103,11 @@ class ModelConfig(_Strict):
     # Seconds one stage may take, by stage name (e.g. {export: 600}); `timeout` still bounds the job.
     stage_timeouts: dict[str, float] = {}
     tolerances: Tolerances = Tolerances()
-    # Compare TF's and torch's gradients with respect to the inputs (pipeline/gradients.py).
+    # Compare TF's and torch's gradients with respect to the inputs (pipeline/common/gradients.py).
     gradients: bool = False
     # auto: localise when a comparison fails; always: also when all pass; never.
     localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
-    # Python files with extra or replacement onnx2torch converters (pipeline/converters/plugins.py).
+    # Python files with extra or replacement onnx2torch converters (pipeline/torch_worker/converters/plugins.py).
     converters: list[str] = []
     # Keras: load Lambda layers, whose Python code is stored in the model file and runs when it is
     # loaded (--trust-model); Python files defining the model's custom layer classes.
@@ -125,9 +116,9 @@ class ModelConfig(_Strict):
     allow_nonfinite: bool = False
     custom_objects: list[str] = []
     # nchw: image inputs and outputs (4-D) in PyTorch's channel order, in the ONNX and torch models
-    # and in every artifact (pipeline/layout.py).
+    # and in every artifact (pipeline/tf_worker/layout.py).
     layout: Literal["nhwc", "nchw"] = "nhwc"
-    # The native PyTorch model (pipeline/native/): graph passes, model.py + model.safetensors.
+    # The native PyTorch model (pipeline/torch_worker/native/): graph passes, model.py + model.safetensors.
     native: bool = True
     # The class model.py defines.
     class_name: str = Field(default="ConvertedModel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -139,7 +130,7 @@ class ModelConfig(_Strict):
     # 20 SGD steps of the native model on random targets: the loss falls, every parameter learns.
     train_check: bool = False
     train_check_lr: float = Field(default=0.01, gt=0)
-    # train.py from the Keras model's compile() settings (pipeline/training/); with training_check: N,
+    # train.py from the Keras model's compile() settings (pipeline/torch_worker/training/); with training_check: N,
     # N optimizer steps in TF and torch from the same weights on the same batches, compared.
     training: bool = False
     training_check: int = Field(default=0, ge=0, le=1000)
@@ -148,7 +139,7 @@ class ModelConfig(_Strict):
     training_precision: Literal["float64", "float32"] = "float64"
     # The compile() settings to train with, instead of those the model file stores (or lacks).
     compile: CompileSettings | None = None
-    # `tf2torch verify` (pipeline/port/): the hand-written module, "path/to/module.py:ClassName", the
+    # `tf2torch verify` (pipeline/torch_worker/port/): the hand-written module, "path/to/module.py:ClassName", the
     # keyword arguments its constructor takes, the image layout its forward expects (nchw: 4-D inputs
     # transposed for it, 4-D outputs transposed back), Keras layer -> torch submodule pairs that the
     # order cannot give, and where to write the transferred weights (safetensors).
@@ -161,13 +152,11 @@ class ModelConfig(_Strict):
     @field_validator("stage_timeouts")
     @classmethod
     def _known_stages(cls, value: dict[str, float]) -> dict[str, float]:
-        from pipeline.stage_functions import STAGE_FUNCTIONS
-
         for stage, seconds in value.items():
-            if stage not in STAGE_FUNCTIONS:
-                close = difflib.get_close_matches(stage, STAGE_FUNCTIONS, n=1)
+            if stage not in plan.STAGES:
+                close = difflib.get_close_matches(stage, plan.STAGES, n=1)
                 hint = f" (did you mean '{close[0]}'?)" if close else ""
-                raise ValueError(f"unknown stage '{stage}'{hint}; stages: {', '.join(STAGE_FUNCTIONS)}")
+                raise ValueError(f"unknown stage '{stage}'{hint}; stages: {', '.join(plan.STAGES)}")
             if not seconds > 0:
                 raise ValueError(f"{stage}: must be more than 0 seconds, got {seconds}")
         return value
@@ -189,7 +178,7 @@ class ModelConfig(_Strict):
 
 def resolve_tolerance(tolerances: Tolerances, pair: str, output: str) -> ResolvedTolerance:
     """Most specific wins: per-output override > per-pair setting > default."""
-    pair = TOLERANCE_OF_PAIR.get(pair, pair)
+    pair = plan.tolerance_of(pair)
     resolved = tolerances.default.model_dump()
     for layer in (getattr(tolerances, pair), tolerances.outputs.get(output)):
         if layer is not None:

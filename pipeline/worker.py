@@ -20,13 +20,9 @@ import time
 import traceback
 from pathlib import Path
 
-from pipeline.stage_functions import STAGE_FUNCTIONS
+from pipeline import plan
 
 EVENT_PREFIX = "@@tf2torch-event "
-
-# STAGE_FUNCTIONS: stage name -> "module:function". Modules are imported on demand so that the torch
-# worker never imports a TensorFlow module and vice versa.
-__all__ = ["EVENT_PREFIX", "STAGE_FUNCTIONS", "emit", "main"]
 
 
 def emit(**event) -> None:
@@ -68,7 +64,8 @@ def run_job(job: dict) -> None:
         emit(stage=stage, event="start")
         started = time.perf_counter()
         try:
-            module_name, func_name = STAGE_FUNCTIONS[stage].split(":")
+            # Imported on demand: the torch worker never imports a TensorFlow module, nor the reverse.
+            module_name, func_name = plan.STAGES[stage].entry.split(":")
             func = getattr(importlib.import_module(module_name), func_name)
             details = func(cfg, job["format"], out, state)
         except PipelineError as exc:

@@ -258,7 +258,7 @@ def compiled(out: Path) -> None:
     """Models saved after compile(): the training setup tf2torch carries over (issue: training)."""
     import keras
 
-    from pipeline import zoo
+    from pipeline.tf_worker import builtin_models as zoo
 
     cnn = zoo.build("demo.cnn", seed=0)
     cnn.compile(

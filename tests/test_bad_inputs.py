@@ -384,7 +384,7 @@ def test_a_graph_tf2onnx_wrote_wrongly_is_blamed_on_the_tf_op_behind_the_broken_
     an unknown batch; validate must name the TF op whose conversion wrote that node."""
     from pipeline.config import ModelConfig
     from pipeline.errors import ConversionError
-    from pipeline.stages import torch_stages
+    from pipeline.torch_worker import onnx_stages as torch_stages
 
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
     script = REPO / "tests" / "upstream_patches_export.py"

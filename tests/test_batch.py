@@ -352,7 +352,7 @@ def _started_worker_environment(pool) -> dict[str, str]:
 def test_slots_side_by_side_divide_the_cores_between_their_workers(monkeypatch, user_threads):
     """Two torch workers of 2 OpenMP threads each on 2 cores spin in each other's barriers (a 2 s
     training check took 100 s): a slot's workers get its share of the cores, unless the user chose."""
-    from pipeline.workers import WorkerPool
+    from pipeline.orchestrator.pool import WorkerPool
 
     if user_threads is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)

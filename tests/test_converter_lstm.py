@@ -8,7 +8,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from onnx2torch import convert
 
-from pipeline.converters import register
+from pipeline.torch_worker.converters import register
 
 register()
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from pipeline.converters import context
+from pipeline.torch_worker.converters import context
 
 F = TensorProto.FLOAT
 
@@ -332,16 +332,20 @@ def test_dynamic_quantize_linear_matches_onnxruntime():
 def test_every_converter_module_is_registered():
     from pathlib import Path
 
-    from pipeline import converters
+    from pipeline.torch_worker import converters
 
     folder = Path(converters.__file__).parent
-    modules = {f"pipeline.converters.{p.stem}" for p in folder.glob("*.py") if not p.stem.startswith("_")}
+    modules = {
+        f"pipeline.torch_worker.converters.{p.stem}"
+        for p in folder.glob("*.py")
+        if not p.stem.startswith("_")
+    }
     drivers = {
-        "pipeline.converters.context",
-        "pipeline.converters.graph_fixes",
-        "pipeline.converters.plugins",
-        "pipeline.converters.refusal",
-        "pipeline.converters.unsigned",
-        "pipeline.converters.version_fallback",
+        "pipeline.torch_worker.converters.context",
+        "pipeline.torch_worker.converters.graph_fixes",
+        "pipeline.torch_worker.converters.plugins",
+        "pipeline.torch_worker.converters.refusal",
+        "pipeline.torch_worker.converters.unsigned",
+        "pipeline.torch_worker.converters.version_fallback",
     }
     assert modules - drivers == set(converters._MODULES)

@@ -12,7 +12,7 @@ import json
 import pytest
 from cli_runner import REPO, read_report, run_zoo
 
-from pipeline.zoo_file import load_zoo
+from pipeline.batch.zoo_file import load_zoo
 
 ZOO = REPO / "configs" / "zoos" / "families-training.yaml"
 ENTRIES = load_zoo(ZOO)
@@ -25,7 +25,7 @@ def zoo_run(tmp_path_factory):
 
 
 def test_the_sweep_covers_every_trainable_family_with_both_optimizers():
-    from pipeline.families import BUILDERS
+    from pipeline.tf_worker.families import BUILDERS
 
     # The .tflite families have no Keras model to train; every other family is in the sweep with SGD
     # and with Adam. Every keras.applications architecture the families zoo converts is in it with one
@@ -52,7 +52,7 @@ def test_family_trains_as_keras_does(entry, zoo_run):
     stage = next(s for s in read_report(out / entry.id)["stages"] if s["name"] == "training")
     details = stage["details"]
     assert len(details["torch_losses"]) == 5
-    # Both sides in float64: every model of the sweep widens (pipeline/stages/keras_precision.py).
+    # Both sides in float64: every model of the sweep widens (pipeline/tf_worker/keras_precision.py).
     assert details["precision"] == "float64"
     # Every trainable TF variable was compared, its update and its first-step gradient (the stage
     # fails when one has no torch parameter; a GRU's one bias is torch's two).

@@ -11,7 +11,7 @@ DETACHED_RELU = """
 import torch
 from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
-from pipeline.converters.plugins import replace_converter
+from pipeline.torch_worker.converters.plugins import replace_converter
 
 
 class DetachedRelu(torch.nn.Module):

@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from pipeline.coverage import import_sweep, node_tests
 from pipeline.coverage.tf2onnx_ops import emitted_onnx_ops
 from pipeline.errors import UnsupportedOpsError
-from pipeline.stages.torch_stages import to_torch
+from pipeline.torch_worker.onnx_stages import to_torch
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -59,8 +59,8 @@ def test_not_applicable_tests_say_why(outcomes):
 
 
 def test_version_fallback_covers_greater_or_equal_16_with_the_opset_12_converter(outcomes):
-    from pipeline.converters import register
-    from pipeline.converters.version_fallback import ALIASES
+    from pipeline.torch_worker.converters import register
+    from pipeline.torch_worker.converters.version_fallback import ALIASES
 
     register()
     aliased = {(k.operation_type, k.version): v for k, v in ALIASES.items()}
@@ -137,7 +137,7 @@ def test_a_converter_that_crashes_is_named_with_its_node_not_a_keyerror(tmp_path
     # a user converter (config `converters:`) that looks up a value the graph does not have
     plugin = tmp_path / "buggy.py"
     plugin.write_text(
-        "from pipeline.converters.plugins import replace_converter\n\n\n"
+        "from pipeline.torch_worker.converters.plugins import replace_converter\n\n\n"
         "@replace_converter('Relu', 14)\n"
         "def relu(node, graph):\n"
         "    return graph.initializers['no_such_value']\n"

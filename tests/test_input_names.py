@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from cli_runner import REPO, read_report, run_cli
 
+from pipeline.common.inputs import TensorInfo, resolve_specs
 from pipeline.config import InputSpec
 from pipeline.errors import ConfigError
-from pipeline.inputs import TensorInfo, resolve_specs
 
 TFLITE_IMAGE = TensorInfo("serving_default_image:0", "float32", (None, 8, 8, 3), ("image",))
 

@@ -18,7 +18,7 @@ WRONG_SIGMOID = '''
 import torch
 from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
-from pipeline.converters.plugins import replace_converter
+from pipeline.torch_worker.converters.plugins import replace_converter
 
 
 class HalfLinear(torch.nn.Module):

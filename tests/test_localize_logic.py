@@ -1,4 +1,4 @@
-"""The culprit rule and layout alignment of pipeline/localize.py, on small hand-made graphs."""
+"""The culprit rule and layout alignment of pipeline/torch_worker/divergence.py, on small hand-made graphs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ResolvedTolerance
-from pipeline.localize import GraphNode, align, find_culprit, tensor_errors
+from pipeline.torch_worker.divergence import GraphNode, align, find_culprit, tensor_errors
 
 TOL = ResolvedTolerance(atol=1e-5, rtol=1e-4, max_mismatch=0.0)
 

@@ -13,8 +13,8 @@ from standalone_model import input_names, run_standalone
 from torch import fx, nn
 
 from pipeline.config import ModelConfig
-from pipeline.native import driver
-from pipeline.native.context import PassContext
+from pipeline.torch_worker.native import driver
+from pipeline.torch_worker.native.context import PassContext
 
 # Trainable element counts computed from the architectures, not read from the code under test.
 CNN = 3 * 3 * 1 * 32 + 32 + 13 * 13 * 32 * 10 + 10  # Conv2D(32, 3x3) on 1 channel, Dense(10)
@@ -183,7 +183,7 @@ class _BranchesOnValues(nn.Module):
 def test_a_node_without_plain_torch_form_fails_the_stage_and_is_named(tmp_path):
     from pipeline import artifacts
     from pipeline.errors import ConversionError
-    from pipeline.stages import native_stage
+    from pipeline.torch_worker import native_stage
 
     class Model(nn.Module):
         def __init__(self):

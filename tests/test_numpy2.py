@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.compat import NUMPY2_ALIASES, patch_numpy_for_tf2onnx
+from pipeline.tf_worker.compat import NUMPY2_ALIASES, patch_numpy_for_tf2onnx
 
 
 def test_suite_runs_on_numpy_2():
@@ -36,7 +36,7 @@ def test_every_numpy_attribute_tf2onnx_uses_exists_in_this_numpy():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         missing = {name: where for name, where in used.items() if not hasattr(np, name)}
-    # Only what pipeline.compat restores may be missing; a new removed API fails here.
+    # Only what pipeline.tf_worker.compat restores may be missing; a new removed API fails here.
     assert set(missing) <= set(NUMPY2_ALIASES), missing
     patch_numpy_for_tf2onnx()
     assert all(hasattr(np, name) for name in missing)
@@ -44,7 +44,7 @@ def test_every_numpy_attribute_tf2onnx_uses_exists_in_this_numpy():
 
 LARGE_MODEL_EXPORT = """
 import sys
-from pipeline.compat import patch_numpy_for_tf2onnx
+from pipeline.tf_worker.compat import patch_numpy_for_tf2onnx
 if sys.argv[2] == "patched":
     patch_numpy_for_tf2onnx()
 import tf2onnx
@@ -57,7 +57,7 @@ tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outpu
 
 
 def test_tf2onnx_large_model_path_needs_the_shim_on_numpy_2(models, tmp_path):
-    """The external-data path (models over 2 GB) runs only with pipeline.compat's alias."""
+    """The external-data path (models over 2 GB) runs only with pipeline.tf_worker.compat's alias."""
 
     def export(mode: str) -> subprocess.CompletedProcess:
         return subprocess.run(

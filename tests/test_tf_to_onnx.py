@@ -1,4 +1,4 @@
-"""The lean tf2onnx export path (pipeline/stages/tf_to_onnx.py) and the protobuf-arena shim it relies on.
+"""The lean tf2onnx export path (pipeline/tf_worker/tf_to_onnx.py) and the protobuf-arena shim it relies on.
 
 TensorFlow runs in subprocesses: this pytest process imports torch, and both in one process crash.
 """
@@ -27,8 +27,8 @@ from collections import OrderedDict
 import numpy as np
 import tensorflow as tf
 import onnxruntime as ort
-import pipeline.stages.tf_stages  # registers the project's tf2onnx shims, as the worker does
-from pipeline.stages import tf_to_onnx
+import pipeline.tf_worker.stages  # registers the project's tf2onnx shims, as the worker does
+from pipeline.tf_worker import tf_to_onnx
 
 rng = np.random.default_rng(0)
 w = rng.standard_normal((64, 32)).astype(np.float32)
@@ -100,7 +100,7 @@ def test_a_failing_tf2onnx_optimizer_falls_back_to_upstream_error_recovery():
 UPDATE_PROTO_GROWTH = """
 import json, sys
 import numpy as np
-from pipeline.compat import patch_tf2onnx_node_update_proto
+from pipeline.tf_worker.compat import patch_tf2onnx_node_update_proto
 if sys.argv[1] == "patched":
     patch_tf2onnx_node_update_proto()
 from tf2onnx.graph import Graph
@@ -134,9 +134,10 @@ import json, logging, sys, tempfile
 from pathlib import Path
 import numpy as np
 import onnxruntime as ort
-import pipeline.stages.tf_stages  # registers the project's tf2onnx shims, as the worker does
+import pipeline.tf_worker.stages  # registers the project's tf2onnx shims, as the worker does
 from pipeline.config import ModelConfig
-from pipeline.stages import tf_models, tf_to_onnx
+from pipeline.tf_worker import tf_models
+from pipeline.tf_worker import tf_to_onnx
 
 if sys.argv[1] == "broken":
     def broken(func):
@@ -177,7 +178,7 @@ UNTAG = """
 import json
 import numpy as np
 import tensorflow as tf
-from pipeline.stages import tf_to_onnx
+from pipeline.tf_worker import tf_to_onnx
 
 w = np.arange(600, dtype=np.float32).reshape(20, 30)
 inner = np.arange(400, dtype=np.float32)

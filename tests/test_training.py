@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cli_runner import read_report, run_cli
 
-from pipeline.training.mapping import FAULT_ENV, map_setup
+from pipeline.common.training_mapping import FAULT_ENV, map_setup
 
 
 def _training_stage(out):
@@ -363,7 +363,7 @@ def test_each_output_gets_its_keras_loss_and_weight():
 
 
 def test_weight_layouts_bring_keras_variables_into_torch_order():
-    from pipeline import weight_layout
+    from pipeline.common import weight_layout
 
     kernel = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)  # (kh, kw, in, out)
     assert weight_layout.conv_kernel_permutation(4) == "permute(3, 2, 0, 1)"
@@ -468,7 +468,7 @@ PRECISIONS = {"float32": {"rtol": 2e-5, "atol": 2e-6}, "float64": {"rtol": 1e-6,
 def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path, dtype):
     import torch
 
-    from pipeline.training import codegen, keras_compat
+    from pipeline.torch_worker.training import codegen, keras_compat
 
     target = tmp_path / "keras_steps.npz"
     subprocess.run(
@@ -512,7 +512,7 @@ def test_mapped_optimizers_follow_keras_update_rules_step_by_step(tmp_path, dtyp
 def test_an_unstable_training_is_told_apart_from_a_mapping_error():
     """InceptionV3 (139x139, batch 4) under SGD at 1e-3, measured in float64: the first losses agree
     to 3e-13 and the difference grows about 50x a step; a mapping error differs from the first step."""
-    from pipeline.stages.training_torch import _unstable_trajectory
+    from pipeline.torch_worker.training.stage import _unstable_trajectory
 
     tf_losses = [
         7.0068600777945385,

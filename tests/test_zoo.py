@@ -38,12 +38,12 @@ def test_unknown_zoo_id_suggests_close_matches(tmp_path):
 
 
 # Prints, per model, the layers whose scale (BatchNorm or LayerScale gamma) lies in [0.1, 0.3], the
-# range zoo.py draws for the scale closing a residual branch; other gammas are Keras's 1.0 x U(0.8, 1.2).
+# range pipeline/tf_worker/builtin_models.py draws for the scale closing a residual branch; other gammas are Keras's 1.0 x U(0.8, 1.2).
 _LIST_BRANCH_SCALES = """
 import json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 import numpy as np
-from pipeline import zoo
+from pipeline.tf_worker import builtin_models as zoo
 found = {}
 for name in sys.argv[1:]:
     model = zoo.build("keras.applications." + name, (32, 32, 3), seed=0)

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.batch.zoo_file import DEFAULT_REGRESSION_FACTOR, load_zoo, read_zoo
 from pipeline.errors import ConfigError
-from pipeline.zoo_file import DEFAULT_REGRESSION_FACTOR, load_zoo, read_zoo
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 from tf2onnx.handler import tf_op  # noqa: E402
 
 from pipeline.config import ModelConfig  # noqa: E402
-from pipeline.stages import tf_stages  # noqa: E402 - registers the project's handlers first
+from pipeline.tf_worker import stages as tf_stages  # noqa: E402 - registers the project's handlers first
 
 
 class Patches(tf.Module):

@@ -99,7 +99,7 @@ def _validate(path: Path, feeds: dict):
     """(problem, model, onnxruntime's outputs), checked as the validate stage checks model.onnx."""
     import onnx
 
-    from pipeline.stages.torch_stages import onnxruntime_session
+    from pipeline.torch_worker.onnx_stages import onnxruntime_session
 
     model = onnx.load(str(path))
     try:

@@ -63,9 +63,9 @@ def convert_and_run(model, inputs: list) -> tuple[str, str, list]:
     (a converter's deliberate NotConvertible) or "failed"."""
     import torch
 
-    from pipeline.converters.refusal import NotConvertible
     from pipeline.errors import UnsupportedOpsError
-    from pipeline.stages.torch_stages import to_torch
+    from pipeline.torch_worker.converters.refusal import NotConvertible
+    from pipeline.torch_worker.onnx_stages import to_torch
 
     try:
         module = to_torch(model)

@@ -1,5 +1,5 @@
 """The ONNX ops the export can emit, read from the source of the installed tf2onnx and of this
-project's own tf2onnx handlers (pipeline/tf2onnx_handlers/).
+project's own tf2onnx handlers (pipeline/tf_worker/tf2onnx_handlers/).
 
 tf2onnx is not imported (importing it imports TensorFlow, which must stay out of the torch process):
 its source is parsed and every string naming an ONNX op is collected where tf2onnx writes an op type:
@@ -35,7 +35,7 @@ def emitted_onnx_ops() -> frozenset[str]:
     found: set[str] = set()
     sources = [
         Path(next(iter(spec.submodule_search_locations))),
-        Path(__file__).parents[1] / "tf2onnx_handlers",
+        Path(__file__).parents[1] / "tf_worker" / "tf2onnx_handlers",
     ]
     for path in sorted(p for source in sources for p in source.rglob("*.py")):
         found |= _op_strings(ast.parse(path.read_text(encoding="utf-8"))) & known

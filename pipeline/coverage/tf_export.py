@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from pipeline import inputs  # noqa: E402
+from pipeline.common import inputs  # noqa: E402
 from pipeline.errors import UnsupportedOpsError, first_line  # noqa: E402
 
 
@@ -31,8 +31,8 @@ def export_case(case, opsets: list[int], folder: Path) -> dict:
     import keras
     import tensorflow as tf
 
-    from pipeline.stages.tf_models import FunctionModel
-    from pipeline.stages.tf_stages import fill_output_ranks, order_graph_io, unknown_onnx_ops
+    from pipeline.tf_worker.stages import fill_output_ranks, order_graph_io, unknown_onnx_ops
+    from pipeline.tf_worker.tf_models import FunctionModel
 
     record = {
         "name": case.name,

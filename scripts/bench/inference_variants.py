@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     import torch
     import torch.fx.experimental.optimization as fx_optimization
 
-    from pipeline.stages.native_stage import load_native
+    from pipeline.torch_worker.native_stage import load_native
 
     warnings.simplefilter("ignore")
     run, batch = Path(args[0]), int(args[1])

@@ -45,7 +45,7 @@ def torch_side(run: Path) -> dict[str, float]:
     import torch
     import torch.fx.experimental.optimization
 
-    from pipeline.stages.native_stage import load_native
+    from pipeline.torch_worker.native_stage import load_native
 
     warnings.simplefilter("ignore")
     raw = torch.load(str(run / "model.pt"), weights_only=False).eval()
@@ -114,7 +114,7 @@ def torchvision_side(run: Path, name: str) -> dict[str, float]:
     import torch
     import torchvision
 
-    from pipeline.stages.native_stage import load_native
+    from pipeline.torch_worker.native_stage import load_native
 
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)

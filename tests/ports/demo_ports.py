@@ -1,4 +1,4 @@
-"""Correct hand-written ports of the porting guide's three demo models (pipeline/zoo.py: demo.*).
+"""Correct hand-written ports of the porting guide's three demo models (pipeline/tf_worker/builtin_models.py: demo.*).
 
 `tf2torch verify demo.cnn --torch tests/ports/demo_ports.py:CNN` transfers the Keras weights into
 them; tests/test_verify.py checks the outputs match TF's.

@@ -1,4 +1,4 @@
-"""Hand-written ports of some layer-family models (pipeline/families.py): GRU gate order, a
+"""Hand-written ports of some layer-family models (pipeline/tf_worker/families.py): GRU gate order, a
 bidirectional GRU, multi-head attention with LayerNorm, grouped and depthwise convolutions."""
 
 import torch

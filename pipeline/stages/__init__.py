@@ -1,1 +1,0 @@
-"""Stage implementations. These modules import TensorFlow or torch and run only inside workers."""

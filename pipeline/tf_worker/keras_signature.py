@@ -1,0 +1,89 @@
+"""The inputs and outputs of a Keras model, functional or subclassed.
+
+A functional or Sequential model declares them (`model.inputs`, `model.outputs`). A subclassed
+`keras.Model` has no graph: its inputs are the shapes of its first call (which a loaded `.keras` file
+replays from its build config), with any batch size, named after `call`'s arguments; its outputs
+are known only by tracing `call`.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import tensorflow as tf
+
+from pipeline.common.inputs import TensorInfo
+from pipeline.errors import ModelFileError
+
+# Arguments of `call` that Keras fills itself; they are never model inputs.
+_KERAS_CALL_ARGUMENTS = {"training", "mask", "kwargs", "args"}
+
+
+def functional_inputs(model) -> list | None:
+    """`model.inputs` of a functional model; None for a subclassed one (where reading it raises)."""
+    try:
+        return list(model.inputs) or None
+    except (AttributeError, ValueError):
+        return None
+
+
+def declared_inputs(model) -> list[TensorInfo]:
+    tensors = functional_inputs(model)
+    if tensors is not None:
+        return [TensorInfo(t.name, tf.as_dtype(t.dtype).name, tensor_dims(t.shape)) for t in tensors]
+    shapes = _build_shapes(model)
+    names = [
+        p.name
+        for p in inspect.signature(model.call).parameters.values()
+        if p.name not in _KERAS_CALL_ARGUMENTS and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    dtype = tf.as_dtype(getattr(model, "input_dtype", None) or "float32").name
+    if len(shapes) == 1 and len(names) == 1:
+        return [TensorInfo(names[0], dtype, shapes[0])]
+    stem = names[0] if names else "input"
+    return [TensorInfo(f"{stem}_{i}", dtype, shape) for i, shape in enumerate(shapes)]
+
+
+def call_inputs(model, tensors: list):
+    """`tensors`, in `model.inputs` order, packed the way the model's call takes them: a functional
+    model built on a dict (or nested list) of inputs is called with that structure, as KerasHub
+    backbones are; others with one tensor or a list."""
+    import keras
+
+    try:
+        struct = model.input
+    except (AttributeError, ValueError):  # subclassed: no declared structure
+        struct = None
+    if isinstance(struct, (dict, list, tuple)):
+        return keras.tree.pack_sequence_as(struct, list(tensors))
+    return list(tensors) if len(tensors) > 1 else tensors[0]
+
+
+def output_count(model, inputs: list[TensorInfo]) -> int:
+    if functional_inputs(model) is not None:
+        return len(tf.nest.flatten(model.outputs))
+    specs = [tf.TensorSpec(i.shape, i.dtype) for i in inputs]
+    call = tf.function(lambda *args: model(call_inputs(model, args), training=False))
+    return len(tf.nest.flatten(call.get_concrete_function(*specs).structured_outputs))
+
+
+def _build_shapes(model) -> list[tuple[int | None, ...]]:
+    recorded = getattr(model, "_build_shapes_dict", None) or {}
+    if len(recorded) != 1:
+        raise ModelFileError(
+            f"{type(model).__name__} is a subclassed keras.Model that was never built, so its input "
+            "shape is unknown; call `model.build(input_shape)` (or call the model once) before saving it"
+        )
+    shape = next(iter(recorded.values()))
+    nested = isinstance(shape, (list, tuple)) and shape and isinstance(shape[0], (list, tuple))
+    # The recorded shape is the first call's: its leading size was that call's batch, not a fixed one.
+    return [_any_batch(tensor_dims(s)) for s in (shape if nested else [shape])]
+
+
+def _any_batch(shape: tuple[int | None, ...] | None) -> tuple[int | None, ...] | None:
+    return shape if not shape else (None, *shape[1:])
+
+
+def tensor_dims(shape) -> tuple[int | None, ...] | None:
+    shape = tf.TensorShape(shape)
+    return None if shape.rank is None else tuple(shape.as_list())

@@ -1,0 +1,189 @@
+"""Stages 1 and 2, run in the TensorFlow worker: load + reference outputs, then tf2onnx export."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from pipeline import artifacts
+from pipeline.common import inputs, onnx_files
+from pipeline.config import ModelConfig
+from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError, UsageError
+from pipeline.tf_worker import compat, layout, tf2onnx_handlers, tf_models
+
+compat.patch_numpy_for_tf2onnx()
+compat.patch_tf2onnx_node_update_proto()
+tf2onnx_handlers.register()
+
+
+def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    model = tf_models.load(fmt, cfg, out)
+    specs = inputs.resolve_specs(model.inputs, cfg.inputs, cfg.batch_size)
+    feeds = inputs.generate(specs, cfg.seed, cfg.samples)
+    outputs = inputs.run_samples(model.run, feeds, model.outputs)
+    if not cfg.allow_nonfinite:
+        _refuse_nonfinite(outputs)
+    images = (layout.image_names(feeds), layout.image_names(outputs)) if cfg.layout == "nchw" else ([], [])
+    if cfg.layout == "nchw" and not images[0]:
+        raise ConfigError("`layout: nchw` needs an image input (4-D, NHWC in TF); this model has none")
+    artifacts.save_arrays(out / artifacts.INPUTS, layout.to_artifacts(feeds, cfg.layout))
+    artifacts.save_arrays(out / artifacts.OUTPUTS["tf"], layout.to_artifacts(outputs, cfg.layout))
+    state.update(model=model, nchw=images, output_ranks={n: a.ndim - 1 for n, a in outputs.items()})
+    second_shape = _second_shape(model, specs, feeds, cfg.layout, out)
+    # Only the native passes read the variables; a Keras model's copy can be gigabytes.
+    weights = None
+    if cfg.native and hasattr(model, "write_weights"):
+        weights = model.write_weights(out, [feeds[i.name][0] for i in model.inputs])
+    return {
+        "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
+        "keras_weights": weights,
+        "inputs": [s.to_json() for s in specs],
+        "second_shape": second_shape,
+        "outputs": [
+            {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()
+        ],
+    }
+
+
+def _second_shape(model, specs, feeds, layout_name: str, out: Path) -> dict[str, Any] | None:
+    """TF's outputs on the first sample at a second value of every unknown dimension, so that later
+    stages can show those dimensions stayed dynamic. A dimension the model turns out to need at its
+    configured size (TF fails at any other) is reported as fixed."""
+    written = [out / artifacts.INPUTS_SECOND_SHAPE, out / artifacts.SECOND_SHAPE_OUTPUTS["tf_second_shape"]]
+    for path in written:
+        path.unlink(missing_ok=True)
+    first = {name: array[0] for name, array in feeds.items()}
+    failures = []
+    for shapes in inputs.second_shape_candidates(model.inputs, specs):
+        sample = inputs.resized(first, shapes)
+        try:
+            result = model.run(sample)
+        except Exception as exc:  # the model needs some dimension at its configured size
+            failures.append(f"{_shapes_text(shapes)}: {type(exc).__name__}")
+            continue
+        outputs = {name: np.asarray(result[name])[None] for name in model.outputs}
+        artifacts.save_arrays(
+            written[0], layout.to_artifacts({n: a[None] for n, a in sample.items()}, layout_name)
+        )
+        artifacts.save_arrays(written[1], layout.to_artifacts(outputs, layout_name))
+        fixed = [
+            f"{spec.name}[{axis}]"
+            for info, spec in zip(model.inputs, specs, strict=True)
+            for axis, size in enumerate(spec.shape)
+            if info.shape is not None
+            and axis < len(info.shape)
+            and info.shape[axis] is None
+            and shapes[spec.name][axis] == size
+        ]
+        return {
+            "inputs": {n: list(s) for n, s in shapes.items()},
+            "fixed_by_model": fixed,
+            "refused": failures,
+        }
+    return None if not failures else {"inputs": None, "refused": failures}
+
+
+def _shapes_text(shapes: dict[str, tuple[int, ...]]) -> str:
+    return ", ".join(f"{name} {list(shape)}" for name, shape in shapes.items())
+
+
+def _refuse_nonfinite(outputs: dict[str, np.ndarray]) -> None:
+    """NaN or Inf in TF's own outputs makes every later comparison meaningless: NaN matches NaN."""
+    found = []
+    for name, array in outputs.items():
+        if array.dtype.kind not in "fc":
+            continue
+        nan, inf = int(np.isnan(array).sum()), int(np.isinf(array).sum())
+        if nan or inf:
+            found.append(f"{name}: {nan} NaN, {inf} Inf of {array.size} values")
+    if found:
+        raise UsageError(
+            "TF's outputs on the seeded inputs are not finite (" + "; ".join(found) + "), so no comparison "
+            "could show the conversion is right; check the model's weights, give inputs in the range it "
+            "expects (config: inputs[].range), or set allow_nonfinite: true to compare NaN/Inf positions"
+        )
+
+
+def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    model = state["model"]
+    nchw_inputs, nchw_outputs = state["nchw"]
+    proto = model.to_onnx(cfg.opset, nchw_inputs, nchw_outputs)
+    leftover = unknown_onnx_ops(proto.graph, cfg.opset)
+    if leftover:
+        raise UnsupportedOpsError("export", "tf2onnx", leftover)
+    order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
+    fill_output_ranks(proto, state.get("output_ranks", {}))
+    saved = onnx_files.save(proto, out / artifacts.ONNX_MODEL, cfg.external_data_threshold_mb)
+    return {
+        **saved,
+        "opset": cfg.opset,
+        "nodes": len(proto.graph.node),
+        "op_types": dict(Counter(n.op_type for n in proto.graph.node)),
+    }
+
+
+def unknown_onnx_ops(graph: onnx.GraphProto, opset: int) -> Counter:
+    """TF ops tf2onnx could not map stay in the graph under their TF names; count them, subgraphs
+    included. A TF op named like an ONNX op that only exists at a later opset (BitwiseAnd, from 18)
+    counts too, with the opset that has it."""
+    found: Counter = Counter()
+    for node in graph.node:
+        domain = node.domain or ""
+        if domain in ("", "ai.onnx"):
+            if not _onnx_op_at(node.op_type, opset):
+                since = _onnx_op_since(node.op_type)
+                hint = f" (an ONNX op from opset {since}: set `opset: {since}`)" if since else ""
+                found[node.op_type + hint] += 1
+        elif not onnx.defs.has(node.op_type, domain):
+            found[f"{domain}.{node.op_type}"] += 1
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                found += unknown_onnx_ops(sub, opset)
+    return found
+
+
+def _onnx_op_at(op_type: str, opset: int) -> bool:
+    try:
+        onnx.defs.get_schema(op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return False
+    return True
+
+
+def _onnx_op_since(op_type: str) -> int | None:
+    history = onnx.defs.get_all_schemas_with_history()
+    versions = [s.since_version for s in history if s.name == op_type and s.domain == ""]
+    return min(versions) if versions else None
+
+
+def fill_output_ranks(proto: onnx.ModelProto, ranks: dict[str, int]) -> None:
+    """A graph output tf2onnx left without a shape (an If's result) fails onnx.checker; TF's own
+    output says its rank, so it gets that many dimensions of unknown size."""
+    for output in proto.graph.output:
+        tensor = output.type.tensor_type
+        if output.name in ranks and not tensor.HasField("shape"):
+            tensor.shape.SetInParent()
+            for _ in range(ranks[output.name]):
+                tensor.shape.dim.add()
+
+
+def order_graph_io(proto: onnx.ModelProto, input_names: list[str], output_names: list[str]) -> None:
+    """Make the ONNX graph's inputs and outputs follow the TF model's order, or fail if they differ."""
+    graph = proto.graph
+    initializers = {t.name for t in graph.initializer}
+    for field, wanted in (("input", input_names), ("output", output_names)):
+        values = [v for v in getattr(graph, field) if v.name not in initializers]
+        have = [v.name for v in values]
+        if sorted(have) != sorted(wanted):
+            raise ConversionError(
+                f"the exported ONNX graph has {field}s {have}, but the TF model has {wanted}; "
+                "captured constants may have become graph inputs"
+            )
+        by_name = {v.name: v for v in values}
+        ordered = [by_name[n] for n in wanted]
+        del getattr(graph, field)[:]
+        getattr(graph, field).extend(ordered)

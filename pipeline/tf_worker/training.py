@@ -1,0 +1,230 @@
+"""Stage `tf_training` (TF worker): the Keras model's training setup mapped onto PyTorch, and with
+`training_check: N`, N optimizer steps in TensorFlow from the file's weights on seeded batches.
+
+Writes training_setup.json (the mapping, with every unmapped setting as a TODO) and, for the check,
+training_batches.npz (each step's inputs and targets) and tf_training.npz (the loss of each step,
+every variable's change over the steps and the first step's gradients). Both sides compute in
+float64 unless `training_precision: float32` (pipeline/tf_worker/keras_precision.py says why). Dropout
+is disabled on both sides (rate 0): its random masks cannot be matched across frameworks. BatchNorm
+runs in training mode, as in fit().
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from pipeline import artifacts
+from pipeline.common import training_mapping as mapping
+from pipeline.config import ModelConfig
+from pipeline.errors import UsageError
+from pipeline.tf_worker import compile_config, keras_precision, keras_signature, keras_weights
+
+
+def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
+    model = state["model"].model
+    if not hasattr(model, "trainable_variables"):
+        raise UsageError(f"--training needs a Keras model; {cfg.model} loads as {type(model).__name__}")
+    given = cfg.compile.model_dump() if cfg.compile is not None else None
+    names = _output_names(model, state["model"])
+    references = list(artifacts.load_arrays(out / artifacts.OUTPUTS["tf"]).values())
+    outputs = [{"name": n, "rank": r.ndim - 1} for n, r in zip(names, references, strict=True)]
+    setup = mapping.map_setup(compile_config.read(cfg.model, fmt, given), outputs)
+    setup["dropout"] = _disable_dropout(model)
+    setup["todos"] += _regularizers(model)
+    artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
+    details: dict[str, Any] = {"todos": setup["todos"], "dropout_disabled": setup["dropout"]}
+    if not cfg.training_check:
+        return details
+    if cfg.layout != "nhwc":
+        raise UsageError("--training-check needs `layout: nhwc` (the layout train.py's data has)")
+    input_names = [i.name for i in state["model"].inputs]
+    batches = _batches(cfg, out, setup["losses"], references, input_names)
+    model, precision = _in_precision(cfg, state["model"], model, batches, input_names, references)
+    setup.update(precision)  # precision (and precision_note, when float64 could not be had)
+    artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)  # the torch side trains in it too
+    paths = keras_weights.recorded_paths(model, out)
+    losses, updates, gradients = _train(model, setup, batches, cfg.training_check, paths)
+    artifacts.save_arrays(out / artifacts.TRAINING_BATCHES, batches)
+    artifacts.save_arrays(
+        out / artifacts.TF_TRAINING,
+        {"loss": np.asarray(losses, np.float64)}
+        # Differences and gradients are small numbers of their own: float32 holds them to 1e-7.
+        | {f"update:{k}": _stored(v) for k, v in updates.items()}
+        | {f"grad:{k}": _stored(v) for k, v in gradients.items()},
+    )
+    details.update(steps=cfg.training_check, tf_losses=losses, **precision)
+    return details
+
+
+def _in_precision(cfg: ModelConfig, loaded, model, batches, input_names, references):
+    """The model to train, widened to float64 unless the config asks for its own precision (or it
+    cannot be widened: then a fresh copy in float32, and the reason)."""
+    if cfg.training_precision == "float32":
+        return model, {"precision": "float32"}
+    # Step 0 trains on sample 0 of inputs.npz, whose outputs the reference holds.
+    sample = [batches[f"input:{name}"][0] for name in input_names]
+    reason = keras_precision.widen_in_place(model, sample, [r[0] for r in references])
+    if reason is None:
+        return model, {"precision": "float64"}
+    fresh = loaded.fresh()
+    _disable_dropout(fresh)
+    return fresh, {"precision": "float32", "precision_note": f"float64 was asked for, but {reason}"}
+
+
+def _stored(value: np.ndarray) -> np.ndarray:
+    return value.astype(np.float32) if value.dtype == np.float64 else value
+
+
+def _output_names(model, loaded) -> list[str]:
+    """The Keras name of each output, in the order the outputs are saved and model.py returns them
+    (tf.nest.flatten: a dict's keys sorted)."""
+    structure = getattr(model, "_outputs_struct", None)
+    if isinstance(structure, dict):
+        return tf.nest.flatten({key: key for key in structure})
+    names = list(getattr(model, "output_names", None) or [])
+    count = len(loaded.outputs)
+    return names if len(names) == count else [f"output_{i}" for i in range(count)]
+
+
+def _batches(
+    cfg: ModelConfig,
+    out: Path,
+    losses: list[dict[str, Any]],
+    references: list[np.ndarray],
+    input_names: list[str],
+) -> dict[str, np.ndarray]:
+    """Step i trains on sample i of inputs.npz (cycling), with targets drawn for each loss: one-hot
+    rows, class indices, 0/1 values or normal values, seeded. One output: `targets`; several:
+    `targets:<output name>`."""
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    steps, samples = cfg.training_check, references[0].shape[0]
+    rng = np.random.default_rng(cfg.seed + 1)
+    batches = {f"input:{n}": np.stack([feeds[n][i % samples] for i in range(steps)]) for n in input_names}
+    for loss in losses:
+        reference = references[loss["index"]]
+        key = "targets" if len(references) == 1 else f"targets:{loss['output']}"
+        batches[key] = _targets(loss["target"], (steps, *reference.shape[1:]), reference.dtype, rng)
+    return batches
+
+
+def _targets(target: str, shape: tuple[int, ...], dtype, rng: np.random.Generator) -> np.ndarray:
+    if target == "one_hot":
+        return np.eye(shape[-1], dtype=np.float32)[rng.integers(0, shape[-1], shape[:-1])]
+    if target == "class_index":
+        return rng.integers(0, shape[-1], shape[:-1]).astype(np.int64)
+    if target == "binary":
+        return rng.integers(0, 2, shape).astype(np.float32)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: int, paths: dict[int, str]):
+    """Keras's fit() step by step: the weighted sum of each output's loss, the optimizer's update.
+    Also returns the first step's gradient of every trainable variable, taken before any update."""
+    flavor = _flavor(model)
+    keras_setup = setup["keras"]
+    config = dict(keras_setup["optimizer"]["config"])
+    if isinstance(config.get("learning_rate"), dict):  # a schedule given in a config may lack its module
+        config["learning_rate"] = {"module": "keras.optimizers.schedules", **config["learning_rate"]}
+    # A Keras loss computes in floatx (it casts the outputs to it), an optimizer keeps its learning
+    # rate in it: in float64 both are made while floatx is float64.
+    with keras_precision.floatx(flavor, setup.get("precision", "float32")):
+        optimizer = flavor.optimizers.get(
+            {"class_name": keras_setup["optimizer"]["class_name"], "config": config}
+        )
+        losses = [(loss, flavor.losses.get(_keras_loss(setup, loss))) for loss in setup["losses"]]
+    names = [k for k in batches if k.startswith("input:")]
+    several = len(setup["outputs"]) > 1
+    # In float64 the data is too (the same values: float32 widens exactly).
+    feed = keras_precision.widened if setup.get("precision") == "float64" else np.asarray
+    before = _variables(model, paths)
+    values, first_gradients = [], {}
+    for step in range(steps):
+        inputs = [tf.constant(feed(batches[n][step])) for n in names]
+        with tf.GradientTape() as tape:
+            outputs = tf.nest.flatten(model(keras_signature.call_inputs(model, inputs), training=True))
+            total = 0.0
+            for loss, function in losses:
+                key = f"targets:{loss['output']}" if several else "targets"
+                targets = tf.constant(feed(batches[key][step]))
+                # A loss given by name is a function with one value per sample: fit() averages them.
+                total += loss["weight"] * tf.reduce_mean(function(targets, outputs[loss["index"]]))
+        variables = model.trainable_variables
+        gradients = tape.gradient(total, variables)
+        if step == 0:
+            first_gradients = {
+                # An embedding's gradient is IndexedSlices: densified.
+                _path(v, paths): np.zeros_like(v.numpy())
+                if g is None
+                else np.asarray(tf.convert_to_tensor(g))
+                for v, g in zip(variables, gradients, strict=True)
+            }
+        optimizer.apply_gradients(
+            [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
+        )
+        values.append(float(total))
+    after = _variables(model, paths)
+    return values, {k: after[k] - before[k] for k in after}, first_gradients
+
+
+def _keras_loss(setup: dict[str, Any], loss: dict[str, Any]):
+    """The Keras loss entry of one output, as compile() was given it."""
+    entry = setup["keras"]["loss"]
+    if isinstance(entry, dict) and "class_name" not in entry:
+        return entry[loss["output"]]
+    if isinstance(entry, list | tuple):
+        return entry[loss["index"]]
+    return entry
+
+
+def _path(variable, paths: dict[int, str]) -> str:
+    return paths.get(id(variable)) or getattr(variable, "path", None) or variable.name
+
+
+def _regularizers(model) -> list[str]:
+    found = []
+    for layer in keras_precision.nested_layers(model):
+        for kind in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            if getattr(layer, kind, None) is not None:
+                found.append(
+                    f"{layer.name} {kind}: not mapped (Keras adds it to the loss; train.py does not)"
+                )
+    return found
+
+
+def _variables(model, paths: dict[int, str]) -> dict[str, np.ndarray]:
+    return {_path(v, paths): np.array(v.numpy()) for v in model.variables}
+
+
+def _flavor(model):
+    if type(model).__module__.startswith("tf_keras"):
+        import tf_keras
+
+        return tf_keras
+    import keras
+
+    return keras
+
+
+def _disable_dropout(model) -> list[str]:
+    """Dropout's random masks cannot be matched across frameworks: every rate set to 0, the RNN cells'
+    dropout and recurrent_dropout too."""
+    disabled = []
+    for layer in keras_precision.nested_layers(model):
+        kind = type(layer).__name__
+        # Rate 0 (a MultiHeadAttention's own Dropout by default) is nothing to disable or report.
+        if "Dropout" in kind and getattr(layer, "rate", 0) > 0:
+            layer.rate = 0.0
+            disabled.append(f"{layer.name} ({kind})")
+        elif kind == "GaussianNoise" and getattr(layer, "stddev", 0) > 0:
+            layer.stddev = 0.0
+            disabled.append(f"{layer.name} ({kind})")
+        for rate in ("dropout", "recurrent_dropout"):
+            # An RNN layer reads its cell's rates (read-only properties): the cell is set.
+            if "Cell" in kind and isinstance(getattr(layer, rate, None), float) and getattr(layer, rate) > 0:
+                setattr(layer, rate, 0.0)
+                disabled.append(f"{layer.name} {rate} ({kind})")
+    return disabled

@@ -1,0 +1,311 @@
+"""train.py: a short PyTorch training loop for model.py, with the Keras model's optimizer, loss and
+metrics as mapping.py translated them. Written beside model.py; it imports torch, numpy and model.py
+only. The training check (torch_worker/training/stage.py) imports this same file and runs its
+`make_optimizer`, `loss_fn` and `train_step`, so what is checked is what the user gets."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import textwrap
+from typing import Any
+
+from pipeline import __version__
+from pipeline.common import training_mapping as mapping
+from pipeline.torch_worker.training import keras_compat
+
+
+def todos(setup: dict[str, Any], dropout: list[str], restored: list[str]) -> list[str]:
+    """What train.py cannot carry over: the unmapped compile settings, and what model.py lacks for
+    training as Keras does. `dropout`: the Keras dropouts the check disabled ("name (Class)");
+    `restored`: the Dropout layers model.py has as nn.Dropout."""
+    found = list(setup["todos"])
+    cells = [d for d in dropout if "Cell)" in d]
+    missing = [d for d in dropout if d not in cells and d.split(" ")[0] not in restored]
+    if missing:
+        found.append(
+            f"Keras dropout {', '.join(missing)}: not in model.py (the inference graph has no trace of it "
+            "and it could not be placed by value); add nn.Dropout where Keras has it if training needs it"
+        )
+    if cells:
+        found.append(
+            f"Keras RNN dropout {', '.join(cells)}: torch's LSTM/GRU have no dropout on a layer's inputs "
+            "and recurrent state; model.py trains without it"
+        )
+    return found
+
+
+def train_py(
+    setup: dict[str, Any], class_name: str, input_names: list[str], todos: list[str], batchnorm: bool
+) -> str:
+    optimizer, losses = setup["optimizer"], setup["losses"]
+    schedule = optimizer.get("schedule") or {}
+    preparations = _preparations(optimizer, batchnorm)
+    multi = _several_outputs(setup)
+    loss_helpers = [h for loss in losses for h in loss["helpers"]]
+    helpers = [*optimizer["helpers"], *loss_helpers, *(m["torch"] for m in setup["metrics"])]
+    helpers += ["keras_batchnorm_statistics"] if batchnorm else []
+    lines = [
+        f'"""Training loop for {class_name} (model.py), carried over from the Keras model\'s compile() by',
+        f"tf2torch {__version__}. Edit freely.",
+        "",
+        f"Keras: optimizer {_keras_call(setup['keras']['optimizer'])}",
+        f"       loss {_keras_loss(setup['keras']['loss'])}",
+        *(
+            [f"       loss_weights {setup['keras']['loss_weights']}"]
+            if setup["keras"].get("loss_weights")
+            else []
+        ),
+        f"       metrics {setup['keras'].get('metrics') or []}",
+        "",
+        "Run: python train.py DATA.npz [--epochs N] [--batch-size N]",
+        f"DATA.npz holds the inputs by name ({', '.join(input_names)}) and the targets as "
+        + (
+            ", ".join(f"`targets_{loss['output']}` ({_target_doc(loss['target'])})" for loss in losses)
+            if multi
+            else f"`targets` ({_target_doc(losses[0]['target'])})"
+        )
+        + ".",
+        '"""',
+        "",
+        "import argparse",
+        *(["import functools"] if any("functools.partial" in loss["code"] for loss in losses) else []),
+        *(["import math"] if any(h.startswith("Keras") for h in helpers) or schedule.get("code") else []),
+        "",
+        "import numpy as np",
+        "import torch",
+        "from safetensors.torch import load_file, save_file",
+        "from torch import nn",
+        "",
+        f"from model import {class_name}",
+        "",
+        "BATCH_SIZE = 32  # Keras fit()'s default",
+        "EPOCHS = 1",
+        f"INPUTS = {json.dumps(input_names)}",
+    ]
+    if multi:
+        lines.append(
+            f"TARGETS = {json.dumps([loss['output'] for loss in losses])}  # the outputs with a loss"
+        )
+    if todos:
+        lines += ["", "# TODO: Keras settings tf2torch did not map (the conversion report lists them too):"]
+        for todo in todos:
+            wrapped = textwrap.wrap(todo, 100)
+            lines += [f"# TODO: {wrapped[0]}", *(f"#       {more}" for more in wrapped[1:])]
+    for helper in dict.fromkeys(helpers):
+        lines += ["", "", inspect.getsource(getattr(keras_compat, helper)).rstrip()]
+    lines += [
+        "",
+        "",
+        *preparations,
+        "def make_optimizer(model):",
+        "    # Keras updates its trainable variables only: frozen parameters stay out.",
+        "    params = [p for p in model.parameters() if p.requires_grad]",
+        f"    return {optimizer['class']}(params, {_kwargs(optimizer['kwargs'])})",
+        "",
+        "",
+        *_schedule_lines(schedule),
+        *_loss_lines(losses, multi),
+        "",
+        "METRICS = {" + ", ".join(f"{json.dumps(m['keras'])}: {m['torch']}" for m in setup["metrics"]) + "}",
+        "",
+        "",
+        "def train_step(model, optimizer, inputs, targets, scheduler=None):",
+        "    model.train()  # BatchNorm uses and updates its batch statistics, as Keras does in fit()",
+        "    optimizer.zero_grad()",
+        "    outputs = model(*inputs)",
+        "    loss = loss_fn(outputs, targets)",
+        "    loss.backward()",
+        *_clip_lines(optimizer["clip"]),
+        "    optimizer.step()",
+        "    if scheduler is not None:",
+        "        scheduler.step()  # Keras's schedules count updates, not epochs",
+        "    return loss.detach(), _detached(outputs)",
+        "",
+        "",
+        "def _detached(outputs):",
+        "    return [o.detach() for o in outputs] if isinstance(outputs, (list, tuple)) else outputs.detach()",
+        "",
+        "",
+        "@torch.no_grad()",
+        "def evaluate(model, loader):",
+        "    model.eval()  # BatchNorm uses its running statistics",
+        "    return run_epoch(loader, lambda inputs, targets: _eval_step(model, inputs, targets))",
+        "",
+        "",
+        "def _eval_step(model, inputs, targets):",
+        "    outputs = model(*inputs)",
+        "    return loss_fn(outputs, targets), outputs",
+        "",
+        "",
+        "def run_epoch(loader, step):",
+        '    """Mean loss and metrics over the loader, one `step(inputs, targets)` per batch."""',
+        "    total, seen, scores = 0.0, 0, {name: 0.0 for name in METRICS}",
+        "    for batch in loader:",
+        "        inputs, targets = batch[: len(INPUTS)], "
+        + ("dict(zip(TARGETS, batch[len(INPUTS) :]))" if multi else "batch[len(INPUTS)]"),
+        "        loss, outputs = step(inputs, targets)",
+        "        size = len(inputs[0])",
+        "        total += float(loss) * size",
+        "        seen += size",
+        "        for name, metric in METRICS.items():",
+        "            scores[name] += float(metric(outputs, targets)) * size",
+        '    return {"loss": total / seen} | {name: score / seen for name, score in scores.items()}',
+        "",
+        "",
+        "def load_data(path, batch_size, shuffle):",
+        "    with np.load(path) as data:",
+        "        tensors = [torch.from_numpy(data[name]) for name in INPUTS]",
+        *(
+            [
+                "        tensors += [torch.from_numpy(data[f'targets_{name}']) for name in TARGETS]",
+                "        # class indices as torch's cross-entropy takes them",
+                "        tensors = [t.long() if t.dtype in (torch.int32, torch.uint8) and i >= len(INPUTS) else t"
+                " for i, t in enumerate(tensors)]",
+            ]
+            if multi
+            else [
+                '        tensors.append(torch.from_numpy(data["targets"])'
+                + (".long())" if losses[0]["target"] == "class_index" else ")")
+            ]
+        ),
+        "    dataset = torch.utils.data.TensorDataset(*tensors)",
+        "    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle)",
+        "",
+        "",
+        "def main():",
+        '    parser = argparse.ArgumentParser(description="Train model.py on DATA.npz.")',
+        '    parser.add_argument("data")',
+        '    parser.add_argument("--validation", help="DATA.npz evaluated after each epoch")',
+        '    parser.add_argument("--epochs", type=int, default=EPOCHS)',
+        '    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)',
+        '    parser.add_argument("--weights", default="model.safetensors")',
+        '    parser.add_argument("--save", default="trained.safetensors")',
+        "    args = parser.parse_args()",
+        "    loader = load_data(args.data, args.batch_size, shuffle=True)  # fit() shuffles too",
+        "    validation = load_data(args.validation, args.batch_size, shuffle=False) if args.validation else None",
+        f"    model = {class_name}()",
+        "    model.load_state_dict(load_file(args.weights), strict=True)",
+        *(["    prepare_model(model)"] if preparations else []),
+        "    optimizer = make_optimizer(model)",
+        f"    scheduler = {'make_scheduler(optimizer)' if schedule.get('code') else 'None'}",
+        "    for epoch in range(args.epochs):",
+        "        figures = run_epoch(",
+        "            loader, lambda inputs, targets: train_step(model, optimizer, inputs, targets, scheduler)",
+        "        )",
+        "        if validation is not None:",
+        '            figures |= {f"val_{k}": v for k, v in evaluate(model, validation).items()}',
+        '        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))',
+        "    save_file(model.state_dict(), args.save)",
+        "",
+        "",
+        'if __name__ == "__main__":',
+        "    main()",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _preparations(optimizer: dict[str, Any], batchnorm: bool) -> list[str]:
+    """`prepare_model(model)`: what model.py needs to train as Keras does, beyond its weights."""
+    lines = []
+    if "KerasOptimizer" in optimizer["helpers"]:
+        lines += [
+            "    for module in model.modules():  # per-token embedding gradients, as Keras squares them",
+            "        if isinstance(module, nn.Embedding):",
+            "            module.sparse = True",
+        ]
+    if batchnorm:
+        lines.append("    keras_batchnorm_statistics(model)  # running_var from the biased batch variance")
+    if not lines:
+        return []
+    return ["def prepare_model(model):", *lines, "", ""]
+
+
+def _schedule_lines(schedule: dict[str, Any]) -> list[str]:
+    if not schedule.get("code"):
+        return []
+    arguments = ", ".join(f"{k}={v!r}" for k, v in schedule["arguments"].items())
+    return [
+        f"def learning_rate(step, {arguments}):",
+        f'    """Keras {schedule["class_name"]} at update `step` (0 at the first update)."""',
+        *(f"    {line}" for line in schedule["code"].splitlines()),
+        "",
+        "",
+        "def make_scheduler(optimizer):",
+        f"    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate(step) / {schedule['initial']!r})",
+        "",
+        "",
+    ]
+
+
+def _several_outputs(setup: dict[str, Any]) -> bool:
+    return len(setup.get("outputs", [])) > 1
+
+
+def _loss_lines(losses: list[dict[str, Any]], multi: bool) -> list[str]:
+    if not multi:
+        return [f"loss_fn = {losses[0]['code']}"]
+    lines = ["# Keras's loss for each output it gives one, and its loss weight."]
+    lines += ["LOSSES = {"]
+    lines += [f"    {json.dumps(loss['output'])}: ({loss['code']}, {loss['weight']!r})," for loss in losses]
+    lines += [
+        "}",
+        f"OUTPUT_INDEX = {json.dumps({loss['output']: loss['index'] for loss in losses})}  # in model.py's outputs",
+        "",
+        "",
+        "def loss_fn(outputs, targets):",
+        '    """Keras\'s total loss: the weighted sum of the outputs\' losses."""',
+        "    return sum(",
+        "        weight * loss(outputs[OUTPUT_INDEX[name]], targets[name]) for name, (loss, weight) in LOSSES.items()",
+        "    )",
+        "",
+    ]
+    return lines
+
+
+def _kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+
+
+def _clip_lines(clip: dict[str, float]) -> list[str]:
+    lines = []
+    if "clipvalue" in clip:
+        lines.append(
+            f"    nn.utils.clip_grad_value_(model.parameters(), {clip['clipvalue']!r})  # Keras clipvalue"
+        )
+    if "clipnorm" in clip:  # Keras clips each gradient by its own norm
+        lines += [
+            "    for p in model.parameters():  # Keras clipnorm: each gradient by its own norm",
+            "        if p.grad is not None:",
+            f"            nn.utils.clip_grad_norm_([p], {clip['clipnorm']!r})",
+        ]
+    if "global_clipnorm" in clip:
+        lines.append(
+            f"    nn.utils.clip_grad_norm_(model.parameters(), {clip['global_clipnorm']!r})  # global_clipnorm"
+        )
+    return lines
+
+
+def _keras_call(entry: dict[str, Any]) -> str:
+    return f"{entry['class_name']}({_kwargs(mapping.shown_keras_settings(entry))})"
+
+
+def _keras_loss(entry: Any) -> str:
+    if isinstance(entry, dict) and "class_name" not in entry:  # one loss per output name
+        return "{" + ", ".join(f"{k!r}: {_keras_loss(v)}" for k, v in entry.items()) + "}"
+    if isinstance(entry, list | tuple):
+        return "[" + ", ".join(_keras_loss(v) for v in entry) + "]"
+    if isinstance(entry, dict):
+        config = {k: v for k, v in (entry.get("config") or {}).items() if k not in ("name", "reduction")}
+        return f"{entry['class_name']}({_kwargs(config)})"
+    return repr(entry)
+
+
+def _target_doc(target: str) -> str:
+    return {
+        "real": "same shape as the output",
+        "one_hot": "one-hot rows, same shape as the output",
+        "class_index": "integer class indices",
+        "binary": "0/1 values, same shape as the output",
+    }[target]
