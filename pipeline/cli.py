@@ -10,6 +10,7 @@ file, 3 a stage could not convert.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -255,7 +256,9 @@ def _exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, pool: WorkerPool | None = None) -> int:
+    """The command line. `pool`: warm worker processes to run the stages in (a caller converting many
+    models in one process keeps its workers); by default each command starts and ends its own."""
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
@@ -266,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
             "ops": _ops,
             "verify": _verify,
         }
-        return commands[args.command](args)
+        return commands[args.command](args, pool)
     except PipelineError as exc:
         if args.debug:
             traceback.print_exc()
@@ -281,7 +284,12 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
-def _convert(args: argparse.Namespace) -> int:
+def _workers(pool: WorkerPool | None):
+    """The caller's pool, left open, or a fresh one closed at the end of the command."""
+    return contextlib.nullcontext(pool) if pool is not None else WorkerPool()
+
+
+def _convert(args: argparse.Namespace, pool: WorkerPool | None) -> int:
     overrides = {
         k: v
         for k, v in (
@@ -306,13 +314,13 @@ def _convert(args: argparse.Namespace) -> int:
         jobs = [(cfg, args.out or Path("runs") / _slug(cfg.model))]
     formats = [detect_format(c.model, c.format) for c, _ in jobs]  # fail on a bad path before any work
     worst = 0
-    with WorkerPool() as pool:  # the demo models share their worker processes
+    with _workers(pool) as workers:  # the demo models share their worker processes
         for (job_cfg, out), fmt in zip(jobs, formats, strict=True):
-            worst = max(worst, _convert_one(job_cfg, fmt, out, pool))
+            worst = max(worst, _convert_one(job_cfg, fmt, out, workers))
     return worst
 
 
-def _ops(args: argparse.Namespace) -> int:
+def _ops(args: argparse.Namespace, pool: WorkerPool | None) -> int:
     from pipeline.coverage import support_matrix
 
     matrix = support_matrix.load()
@@ -331,7 +339,8 @@ def _ops(args: argparse.Namespace) -> int:
     return 1 if text.startswith("no TF or ONNX op matches") else 0
 
 
-def _batch(args: argparse.Namespace) -> int:
+def _batch(args: argparse.Namespace, pool: WorkerPool | None) -> int:
+    # A batch's executor starts the worker pools of its slots.
     from pipeline.batch.progress import make_progress
     from pipeline.batch.run import BatchOptions, run_batch
 
@@ -378,7 +387,7 @@ def _cannot_write(out: Path, exc: OSError) -> UsageError:
     )
 
 
-def _verify(args: argparse.Namespace) -> int:
+def _verify(args: argparse.Namespace, pool: WorkerPool | None) -> int:
     import json
 
     from pipeline.torch_worker.port.user_module import parse_target
@@ -416,7 +425,10 @@ def _verify(args: argparse.Namespace) -> int:
     out = args.out or Path("runs") / f"{_slug(cfg.model)}-verify"
     print(f"{cfg.model} ({fmt}) vs {cfg.torch_module} -> {out}", flush=True)
     try:
-        result = runner.verify(cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True))
+        with _workers(pool) as workers:
+            result = runner.verify(
+                cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True), pool=workers
+            )
     except OSError as exc:
         if exc.errno not in CANNOT_WRITE_ERRNOS:
             raise  # not the output directory's fault: a bug, with its traceback
@@ -427,7 +439,7 @@ def _verify(args: argparse.Namespace) -> int:
     return result["exit_code"]
 
 
-def _localize(args: argparse.Namespace) -> int:
+def _localize(args: argparse.Namespace, pool: WorkerPool | None) -> int:
     import json
 
     from pipeline import artifacts
@@ -440,8 +452,8 @@ def _localize(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"{path} is not the report of a `tf2torch convert` run: {exc}") from None
     print(f"{cfg.model} ({fmt}) -> {args.run_dir}: localising", flush=True)
-    with run_lock(args.run_dir, "tf2torch command"), WorkerPool() as pool:
-        result["localization"] = runner.localize(cfg, fmt, args.run_dir, stages, pool)
+    with run_lock(args.run_dir, "tf2torch command"), _workers(pool) as workers:
+        result["localization"] = runner.localize(cfg, fmt, args.run_dir, stages, workers)
         artifacts.save_json(path, result)
         artifacts.save_text(args.run_dir / artifacts.REPORT_MD, report.markdown(result))
         report_html.write(args.run_dir, result)

@@ -66,10 +66,12 @@ class Stage:
 
 @dataclass(frozen=True)
 class Plan:
-    """An ordered list of stages run as one job per group; `tool` is the report's `tool` field."""
+    """An ordered list of stages run as one job per group. `tool` is the report's `tool` field, `command`
+    what a lock on the run directory says is writing there."""
 
     name: str
     tool: str
+    command: str
     stages: tuple[Stage, ...]
 
     def groups(self, cfg: Any = None) -> tuple[tuple[str, tuple[str, ...]], ...]:
@@ -91,6 +93,7 @@ _TORCH = "pipeline.torch_worker"
 CONVERT = Plan(
     "convert",
     "tf2torch",
+    "tf2torch convert",
     (
         Stage(
             "load",
@@ -211,7 +214,7 @@ CONVERT = Plan(
         Stage(
             "training",
             "torch",
-            f"{_TORCH}.training:training",
+            f"{_TORCH}.training.stage:training",
             enabled_by=("writes_train_py",),
             reads=("input_names",),
             optional_reads=("native_module", "restored_dropouts"),
@@ -227,6 +230,7 @@ CONVERT = Plan(
 LOCALIZE = Plan(
     "localize",
     "tf2torch",
+    "tf2torch localize",
     (
         Stage("localize_tf", "tf", f"{_TF}.localize:localize_tf", summary="TF's intermediate values"),
         Stage(
@@ -242,6 +246,7 @@ LOCALIZE = Plan(
 # worker builds the hand-written port, transfers the weights into it and runs it.
 VERIFY = Plan(
     "verify",
+    "tf2torch verify",
     "tf2torch verify",
     (
         Stage(

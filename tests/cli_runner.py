@@ -3,6 +3,8 @@ top-level `tests` package into site-packages, which would shadow ours.)"""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -10,6 +12,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from pipeline import cli
+from pipeline.orchestrator.pool import WorkerPool
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,6 +33,42 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+# Worker processes shared by every in-process command of the test session (conftest.py closes them):
+# TensorFlow and torch are imported once per worker, not once per command.
+_POOL: WorkerPool | None = None
+
+
+def run_command(*args: str | Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+    """`tf2torch ARGS` run inside the test process on the session's warm workers: the same parsing,
+    stages, files, output and exit code as `run_cli`, without starting and importing afresh. For tests
+    of results; a test of the process itself (signals, environment, working directory, locks held by
+    another process) uses `run_cli`. `timeout` is for call compatibility: the config's `timeout` bounds
+    every job of the command."""
+    global _POOL
+    if _POOL is None:
+        _POOL = WorkerPool()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                code = cli.main([str(a) for a in args], pool=_POOL)
+            except SystemExit as exc:  # argparse's usage errors
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    return subprocess.CompletedProcess(
+        ["tf2torch", *map(str, args)], code, stdout.getvalue(), stderr.getvalue()
+    )
+
+
+def close_shared_workers() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.close()
+        _POOL = None
 
 
 def run_zoo(zoo: Path, out: Path, *extra: str) -> dict[str, dict]:

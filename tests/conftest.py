@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO
+from cli_runner import REPO, close_shared_workers
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_workers():
+    """The warm worker processes of `run_command`, ended with the session."""
+    yield
+    close_shared_workers()
 
 
 @pytest.fixture(scope="session")

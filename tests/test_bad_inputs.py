@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO, alive, default_signals, read_report, run_cli, wait_for
+from cli_runner import REPO, alive, default_signals, read_report, run_cli, run_command, wait_for
 
 TIGHT = "tolerances:\n  default: {atol: 0.0, rtol: 0.0}\nlocalize: never\n"
 
@@ -60,7 +60,7 @@ def _saved_model_without_variables(models: Path, target: Path) -> Path:
 )
 def test_truncated_or_corrupt_model_files_exit_2_naming_the_file(models, tmp_path, make_model, message):
     model = make_model(models, tmp_path)
-    proc = run_cli("convert", model, "--out", tmp_path / "run")
+    proc = run_command("convert", model, "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert message in proc.stdout and str(model) in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
@@ -77,7 +77,7 @@ def test_truncated_or_corrupt_model_files_exit_2_naming_the_file(models, tmp_pat
 )
 def test_an_extension_that_lies_is_named_before_any_work(models, tmp_path, source, name, message):
     shutil.copy(models / source, tmp_path / name)
-    proc = run_cli("convert", tmp_path / name, "--out", tmp_path / "run")
+    proc = run_command("convert", tmp_path / name, "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
@@ -85,20 +85,20 @@ def test_an_extension_that_lies_is_named_before_any_work(models, tmp_path, sourc
 
 def test_an_input_shape_that_does_not_fit_the_model_exits_2(models, write_config, tmp_path):
     config = write_config("inputs:\n  - {name: zeta, shape: [2, 9]}\n")
-    proc = run_cli("convert", models / "two_inputs.keras", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "two_inputs.keras", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert "config shape [2, 9] for input 'zeta' does not fit the model's shape [?, 6]" in proc.stdout
 
 
 def test_nan_and_inf_in_tf_outputs_fail_instead_of_passing(models, write_config, tmp_path):
-    proc = run_cli("convert", models / "nan_outputs.keras", "--out", tmp_path / "run")
+    proc = run_command("convert", models / "nan_outputs.keras", "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout
     assert "TF's outputs on the seeded inputs are not finite" in proc.stdout
     assert re.search(r"\d+ NaN, \d+ Inf of \d+ values", proc.stdout)
     assert "RuntimeWarning" not in proc.stderr
     # Allowed explicitly, NaN and Inf must then sit at the same places on every side.
     config = write_config("allow_nonfinite: true\n")
-    proc = run_cli("convert", models / "nan_outputs.keras", "--config", config, "--out", tmp_path / "ok")
+    proc = run_command("convert", models / "nan_outputs.keras", "--config", config, "--out", tmp_path / "ok")
     assert proc.returncode == 0, proc.stdout
     validate = next(s for s in read_report(tmp_path / "ok")["stages"] if s["name"] == "validate")
     assert validate["comparisons"][0]["nonfinite_reference"] > 0
@@ -110,11 +110,11 @@ def test_nan_and_inf_in_tf_outputs_fail_instead_of_passing(models, write_config,
 @pytest.mark.parametrize("name", ["lambda.keras", "lambda.h5"])
 def test_lambda_layers_are_refused_unless_the_model_is_trusted(models, tmp_path, name):
     # A Lambda layer's stored code writes this file if it runs: the refusal must come first.
-    proc = run_cli("convert", models / name, "--out", tmp_path / "run")
+    proc = run_command("convert", models / name, "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout
     assert "has a Lambda layer, whose Python code would run when the model is loaded" in proc.stdout
     assert "pass --trust-model" in proc.stdout
-    proc = run_cli("convert", models / name, "--trust-model", "--out", tmp_path / "trusted")
+    proc = run_command("convert", models / name, "--trust-model", "--out", tmp_path / "trusted")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert read_report(tmp_path / "trusted")["config"]["trust_model"] is True
 
@@ -136,13 +136,13 @@ def test_lambda_code_in_an_h5_file_does_not_run_without_trust(models, tmp_path):
     )
     subprocess.run([sys.executable, "-c", script, str(planted), str(marker)], check=True, capture_output=True)
     marker.unlink(missing_ok=True)  # saving traced the function once
-    proc = run_cli("convert", planted, "--out", tmp_path / "run")
+    proc = run_command("convert", planted, "--out", tmp_path / "run")
     assert proc.returncode == 2 and "Lambda layer" in proc.stdout
     assert not marker.exists(), "the model file's code ran"
 
 
 def test_custom_layer_classes_come_from_the_users_file(models, write_config, tmp_path):
-    proc = run_cli("convert", models / "custom_layer.keras", "--out", tmp_path / "run")
+    proc = run_command("convert", models / "custom_layer.keras", "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert "uses the custom class 'Scale', whose code is not in the file" in proc.stdout
     assert "custom_objects: [my_layers.py]" in proc.stdout
@@ -151,14 +151,14 @@ def test_custom_layer_classes_come_from_the_users_file(models, write_config, tmp
         "class Scale(keras.layers.Layer):\n    def call(self, x):\n        return x * 3.0\n"
     )
     config = write_config("custom_objects: [my_layers.py]\n")
-    proc = run_cli("convert", models / "custom_layer.keras", "--config", config, "--out", tmp_path / "ok")
+    proc = run_command("convert", models / "custom_layer.keras", "--config", config, "--out", tmp_path / "ok")
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_configs_are_read_with_a_safe_yaml_loader(models, write_config, tmp_path):
     marker = tmp_path / "yaml_ran"
     config = write_config(f"samples: !!python/object/apply:os.system ['touch {marker}']\n")
-    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 2 and "not valid YAML" in proc.stderr
     assert not marker.exists()
 
@@ -177,7 +177,7 @@ def test_the_torch_worker_never_unpickles_code(models, write_config, tmp_path):
         f"torch.load({str(tmp_path / 'evil.pt')!r}, weights_only=False)\n"
     )
     config = write_config(f"converters: [{probe}]\n")
-    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "UnpicklingError: Weights only load failed" in proc.stdout
     assert not marker.exists(), "the pickle's code ran"
@@ -192,16 +192,16 @@ def _leftovers(parent: Path) -> list[str]:
 
 def test_a_failed_run_never_replaces_a_passing_one(models, write_config, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("convert", models / "legacy.h5", "--out", out).returncode == 0
+    assert run_command("convert", models / "legacy.h5", "--out", out).returncode == 0
     good = (out / "report.json").read_bytes()
-    proc = run_cli("convert", models / "legacy.h5", "--config", write_config(TIGHT), "--out", out)
+    proc = run_command("convert", models / "legacy.h5", "--config", write_config(TIGHT), "--out", out)
     assert proc.returncode == 1
     assert f"the passing run in {out} is kept" in proc.stdout
     assert (out / "report.json").read_bytes() == good
     failed = read_report(tmp_path / "run.failed")
     assert failed["status"] == "tolerance_fail" and failed["out_dir"] == str(tmp_path / "run.failed")
     # A passing run replaces the passing one and clears the failure kept beside it.
-    assert run_cli("convert", models / "legacy.h5", "--out", out).returncode == 0
+    assert run_command("convert", models / "legacy.h5", "--out", out).returncode == 0
     assert (out / "report.json").read_bytes() != good
     assert not (tmp_path / "run.failed").exists()
     assert _leftovers(tmp_path) == []
@@ -238,7 +238,7 @@ def test_a_directory_that_holds_no_run_is_not_replaced(models, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "notes.txt").write_text("keep me")
-    proc = run_cli("convert", models / "legacy.h5", "--out", out)
+    proc = run_command("convert", models / "legacy.h5", "--out", out)
     assert proc.returncode == 2
     assert "is not empty and holds no earlier run" in proc.stderr
     assert (out / "notes.txt").read_text() == "keep me"
@@ -248,7 +248,7 @@ def test_a_stale_staging_directory_of_a_killed_run_is_removed(models, tmp_path):
     stale = tmp_path / ".run.partial-999999"
     (stale / "logs").mkdir(parents=True)
     (stale / "model.onnx").write_bytes(b"half")
-    assert run_cli("convert", models / "legacy.h5", "--out", tmp_path / "run").returncode == 0
+    assert run_command("convert", models / "legacy.h5", "--out", tmp_path / "run").returncode == 0
     assert _leftovers(tmp_path) == []
 
 
@@ -321,7 +321,7 @@ def test_a_worker_killed_by_a_signal_is_reported_with_it(models, write_config, t
     killer = tmp_path / "killer.py"
     killer.write_text(f"import os\nos.kill(os.getpid(), {int(signum)})\n")
     config = write_config(f"converters: [{killer}]\n")
-    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert f"the torch worker was killed by {signum.name} (see logs/torch.log" in proc.stdout
     assert hint in proc.stdout
@@ -331,20 +331,22 @@ def test_a_worker_killed_by_a_signal_is_reported_with_it(models, write_config, t
 def test_a_stage_past_its_own_timeout_is_killed_and_named(models, write_config, tmp_path):
     config = write_config("stage_timeouts: {export: 0.05}\n")  # far less than an export takes
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", out)
+    proc = run_command("convert", models / "legacy.h5", "--config", config, "--out", out)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "timed out after 0.05 s in stage export (raise `stage_timeouts.export`" in proc.stdout
     report = read_report(out)
     assert [s["status"] for s in report["stages"]][:2] == ["pass", "error"]  # load finished, export did not
     assert not alive(report["workers"]["tf"]["pid"])
     # A stage name that does not exist is a config error, with the closest one suggested.
-    proc = run_cli("convert", models / "legacy.h5", "--config", write_config("stage_timeouts: {exprt: 5}\n"))
+    proc = run_command(
+        "convert", models / "legacy.h5", "--config", write_config("stage_timeouts: {exprt: 5}\n")
+    )
     assert proc.returncode == 2 and "unknown stage 'exprt' (did you mean 'export'?)" in proc.stderr
 
 
 def test_debug_shows_the_traceback_that_is_otherwise_hidden(tmp_path):
-    plain = run_cli("convert", tmp_path / "missing.keras", "--out", tmp_path / "run")
-    debug = run_cli("convert", tmp_path / "missing.keras", "--out", tmp_path / "run", "--debug")
+    plain = run_command("convert", tmp_path / "missing.keras", "--out", tmp_path / "run")
+    debug = run_command("convert", tmp_path / "missing.keras", "--out", tmp_path / "run", "--debug")
     assert plain.returncode == debug.returncode == 2
     assert "Traceback" not in plain.stderr and "Traceback" in debug.stderr
     assert "model not found" in debug.stderr

@@ -12,7 +12,7 @@ import time
 import zipfile
 
 import pytest
-from cli_runner import REPO, alive, default_signals, read_report, run_cli, worker_pids
+from cli_runner import REPO, alive, default_signals, read_report, run_cli, run_command, worker_pids
 
 
 def _stage(report: dict, name: str) -> dict:
@@ -22,7 +22,7 @@ def _stage(report: dict, name: str) -> dict:
 def test_too_tight_tolerance_exits_1_and_names_the_output_and_pair(models, tmp_path, write_config):
     config = write_config("tolerances:\n  tf_vs_onnx: {atol: 0.0, rtol: 0.0}\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "two_inputs.keras", "--config", config, "--out", out)
+    proc = run_command("convert", models / "two_inputs.keras", "--config", config, "--out", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = read_report(out)
     assert report["status"] == "tolerance_fail" and report["exit_code"] == 1
@@ -43,7 +43,7 @@ def test_too_tight_tolerance_exits_1_and_names_the_output_and_pair(models, tmp_p
 
 def test_frozen_graph_without_input_names_exits_2_listing_placeholders(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "frozen.pb", "--out", out)
+    proc = run_command("convert", models / "frozen.pb", "--out", out)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "features:0  float32  [?, 6]" in proc.stdout
     assert "Likely outputs: probabilities:0" in proc.stdout
@@ -55,14 +55,14 @@ def test_frozen_graph_without_input_names_exits_2_listing_placeholders(models, t
 
 def test_frozen_graph_with_a_wrong_input_name_exits_2(models, tmp_path, write_config):
     config = write_config("inputs:\n  - name: feature:0\noutputs: [probabilities:0]\n")
-    proc = run_cli("convert", models / "frozen.pb", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "frozen.pb", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert "input 'feature:0' is not a placeholder" in proc.stdout and "features:0" in proc.stdout
 
 
 def test_tf_ops_tf2onnx_cannot_convert_are_all_listed_with_counts(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "tf_unsupported", "--out", out)
+    proc = run_command("convert", models / "tf_unsupported", "--out", out)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert "tf2onnx cannot convert 3 node(s) in stage 'export': Digamma x1, Lgamma x2" in proc.stdout
     report = read_report(out)
@@ -79,7 +79,7 @@ def test_tf_ops_tf2onnx_cannot_convert_are_all_listed_with_counts(models, tmp_pa
 
 def test_onnx_ops_onnx2torch_cannot_convert_are_named_with_the_stage(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "torch_unsupported", "--out", out)
+    proc = run_command("convert", models / "torch_unsupported", "--out", out)
     assert proc.returncode == 3, proc.stdout + proc.stderr
     assert (
         "onnx2torch cannot convert 1 node(s) in stage 'import': RandomUniformLike (opset 17) x1"
@@ -94,7 +94,7 @@ def test_onnx_ops_onnx2torch_cannot_convert_are_named_with_the_stage(models, tmp
 def test_config_typo_exits_2_naming_the_key_before_any_work(models, tmp_path, write_config):
     config = write_config("samples: 2\ntolerances:\n  tf_vs_onx: {atol: 1.0e-4}\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", out)
+    proc = run_command("convert", models / "legacy.h5", "--config", config, "--out", out)
     assert proc.returncode == 2
     assert "unknown key 'tolerances.tf_vs_onx' (did you mean 'tf_vs_onnx'?)" in proc.stderr
     assert str(config) in proc.stderr and "Traceback" not in proc.stderr
@@ -117,17 +117,17 @@ def _write(path, data: bytes):
     ],
 )
 def test_bad_model_paths_exit_2_with_one_line(tmp_path, make_model, message):
-    proc = run_cli("convert", make_model(tmp_path), "--out", tmp_path / "run")
+    proc = run_command("convert", make_model(tmp_path), "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_unknown_signature_lists_the_available_ones(models, tmp_path):
-    proc = run_cli("convert", models / "affine_savedmodel", "--out", tmp_path / "run")
+    proc = run_command("convert", models / "affine_savedmodel", "--out", tmp_path / "run")
     assert proc.returncode == 0
     cfg = tmp_path / "c.yaml"
     cfg.write_text("signature: predict\n")
-    proc = run_cli("convert", models / "affine_savedmodel", "--config", cfg, "--out", tmp_path / "run2")
+    proc = run_command("convert", models / "affine_savedmodel", "--config", cfg, "--out", tmp_path / "run2")
     assert proc.returncode == 2
     assert "has no signature 'predict'; it has: serving_default" in proc.stdout
 
@@ -151,7 +151,7 @@ def test_no_command_is_a_usage_error():
 
 
 def test_default_convert_runs_the_three_porting_guide_models(tmp_path):
-    proc = run_cli("convert", "--out", tmp_path)
+    proc = run_command("convert", "--out", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for name in ("demo.linear_regression", "demo.cnn", "demo.lstm"):
         report = read_report(tmp_path / name)
@@ -176,7 +176,7 @@ def test_default_convert_runs_the_three_porting_guide_models(tmp_path):
 
 
 def test_a_worker_past_its_timeout_becomes_a_failed_stage_and_is_killed(models, tmp_path, write_config):
-    config = write_config("timeout: 0.5\n")  # less than TensorFlow takes to import
+    config = write_config("timeout: 0.5\n")  # less than a fresh worker takes to import TensorFlow
     out = tmp_path / "run"
     proc = run_cli("convert", models / "legacy.h5", "--config", config, "--out", out)
     assert proc.returncode == 3, proc.stdout + proc.stderr
@@ -191,12 +191,12 @@ def test_opset_flag_reaches_the_exported_model(models, tmp_path):
     import onnx
 
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "affine_savedmodel", "--opset", "13", "--out", out)
+    proc = run_command("convert", models / "affine_savedmodel", "--opset", "13", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert read_report(out)["config"]["opset"] == 13
     opsets = {o.domain: o.version for o in onnx.load(str(out / "model.onnx")).opset_import}
     assert opsets[""] == 13
-    proc = run_cli("convert", models / "affine_savedmodel", "--opset", "30", "--out", tmp_path / "bad")
+    proc = run_command("convert", models / "affine_savedmodel", "--opset", "30", "--out", tmp_path / "bad")
     assert proc.returncode == 2 and "command line: key 'opset'" in proc.stderr
 
 
@@ -232,13 +232,13 @@ def test_stopping_the_command_stops_its_worker(models, tmp_path, signum):
 
 
 def test_ops_lists_tf_and_onnx_ops_with_their_status():
-    proc = run_cli("ops", "fft")
+    proc = run_command("ops", "fft")
     assert proc.returncode == 0, proc.stderr
     assert "tf.signal.rfft2d" in proc.stdout and "supported" in proc.stdout
-    proc = run_cli("ops", "lgamma")
+    proc = run_command("ops", "lgamma")
     assert proc.returncode == 0 and "fails" in proc.stdout and "ONNX has no log-gamma" in proc.stdout
-    proc = run_cli("ops", "Resize", "--json")
+    proc = run_command("ops", "Resize", "--json")
     rows = json.loads(proc.stdout)["onnx_ops"]
     assert [r["op"] for r in rows] == ["Resize"] and rows[0]["opsets"]["17"]["passed"] > 10
-    proc = run_cli("ops", "no-such-op")
+    proc = run_command("ops", "no-such-op")
     assert proc.returncode == 1 and "no TF or ONNX op matches" in proc.stdout

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from cli_runner import read_report, run_cli
+from cli_runner import read_report, run_command
 
 from pipeline import artifacts
 
@@ -39,7 +39,7 @@ def converted(models, tmp_path_factory):
             config = out.parent / "config.yaml"
             config.write_text(config_text)
             args += ["--config", config]
-        results[case] = (run_cli("convert", *args), out)
+        results[case] = (run_command("convert", *args), out)
     return results
 
 

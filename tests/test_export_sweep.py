@@ -9,7 +9,7 @@ import json
 import re
 
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, read_report, run_command
 
 from pipeline.coverage import export_sweep
 from pipeline.coverage.tf_cases import KNOWN_FAILURES
@@ -96,7 +96,7 @@ def test_readme_lists_exactly_the_known_failures():
 
 def test_a_data_dependent_branch_becomes_a_torch_conditional_that_torch_export_takes(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "branching", "--out", out)
+    proc = run_command("convert", models / "branching", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     stages = {s["name"]: s for s in report["stages"]}

@@ -5,12 +5,12 @@ lowering the threshold to 0; scripts/bench/large_model.py converts a real 2.7 GB
 from __future__ import annotations
 
 import onnx
-from cli_runner import read_report, run_cli
+from cli_runner import read_report, run_command
 
 
 def test_external_data_path_converts_end_to_end(tmp_path, write_config):
     out = tmp_path / "out"
-    done = run_cli(
+    done = run_command(
         "convert", "demo.cnn", "--config", write_config("external_data_threshold_mb: 0\n"), "--out", out
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -29,9 +29,9 @@ def test_external_data_path_converts_end_to_end(tmp_path, write_config):
 def test_a_run_below_the_threshold_removes_the_old_data_file(tmp_path, write_config):
     out = tmp_path / "out"
     external = write_config("external_data_threshold_mb: 0\n")
-    assert run_cli("convert", "demo.cnn", "--config", external, "--out", out).returncode == 0
+    assert run_command("convert", "demo.cnn", "--config", external, "--out", out).returncode == 0
     assert (out / "model.onnx.data").is_file()
-    done = run_cli("convert", "demo.cnn", "--out", out)
+    done = run_command("convert", "demo.cnn", "--out", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (out / "model.onnx.data").exists()
     assert onnx.load(str(out / "model.onnx")).graph.initializer

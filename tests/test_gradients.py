@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from cli_runner import read_report, run_cli
+from cli_runner import read_report, run_command
 
 # Forward exactly ReLU, backward nothing: every output comparison passes, only gradients can tell.
 DETACHED_RELU = """
@@ -44,7 +44,7 @@ RESNET50_32 = "samples: 1\ninputs: [{name: image, shape: [1, 32, 32, 3]}]\n"
 )
 def test_gradients_match_on_demo_models_and_a_keras_application(model, config, tmp_path, write_config):
     out = tmp_path / "run"
-    proc = run_cli("convert", model, "--config", write_config(config), "--gradients", "--out", out)
+    proc = run_command("convert", model, "--config", write_config(config), "--gradients", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     [row] = stage(report, "gradients")["comparisons"]
@@ -61,7 +61,7 @@ def test_a_converter_with_the_right_outputs_and_no_gradient_fails_only_the_gradi
     (tmp_path / "detached_relu.py").write_text(DETACHED_RELU)
     config = write_config("converters: [detached_relu.py]\nlocalize: never\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", "family.mlp", "--config", config, "--gradients", "--out", out)
+    proc = run_command("convert", "family.mlp", "--config", config, "--gradients", "--out", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = read_report(out)
     assert stage(report, "import")["status"] == "pass"
@@ -73,7 +73,7 @@ def test_a_converter_with_the_right_outputs_and_no_gradient_fails_only_the_gradi
 def test_integer_inputs_skip_the_gradients_and_say_why(tmp_path, write_config):
     config = write_config("inputs: [{name: tokens, shape: [2, 7]}]\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", "family.masked_lstm", "--config", config, "--gradients", "--out", out)
+    proc = run_command("convert", "family.masked_lstm", "--config", config, "--gradients", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     assert stage(report, "tf_gradients")["status"] == "skipped"
@@ -85,7 +85,7 @@ def test_integer_inputs_skip_the_gradients_and_say_why(tmp_path, write_config):
 def test_gradients_of_a_frozen_graph(models, tmp_path, write_config):
     config = write_config("inputs:\n  - name: features:0\noutputs: [probabilities:0]\ngradients: true\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "frozen.pb", "--config", config, "--out", out)
+    proc = run_command("convert", models / "frozen.pb", "--config", config, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [row] = stage(read_report(out), "gradients")["comparisons"]
     assert row["passed"] and row["output"] == "features:0"

@@ -4,7 +4,7 @@ that users know by another name (a SavedModel signature's tensor name, a TFLite 
 from __future__ import annotations
 
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, read_report, run_command
 
 from pipeline.common.inputs import TensorInfo, resolve_specs
 from pipeline.config import InputSpec
@@ -31,7 +31,7 @@ def test_a_saved_model_input_can_be_named_by_its_signature_tensor(models, write_
     config = write_config(
         "inputs:\n  - {name: 'serving_default_x:0', shape: [3, 4]}\n  - {name: serving_default_bias, shape: [3, 3]}\n"
     )
-    proc = run_cli("convert", models / "affine_savedmodel", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "affine_savedmodel", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     resolved = {
         i["name"]: i["shape"] for i in read_report(tmp_path / "run")["stages"][0]["details"]["inputs"]
@@ -44,7 +44,7 @@ def test_a_saved_subclassed_keras_model_converts_with_its_call_argument_as_input
 ):
     source = REPO / "tests" / "subclassed_classifier.py"
     config = write_config(f"custom_objects: [{source}]\ninputs: [{{name: image, shape: [2, 9, 7, 3]}}]\n")
-    proc = run_cli("convert", models / "subclassed.keras", "--config", config, "--out", tmp_path / "run")
+    proc = run_command("convert", models / "subclassed.keras", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     inputs = read_report(tmp_path / "run")["stages"][0]["details"]["inputs"]
     assert [(i["name"], i["shape"]) for i in inputs] == [("image", [2, 9, 7, 3])]
@@ -57,7 +57,7 @@ def test_a_keras_model_built_on_a_dict_of_inputs_converts(models, write_config, 
         "  - {name: padding_mask, shape: [2, 7], range: [0, 2]}\n"
     )
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "dict_inputs.keras", "--config", config, "--out", out)
+    proc = run_command("convert", models / "dict_inputs.keras", "--config", config, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     assert sorted(i["name"] for i in report["inputs"]) == ["padding_mask", "token_ids"]

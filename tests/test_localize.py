@@ -11,7 +11,7 @@ from pathlib import Path
 
 import onnx
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, read_report, run_command
 from onnx import numpy_helper
 
 WRONG_SIGMOID = '''
@@ -40,7 +40,9 @@ def wrong_sigmoid_run(models, tmp_path_factory) -> tuple[Path, subprocess.Comple
     (base / "wrong_sigmoid.py").write_text(WRONG_SIGMOID)
     (base / "config.yaml").write_text("converters: [wrong_sigmoid.py]\n")
     out = base / "run"
-    return out, run_cli("convert", models / "localize.keras", "--config", base / "config.yaml", "--out", out)
+    return out, run_command(
+        "convert", models / "localize.keras", "--config", base / "config.yaml", "--out", out
+    )
 
 
 def test_a_wrong_converter_is_named_as_the_diverging_node(wrong_sigmoid_run):
@@ -79,7 +81,7 @@ def test_report_html_renders_in_headless_chromium(wrong_sigmoid_run, tmp_path):
 
 def test_an_edited_onnx_weight_is_named_across_the_nhwc_nchw_layouts(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "localize.keras", "--out", out)
+    proc = run_command("convert", models / "localize.keras", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "localization" not in read_report(out)  # auto: nothing failed, nothing to localise
 
@@ -91,7 +93,7 @@ def test_an_edited_onnx_weight_is_named_across_the_nhwc_nchw_layouts(models, tmp
     weight.CopyFrom(numpy_helper.from_array(values, weight.name))
     onnx.save(model, str(out / "model.onnx"))
 
-    proc = run_cli("localize", out)
+    proc = run_command("localize", out)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     pairs = read_report(out)["localization"]["pairs"]
     culprit = pairs["tf_vs_onnx"]["culprit"]
@@ -105,7 +107,7 @@ def test_an_edited_onnx_weight_is_named_across_the_nhwc_nchw_layouts(models, tmp
 
 
 def test_localize_on_a_directory_without_a_report_is_a_usage_error(tmp_path):
-    proc = run_cli("localize", tmp_path)
+    proc = run_command("localize", tmp_path)
     assert proc.returncode == 2
     assert "is not the report of a `tf2torch convert` run" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -115,7 +117,9 @@ def test_no_localize_turns_it_off(models, tmp_path, write_config):
     (tmp_path / "wrong_sigmoid.py").write_text(WRONG_SIGMOID)
     config = write_config("converters: [wrong_sigmoid.py]\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "localize.keras", "--config", config, "--out", out, "--no-localize")
+    proc = run_command(
+        "convert", models / "localize.keras", "--config", config, "--out", out, "--no-localize"
+    )
     assert proc.returncode == 1
     assert "localization" not in read_report(out)
     assert (out / "torch_outputs.npz").exists()  # the conversion itself still ran to the end
@@ -138,7 +142,7 @@ def test_no_localize_turns_it_off(models, tmp_path, write_config):
 )
 def test_a_correct_conversion_has_no_culprit(model, config, tmp_path, write_config):
     out = tmp_path / "run"
-    proc = run_cli("convert", model, "--config", write_config(config), "--localize", "--out", out)
+    proc = run_command("convert", model, "--config", write_config(config), "--localize", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     localization = read_report(out)["localization"]
     assert localization["status"] == "done"

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from cli_runner import read_report, run_cli
+from cli_runner import read_report, run_command
 from standalone_model import input_names, run_standalone
 from torch import fx, nn
 
@@ -33,7 +33,7 @@ APPLICATIONS = [
 
 
 def _convert(model: str, out, *extra: str):
-    proc = run_cli("convert", model, "--out", out, "--train-check", *extra, timeout=900)
+    proc = run_command("convert", model, "--out", out, "--train-check", *extra, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return read_report(out)
 
@@ -89,7 +89,7 @@ def test_native_model_of_the_small_models(model, trainable, tmp_path):
 def test_native_model_of_keras_applications(model, trainable, tmp_path, write_config):
     config = write_config(f"model: {model}\nsamples: 1\ninputs: [{{name: image, shape: [1, 32, 32, 3]}}]\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", "--config", config, "--out", out, "--train-check", timeout=900)
+    proc = run_command("convert", "--config", config, "--out", out, "--train-check", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     _check_native_model(out, report, trainable)
@@ -221,11 +221,11 @@ def test_a_node_without_plain_torch_form_fails_the_stage_and_is_named(tmp_path):
 def test_without_the_native_model_there_is_nothing_to_export_or_train(tmp_path, write_config):
     config = write_config("native: false\n")
     out = tmp_path / "run"
-    proc = run_cli("convert", "demo.linear_regression", "--config", config, "--out", out)
+    proc = run_command("convert", "demo.linear_regression", "--config", config, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert [s["name"] for s in read_report(out)["stages"]] == ["load", "export", "validate", "import"]
     assert not (out / "model.py").exists()
-    proc = run_cli("convert", "demo.cnn", "--config", config, "--train-check", "--out", out)
+    proc = run_command("convert", "demo.cnn", "--config", config, "--train-check", "--out", out)
     assert proc.returncode == 2
     assert "train_check needs `native: true`" in proc.stdout + proc.stderr
 
@@ -239,7 +239,7 @@ def test_layout_nchw_gives_the_cnn_an_nchw_input_without_transposes_at_the_ends(
     import onnx
 
     out = tmp_path / "run"
-    proc = run_cli("convert", "demo.cnn", "--layout", "nchw", "--out", out)
+    proc = run_command("convert", "demo.cnn", "--layout", "nchw", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     # samples 3 and batch 2 by default; the 28x28 grey image as (channels, height, width)
@@ -254,7 +254,7 @@ def test_layout_nchw_gives_the_cnn_an_nchw_input_without_transposes_at_the_ends(
 
 
 def test_layout_nchw_without_an_image_input_is_a_usage_error(tmp_path):
-    proc = run_cli("convert", "family.mlp", "--layout", "nchw", "--out", tmp_path / "run")
+    proc = run_command("convert", "family.mlp", "--layout", "nchw", "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "`layout: nchw` needs an image input" in proc.stdout
 
@@ -268,7 +268,7 @@ def test_layout_nchw_removes_every_transpose_from_mobilenet_v2(tmp_path, write_c
         "inputs: [{name: image, shape: [1, 32, 32, 3]}]\n"
     )
     out = tmp_path / "run"
-    proc = run_cli("convert", "--config", config, "--out", out, "--train-check", timeout=900)
+    proc = run_command("convert", "--config", config, "--out", out, "--train-check", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     graph = onnx.load(str(out / "model.onnx")).graph
     assert "Transpose" not in {n.op_type for n in graph.node}
@@ -278,7 +278,7 @@ def test_layout_nchw_removes_every_transpose_from_mobilenet_v2(tmp_path, write_c
 
 def test_layout_nchw_is_refused_for_tflite_models(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "small.tflite", "--layout", "nchw", "--out", out)
+    proc = run_command("convert", models / "small.tflite", "--layout", "nchw", "--out", out)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "`layout: nchw` is not supported for TFLite models" in proc.stdout
     assert not (out / "model.onnx").exists()
@@ -288,7 +288,7 @@ def test_layout_nchw_is_refused_for_tflite_models(models, tmp_path):
 def test_model_py_covers_pooling_and_top_k(model, tmp_path):
     """AdaptiveMaxPool modules, `.values`/`.indices` of torch.topk and several outputs in model.py."""
     out = tmp_path / "run"
-    proc = run_cli("convert", model, "--out", out)
+    proc = run_command("convert", model, "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     assert _stage(report, "native")["details"]["model_py"] == "model.py + model.safetensors"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +51,13 @@ def test_every_stage_name_is_unique_and_its_entry_point_exists():
     assert len(names) == len(set(names)) == len(plan.STAGES)
     for stage in plan.STAGES.values():
         module, function = stage.entry.split(":")
-        assert importlib.util.find_spec(module) is not None, stage.entry
+        spec = importlib.util.find_spec(module)
+        assert spec is not None and spec.origin, stage.entry
+        # read, not imported: the test process must not import TensorFlow (it imports torch)
+        defined = {
+            n.name for n in ast.parse(Path(spec.origin).read_text()).body if isinstance(n, ast.FunctionDef)
+        }
+        assert function in defined, f"{stage.entry}: no function {function}"
         side = "pipeline.tf_worker." if stage.group == "tf" else "pipeline.torch_worker."
         assert module.startswith(side), f"{stage.name} runs in the {stage.group} worker but lives in {module}"
 

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 import pytest
-from cli_runner import read_report, run_cli
+from cli_runner import read_report, run_cli, run_command
 
 from pipeline.common.training_mapping import FAULT_ENV, map_setup
 
@@ -43,7 +43,7 @@ def _training_stage(out):
 )
 def test_training_check_passes_with_the_mapped_setup(models, tmp_path, model, construction, losses):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / model, "--training-check", "3", "--out", out)
+    proc = run_command("convert", models / model, "--training-check", "3", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stage = _training_stage(out)
     assert stage["status"] == "pass"
@@ -83,7 +83,7 @@ def test_models_a_user_brings_train_as_keras_does_for_five_steps(models, tmp_pat
         config["inputs"] = ISSUE_MODELS[model]
     (tmp_path / "config.yaml").write_text(json.dumps(config))
     out = tmp_path / "run"
-    proc = run_cli("convert", "--config", tmp_path / "config.yaml", "--out", out)
+    proc = run_command("convert", "--config", tmp_path / "config.yaml", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stage = _training_stage(out)
     details = stage["details"]
@@ -107,7 +107,7 @@ def test_float32_is_the_checks_precision_where_asked_or_where_keras_cannot_widen
     """`--training-precision float32` checks in the model's own precision; a legacy tf_keras model
     cannot be widened, so it is checked in float32 and the report says why."""
     out = tmp_path / "float32"
-    proc = run_cli(
+    proc = run_command(
         "convert",
         models / "train_conv_sgd.keras",
         "--training-check",
@@ -129,7 +129,7 @@ def test_float32_is_the_checks_precision_where_asked_or_where_keras_cannot_widen
     }
     (tmp_path / "legacy.yaml").write_text(json.dumps(config))
     out = tmp_path / "legacy"
-    proc = run_cli("convert", "--config", tmp_path / "legacy.yaml", "--out", out)
+    proc = run_command("convert", "--config", tmp_path / "legacy.yaml", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert _training_stage(out)["details"]["precision"] == "float32"
     tf_stage = next(s for s in read_report(out)["stages"] if s["name"] == "tf_training")
@@ -140,7 +140,7 @@ def test_float32_is_the_checks_precision_where_asked_or_where_keras_cannot_widen
 
 def test_the_zero_conv_bias_keras_starts_from_is_a_parameter_model_py_trains(models, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("convert", models / "train_conv_sgd.keras", "--training", "--out", out).returncode == 0
+    assert run_command("convert", models / "train_conv_sgd.keras", "--training", "--out", out).returncode == 0
     assert "nn.Conv2d(2, 8, 3)" in (out / "model.py").read_text()  # not bias=False
     conv = {row["torch"]: row["tf"] for row in _weights_map(out) if row["torch"].startswith("conv2d")}
     assert sorted(conv.values())[0].endswith("/bias") and len(conv) == 2  # layer names number on
@@ -148,7 +148,7 @@ def test_the_zero_conv_bias_keras_starts_from_is_a_parameter_model_py_trains(mod
 
 def test_schedules_weight_decay_and_dropout_carry_over_into_train_py_and_model_py(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "train_schedule_decay_dropout.keras", "--training", "--out", out)
+    proc = run_command("convert", models / "train_schedule_decay_dropout.keras", "--training", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     train_py = (out / "train.py").read_text()
     assert "KerasSGD(params, lr=0.05, momentum=0.9, nesterov=False, weight_decay=0.01)" in train_py
@@ -177,7 +177,9 @@ def test_a_wrong_gradient_is_named_with_its_layer_and_variable(models, tmp_path)
 
 def test_a_two_headed_train_py_trains_on_its_own(models, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("convert", models / "train_two_heads.keras", "--training", "--out", out).returncode == 0
+    assert (
+        run_command("convert", models / "train_two_heads.keras", "--training", "--out", out).returncode == 0
+    )
     rng = np.random.default_rng(0)
     np.savez(
         out / "data.npz",
@@ -199,7 +201,8 @@ def test_a_two_headed_train_py_trains_on_its_own(models, tmp_path):
 def test_batchnorm_trains_as_batchnorm_with_keras_momentum_translated(models, tmp_path):
     out = tmp_path / "run"
     assert (
-        run_cli("convert", models / "train_mlp.keras", "--training-check", "3", "--out", out).returncode == 0
+        run_command("convert", models / "train_mlp.keras", "--training-check", "3", "--out", out).returncode
+        == 0
     )
     model_py = (out / "model.py").read_text()
     # Keras momentum 0.9 (weight of the old statistics) is torch's 0.1 (weight of the new batch),
@@ -231,7 +234,7 @@ def test_a_wrong_adam_epsilon_fails_the_check_and_is_named(models, tmp_path):
 
 def test_train_py_runs_on_its_own_without_this_package(models, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("convert", models / "train_cnn.keras", "--training", "--out", out).returncode == 0
+    assert run_command("convert", models / "train_cnn.keras", "--training", "--out", out).returncode == 0
     rng = np.random.default_rng(0)
     np.savez(
         out / "data.npz",
@@ -258,7 +261,7 @@ def test_train_py_runs_on_its_own_without_this_package(models, tmp_path):
 
 def test_settings_without_a_mapping_are_todos_not_silent_replacements(models, tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", models / "train_unmapped.keras", "--training", "--out", out)
+    proc = run_command("convert", models / "train_unmapped.keras", "--training", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     train_py = (out / "train.py").read_text()
     assert "# TODO: optimizer Nadam" in train_py
@@ -269,7 +272,7 @@ def test_settings_without_a_mapping_are_todos_not_silent_replacements(models, tm
 
 
 def test_a_model_saved_without_compile_says_how_to_get_a_training_setup(models, tmp_path):
-    proc = run_cli("convert", models / "two_inputs.keras", "--training", "--out", tmp_path / "run")
+    proc = run_command("convert", models / "two_inputs.keras", "--training", "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert "has no training configuration: save the model after model.compile(" in proc.stdout
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, read_report, run_command
 
 PORTS = REPO / "tests" / "ports"
 WITHIN_1E5 = "tolerances:\n  tf_vs_port: {atol: 1.0e-5, rtol: 0.0}\n"
@@ -16,7 +16,7 @@ WITHIN_1E5 = "tolerances:\n  tf_vs_port: {atol: 1.0e-5, rtol: 0.0}\n"
 
 def verify(model, port: str, out: Path, *extra, config: Path | None = None):
     args = ["verify", model, "--torch", PORTS / port, "--out", out, *extra]
-    return run_cli(*args, *(["--config", config] if config else []))
+    return run_command(*args, *(["--config", config] if config else []))
 
 
 def port_report(out: Path) -> dict:
@@ -160,7 +160,9 @@ def test_epsilon_mismatch_is_reported_even_when_outputs_pass(models, tmp_path):
         "    def forward(self, x):\n"
         "        return self.head(self.bn(self.conv(x)).relu().mean(dim=(2, 3)))\n"
     )
-    done = run_cli("verify", models / "batchnorm.keras", "--torch", f"{port}:Net", "--out", tmp_path / "out")
+    done = run_command(
+        "verify", models / "batchnorm.keras", "--torch", f"{port}:Net", "--out", tmp_path / "out"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     findings = port_report(tmp_path / "out")["findings"]
     assert [f["severity"] for f in findings] == ["warning", "warning"]
@@ -193,7 +195,7 @@ def test_saved_weights_load_into_a_fresh_port_and_reproduce_tf(tmp_path):
 
 def test_weight_mapping_pins_pairs_the_call_order_gets_wrong(models, tmp_path, write_config):
     out = tmp_path / "out"
-    done = run_cli(
+    done = run_command(
         "verify", models / "two_inputs.keras", "--torch", PORTS / "two_inputs_port.py:TwoInputs", "--out", out
     )
     assert done.returncode == 2, done.stdout + done.stderr
@@ -201,7 +203,7 @@ def test_weight_mapping_pins_pairs_the_call_order_gets_wrong(models, tmp_path, w
     assert "weight_mapping" in done.stdout
     config = write_config("weight_mapping: {logits: logits, score: score}\n")
     args = ["verify", models / "two_inputs.keras", "--torch", PORTS / "two_inputs_port.py:TwoInputs"]
-    done = run_cli(*args, "--out", out, "--config", config)
+    done = run_command(*args, "--out", out, "--config", config)
     assert done.returncode == 0, done.stdout + done.stderr
     pinned = {
         r["torch_parameter"]: r["tf_variables"][0] for r in port_report(out)["rows"] if r["tf_variables"]
@@ -221,7 +223,9 @@ def test_unmatched_modules_are_listed_and_stop_with_exit_2(tmp_path):
         "    def forward(self, x):\n"
         "        return self.linear(x)\n"
     )
-    done = run_cli("verify", "demo.linear_regression", "--torch", f"{port}:Net", "--out", tmp_path / "out")
+    done = run_command(
+        "verify", "demo.linear_regression", "--torch", f"{port}:Net", "--out", tmp_path / "out"
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     [unmatched] = port_report(tmp_path / "out")["unmatched"]
     assert unmatched["side"] == "torch" and unmatched["name"] == "unused"
@@ -244,14 +248,14 @@ def test_unmatched_modules_are_listed_and_stop_with_exit_2(tmp_path):
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args, message, tmp_path):
-    done = run_cli("verify", *args, "--out", tmp_path / "out")
+    done = run_command("verify", *args, "--out", tmp_path / "out")
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
 
 
 def test_a_model_without_keras_layers_is_refused(models, tmp_path):
-    done = run_cli(
+    done = run_command(
         "verify",
         models / "affine_savedmodel",
         "--torch",
@@ -312,7 +316,7 @@ def test_every_other_layer_kind_transfers(models, tmp_path, write_config):
     SeparableConv2D into two convs, Conv2DTranspose, Conv3D (5-D input moved to channels-first)."""
     port = PORTS / "layer_zoo_port.py:LayerZoo"
     out = tmp_path / "out"
-    done = run_cli(
+    done = run_command(
         "verify",
         models / "layer_zoo.keras",
         "--torch",
@@ -338,7 +342,7 @@ def test_every_other_layer_kind_transfers(models, tmp_path, write_config):
 
 def test_same_conv_transpose_as_padding_1_output_padding_1_is_named(models, tmp_path):
     port = PORTS / "layer_zoo_port.py:LayerZooShiftedTranspose"
-    done = run_cli("verify", models / "layer_zoo.keras", "--torch", port, "--out", tmp_path / "out")
+    done = run_command("verify", models / "layer_zoo.keras", "--torch", port, "--out", tmp_path / "out")
     assert done.returncode == 1, done.stdout + done.stderr
     mapping = port_report(tmp_path / "out")
     [finding] = [f for f in mapping["findings"] if f["torch_module"] == "transpose"]

@@ -5,13 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from cli_runner import REPO, read_report, run_cli
+from cli_runner import REPO, read_report, run_command
 
 
 @pytest.mark.slow
 def test_mobilenet_v2_from_its_shipped_config(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("convert", "--config", REPO / "configs/models/mobilenet_v2.yaml", "--out", out)
+    proc = run_command("convert", "--config", REPO / "configs/models/mobilenet_v2.yaml", "--out", out)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     assert report["status"] == "pass"
@@ -31,7 +31,7 @@ def test_mobilenet_v2_from_its_shipped_config(tmp_path):
 
 
 def test_unknown_zoo_id_suggests_close_matches(tmp_path):
-    proc = run_cli("convert", "keras.applications.MobileNetv2", "--out", tmp_path / "run")
+    proc = run_command("convert", "keras.applications.MobileNetv2", "--out", tmp_path / "run")
     assert proc.returncode == 2
     assert "unknown zoo id 'keras.applications.MobileNetv2'" in proc.stdout
     assert "keras.applications.MobileNetV2" in proc.stdout.split("did you mean", 1)[1]

@@ -44,7 +44,7 @@ def convert(
     if pool is None:
         with WorkerPool() as own:
             return convert(cfg, fmt, out, progress, own, job)
-    with StagedRun(out, job.tool) as staged:
+    with StagedRun(out, job.command) as staged:
         result = _run_stages(cfg, fmt, staged.path, progress, pool, job)
         passed = result["status"] == Status.PASS
         final = staged.final_path(passed)
