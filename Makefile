@@ -75,9 +75,9 @@ test: setup
 test-fast: setup
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
-# README "Op coverage": ONNX's backend node tests through the import stage, then one tiny TF function
+# docs/coverage.md: ONNX's backend node tests through the import stage, then one tiny TF function
 # per op, layer and mode through export, validate and import; at opsets 17 and 18. Each prints
-# `N passed, M failed` per stage and opset and exits 1 on a failure the README does not list.
+# `N passed, M failed` per stage and opset and exits 1 on a failure docs/coverage.md does not list.
 sweep: setup
 	$(BIN)/python -m pipeline.coverage.import_sweep
 	$(BIN)/python -m pipeline.coverage.export_sweep

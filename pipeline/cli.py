@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     ops = commands.add_parser(
         "ops",
         help="which TF ops, layers and ONNX ops convert (the support matrix from the sweeps)",
-        description='Prints the support matrix measured by the two sweeps (README "Op coverage"; '
+        description="Prints the support matrix measured by the two sweeps (docs/coverage.md; "
         "docs/ops.md is the same as a page): each TF op, layer or mode of the export sweep and each ONNX "
         "op of the import sweep, with its status at opsets 17 and 18. QUERY filters by name "
         "(case-insensitive substring), e.g. `tf2torch ops fft` or `tf2torch ops Resize`.",
@@ -340,7 +340,7 @@ def _ops(args: argparse.Namespace, pool: WorkerPool | None) -> int:
 
 
 def _batch(args: argparse.Namespace, pool: WorkerPool | None) -> int:
-    # A batch's executor starts the worker pools of its slots.
+    # A batch's executor starts the worker pools of its slots; a single local slot takes `pool`.
     from pipeline.batch.progress import make_progress
     from pipeline.batch.run import BatchOptions, run_batch
 
@@ -357,6 +357,7 @@ def _batch(args: argparse.Namespace, pool: WorkerPool | None) -> int:
         max_rss_mb=args.max_rss_mb,
         prune=args.prune,
         progress=make_progress(),
+        pool=pool,
     )
     _, code = run_batch(options)
     return code

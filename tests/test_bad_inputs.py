@@ -1,6 +1,6 @@
 """Bad input, faults and untrusted models: each gets its exit code and a message that says what is
 wrong and what to do; nothing half-written is left, nothing passing is overwritten, and nothing from
-a model file runs unless trusted. README's "Bad input and faults" table lists these cases (and the
+a model file runs unless trusted. The table of docs/bad-inputs.md lists these cases (and the
 other tests that cover the rest); test_readme_bad_input_table checks each row names a real test."""
 
 from __future__ import annotations
@@ -352,12 +352,11 @@ def test_debug_shows_the_traceback_that_is_otherwise_hidden(tmp_path):
     assert "model not found" in debug.stderr
 
 
-# --- the README table ---------------------------------------------------------------------------------
+# --- the docs table -----------------------------------------------------------------------------------
 
 
-def test_readme_bad_input_table_names_a_test_for_every_row():
-    readme = (REPO / "README.md").read_text()
-    section = readme.split("## Bad input and faults", 1)[1].split("\n## ", 1)[0]
+def test_the_bad_input_table_names_a_test_for_every_row():
+    section = (REPO / "docs" / "bad-inputs.md").read_text()
     rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) >= 25
     sources = {p.name: p.read_text() for p in (REPO / "tests").glob("test_*.py")}

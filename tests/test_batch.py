@@ -11,7 +11,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from cli_runner import REPO, wait_for, worker_pids
+from cli_runner import REPO, run_command, wait_for, worker_pids
 
 SMOKE = REPO / "configs" / "zoos" / "smoke.yaml"
 SMOKE_IDS = {"linear_regression", "cnn", "lstm", "gru", "dynamic_range_tflite", "mobilenet_v3_small"}
@@ -30,6 +30,12 @@ def run_batch(*args, env: dict | None = None, timeout: float = 900) -> subproces
         text=True,
         timeout=timeout,
     )
+
+
+def batch_here(*args) -> subprocess.CompletedProcess:
+    """The batch command in the test process, its single slot on the session's warm workers: for tests
+    of what a batch decides (cache, baseline, prune), not of its processes."""
+    return run_command("batch", *args)
 
 
 def read_summary(out: Path) -> dict:
@@ -123,12 +129,12 @@ def test_second_run_is_fully_cached_without_starting_a_framework(smoke_run, tmp_
 def test_a_changed_config_is_converted_again(tmp_path):
     out = tmp_path / "out"
     zoo = write_zoo(tmp_path / "zoo.yaml", LINEAR)
-    assert run_batch(zoo, "--out", out).returncode == 0
+    assert batch_here(zoo, "--out", out).returncode == 0
     write_zoo(tmp_path / "zoo.yaml", LINEAR.replace("}", ", samples: 5}"))
-    done = run_batch(zoo, "--out", out)
+    done = batch_here(zoo, "--out", out)
     assert done.returncode == 0, done.stdout + done.stderr
     assert rows(read_summary(out))["linear_regression"]["cached"] is False
-    assert run_batch(zoo, "--out", out, "--force").returncode == 0
+    assert batch_here(zoo, "--out", out, "--force").returncode == 0
     assert rows(read_summary(out))["linear_regression"]["cached"] is False
 
 
@@ -139,7 +145,7 @@ def test_failure_against_a_passing_baseline_is_a_regression(smoke_run, tmp_path)
         "{id: cnn, model: demo.cnn, tolerances: {default: {atol: 0.0, rtol: 0.0}}}",
     )
     out = tmp_path / "out"
-    done = run_batch(zoo, "--out", out, "--baseline", smoke_run / "summary.json")
+    done = batch_here(zoo, "--out", out, "--baseline", smoke_run / "summary.json")
     assert done.returncode == 1, done.stdout + done.stderr
     summary = read_summary(out)
     assert [r["id"] for r in summary["regressions"]] == ["cnn"]
@@ -152,7 +158,7 @@ def test_prune_deletes_the_model_files_of_passing_models_only(tmp_path):
     failing = "{id: exact_cnn, model: demo.cnn, tolerances: {default: {atol: 0.0, rtol: 0.0}}}"
     zoo = write_zoo(tmp_path / "zoo.yaml", CNN, failing)
     out = tmp_path / "out"
-    done = run_batch(zoo, "--out", out, "--workers", "1", "--prune")
+    done = batch_here(zoo, "--out", out, "--workers", "1", "--prune")
     assert done.returncode == 1, done.stdout + done.stderr
     by_id = rows(read_summary(out))
     assert by_id["cnn"]["status"] == "pass" and by_id["exact_cnn"]["status"] == "tolerance_fail"
@@ -163,7 +169,7 @@ def test_prune_deletes_the_model_files_of_passing_models_only(tmp_path):
     assert not kept & model_files
     assert (out / "exact_cnn" / "model.onnx").is_file() and (out / "exact_cnn" / "model.pt").is_file()
     # The pruned model stays cached: its report is all the cache needs.
-    again = run_batch(zoo, "--out", out, "--workers", "1", "--prune")
+    again = batch_here(zoo, "--out", out, "--workers", "1", "--prune")
     assert rows(read_summary(out))["cnn"]["cached"] is True, again.stdout + again.stderr
 
 
@@ -175,14 +181,14 @@ def test_error_growth_past_the_zoo_factor_is_a_regression(smoke_run, tmp_path):
         if row["id"] == "dynamic_range_tflite":
             row["worst"]["tf_vs_onnx"] = 1e-4
     (tmp_path / "baseline.json").write_text(json.dumps(baseline))
-    done = run_batch(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "baseline.json")
+    done = batch_here(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "baseline.json")
     assert done.returncode == 1, done.stdout + done.stderr
     found = read_summary(smoke_run)["regressions"]
     assert [r["id"] for r in found] == ["dynamic_range_tflite"]
     assert "tf_vs_onnx max|diff| grew from 0.0001" in found[0]["reason"]
     # Against its own summary nothing regressed.
     (tmp_path / "same.json").write_text((smoke_run / "summary.json").read_text())
-    assert run_batch(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "same.json").returncode == 0
+    assert batch_here(SMOKE, "--out", smoke_run, "--baseline", tmp_path / "same.json").returncode == 0
 
 
 def start_batch(*args) -> subprocess.Popen:

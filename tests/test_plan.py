@@ -92,3 +92,17 @@ def test_an_unknown_stage_in_stage_timeouts_names_the_stages_from_the_plan():
     with pytest.raises(ValueError, match="did you mean 'export'") as info:
         ModelConfig(stage_timeouts={"exprot": 5})
     assert all(name in str(info.value) for name in plan.STAGES)
+
+
+def test_the_architecture_page_shows_the_plan_as_it_is():
+    page = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    rows = [
+        line for line in page.splitlines() if line.startswith(("| convert |", "| localize |", "| verify |"))
+    ]
+    expected = [
+        f"| {job.name} | `{s.name}` | {s.group} | `{s.entry}` | {' and '.join(s.enabled_by) or 'always'} | "
+        f"{', '.join(c.pair for c in s.compares) or '-'} |"
+        for job in plan.PLANS
+        for s in job.stages
+    ]
+    assert rows == expected

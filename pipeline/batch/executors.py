@@ -21,18 +21,26 @@ from pipeline.orchestrator.pool import WorkerPool
 OnStart = Callable[[str], None]
 
 
-def make_executor(kind: str, workers: int, max_rss_mb: float | None, ray_address: str | None):
+def make_executor(
+    kind: str,
+    workers: int,
+    max_rss_mb: float | None,
+    ray_address: str | None,
+    pool: WorkerPool | None = None,
+):
+    """`pool`: a caller's warm workers, which a single local slot uses as they are (and leaves open)."""
     if kind == "local":
-        return LocalExecutor(workers, max_rss_mb)
+        return LocalExecutor(workers, max_rss_mb, pool)
     if kind == "ray":
         return RayExecutor(workers, max_rss_mb, ray_address)
     raise UsageError(f"unknown executor '{kind}'; use local or ray")
 
 
 class LocalExecutor:
-    def __init__(self, workers: int, max_rss_mb: float | None):
+    def __init__(self, workers: int, max_rss_mb: float | None, pool: WorkerPool | None = None):
         self.workers = workers
         self.max_rss_mb = max_rss_mb
+        self._given = pool
         self._stop = threading.Event()
         self._pools: list[WorkerPool] = []
 
@@ -41,9 +49,10 @@ class LocalExecutor:
         for task in tasks:
             todo.put(task)
         done: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
+        slots = min(self.workers, len(tasks))
         threads = [
-            threading.Thread(target=self._slot, args=(todo, done, on_start), daemon=True)
-            for _ in range(min(self.workers, len(tasks)))
+            threading.Thread(target=self._slot, args=(todo, done, on_start, slots), daemon=True)
+            for _ in range(slots)
         ]
         for thread in threads:
             thread.start()
@@ -53,11 +62,13 @@ class LocalExecutor:
                 raise item
             yield item
 
-    def _slot(self, todo: queue.Queue, done: queue.Queue, on_start: OnStart) -> None:
-        # Slots side by side divide the cores; a single slot keeps the frameworks' own defaults.
-        threads = max(1, (os.cpu_count() or 1) // self.workers) if self.workers > 1 else None
-        pool = WorkerPool(self.max_rss_mb, threads)
-        self._pools.append(pool)
+    def _slot(self, todo: queue.Queue, done: queue.Queue, on_start: OnStart, slots: int) -> None:
+        # Slots side by side divide the cores; a single slot keeps the frameworks' own defaults, and
+        # the caller's warm workers if it has some.
+        threads = max(1, (os.cpu_count() or 1) // slots) if slots > 1 else None
+        pool = self._given if slots == 1 and self._given is not None else WorkerPool(self.max_rss_mb, threads)
+        if pool is not self._given:
+            self._pools.append(pool)
         try:
             while not self._stop.is_set():
                 try:
@@ -71,7 +82,8 @@ class LocalExecutor:
                     done.put(exc)
                     return
         finally:
-            pool.close()
+            if pool is not self._given:
+                pool.close()
 
     def close(self) -> None:
         """Stop handing out models and kill the slots' workers (a model in progress is abandoned)."""

@@ -42,6 +42,7 @@ class BatchOptions:
     max_rss_mb: float | None = None
     prune: bool = False  # delete a passing model's model files (artifacts.MODEL_FILES)
     progress: Any = None  # a pipeline.batch.progress reporter; default: chosen for stdout
+    pool: Any = None  # a caller's warm WorkerPool for a single local slot (cli.main's `pool`)
 
 
 def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
@@ -63,7 +64,11 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
             from pipeline.batch.executors import make_executor
 
             executor = make_executor(
-                options.executor, options.workers, options.max_rss_mb or zoo.max_rss_mb, options.ray_address
+                options.executor,
+                options.workers,
+                options.max_rss_mb or zoo.max_rss_mb,
+                options.ray_address,
+                options.pool,
             )
             try:
                 for row in executor.run(tasks, on_start=progress.started):

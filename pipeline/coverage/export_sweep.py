@@ -9,8 +9,8 @@ the import stage does (`to_torch`, run, compared with TF's outputs), at the case
 
     export sweep, opset 17: export 330 passed, 21 failed; validate ...; import ... (of 351 cases)
 
-A case's `known` reason marks a failure the README lists. The sweep exits 1 when a case fails that is
-not known, or a known one passes (then its README row and `known` go).
+A case's `known` reason marks a failure docs/coverage.md lists. The sweep exits 1 when a case fails that is
+not known, or a known one passes (then its docs/coverage.md row and `known` go).
 
     python -m pipeline.coverage.export_sweep [--opsets 17 18] [-k NAME ...] [-v] [--json F] [--markdown]
 """
@@ -172,7 +172,7 @@ def summary_line(outcomes: list[CaseOutcome], opset: int) -> str:
 
 
 def markdown_rows(outcomes: list[CaseOutcome]) -> list[str]:
-    """README rows: each case that does not pass, its opsets, the stage and the reason."""
+    """docs/coverage.md rows: each case that does not pass, its opsets, the stage and the reason."""
     by_case: dict[tuple, list[int]] = {}
     for o in outcomes:
         if o.status != "passed":
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="one line per case that does not pass")
     parser.add_argument("--json", type=Path, default=None, help="write every outcome to this file")
     parser.add_argument(
-        "--markdown", action="store_true", help="print the README rows of the cases that fail"
+        "--markdown", action="store_true", help="print the docs/coverage.md rows of the cases that fail"
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep the exported cases in this folder")
     args = parser.parse_args(argv)

@@ -164,7 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", dest="name_filter", help="only tests whose name contains this")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every failure")
     parser.add_argument(
-        "--markdown", action="store_true", help="print the failures and refusals as README's table rows"
+        "--markdown",
+        action="store_true",
+        help="print the failures and refusals as the table rows of docs/coverage.md",
     )
     args = parser.parse_args(argv)
     started = time.monotonic()

@@ -5,7 +5,7 @@ scatter/gather, control flow) and the TF ops around them.
 Imported in the TF process only. A case's `build` runs there and returns a Python callable of tensors
 (layers are created and their weights drawn inside `build`); `args` are its inputs. The keras.ops
 cases are generated from name lists and kept only when the installed Keras has the op, so the
-catalogue follows the installed version. A case's `known` names a failure the README lists with its
+catalogue follows the installed version. A case's `known` names a failure docs/coverage.md lists with its
 reason: the sweep fails when a case fails that is not known, or when a known one starts passing.
 """
 
@@ -34,7 +34,7 @@ class Case:
     args: tuple[Arg, ...]
     atol: float = 1e-4
     rtol: float = 1e-4
-    known: str | None = None  # the reason of a known failure (README lists it)
+    known: str | None = None  # the reason of a known failure (docs/coverage.md lists it)
     known_opsets: tuple[int, ...] = ()  # where it is known to fail; empty: at every opset
 
 
@@ -1165,7 +1165,7 @@ def _tf_op_cases() -> list[Case]:
     return c
 
 
-# Cases that fail today, with the reason (README "Op coverage" lists them; the sweep fails when one of
+# Cases that fail today, with the reason (docs/coverage.md lists them; the sweep fails when one of
 # them passes, so this list cannot go stale): case name -> (reason, opsets where it fails, or all).
 KNOWN_FAILURES: dict[str, tuple[str, tuple[int, ...]]] = {
     "keras.ops.erfinv": ("ONNX has no inverse error function; tf2onnx has no Erfinv handler", ()),

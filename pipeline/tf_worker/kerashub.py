@@ -27,7 +27,7 @@ _DECODER = dict(_TEXT, num_query_heads=4, num_key_value_heads=2)
 _IMAGE = (32, 32, 3)
 
 # Constructor arguments per backbone. A backbone not listed here needs more than a constructor call
-# (a vision encoder built first, a tokenizer, several towers): see the README's KerasHub section.
+# (a vision encoder built first, a tokenizer, several towers): see docs/coverage.md, KerasHub backbones.
 CONFIGS: dict[str, dict] = {
     # --- text encoders
     "BertBackbone": _ENCODER,

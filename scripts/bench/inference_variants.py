@@ -7,7 +7,7 @@ BatchNorm folded and channels-last memory (`fused_cl`, latency.py's `inference`)
 frozen by TorchScript (`jit_frozen`), TorchScript's optimize_for_inference (oneDNN layouts, Conv+ReLU
 fusion; `jit_ofi`), and onnxruntime. Prints each one's largest difference from `native` and the median
 milliseconds, interleaved call by call. --profile adds torch's operator profile of `fused_cl`.
-Run it with and without the MALLOC_* variables of README "Performance" to see the allocator's share.
+Run it with and without the MALLOC_* variables of docs/performance.md to see the allocator's share.
 """
 
 from __future__ import annotations
