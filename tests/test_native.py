@@ -38,6 +38,24 @@ def _convert(model: str, out, *extra: str):
     return read_report(out)
 
 
+# What each small model is converted with; the tests below only read the runs, so each runs once.
+SMALL_RUN_FLAGS = {"demo.cnn": ("--compile",), "family.mlp": (), "demo.lstm": ()}
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """(run directory, report) of a small model's passing conversion, made on first use."""
+    runs: dict[str, tuple] = {}
+
+    def get(model: str):
+        if model not in runs:
+            out = tmp_path_factory.mktemp(model.replace(".", "_")) / "run"
+            runs[model] = (out, _convert(model, out, *SMALL_RUN_FLAGS[model]))
+        return runs[model]
+
+    return get
+
+
 def _stage(report: dict, name: str) -> dict:
     return next(s for s in report["stages"] if s["name"] == name)
 
@@ -76,9 +94,8 @@ def _check_native_model(out, report: dict, trainable: int) -> None:
 
 
 @pytest.mark.parametrize(("model", "trainable"), FAST, ids=[m for m, _ in FAST])
-def test_native_model_of_the_small_models(model, trainable, tmp_path):
-    out = tmp_path / "run"
-    report = _convert(model, out)
+def test_native_model_of_the_small_models(model, trainable, small_run):
+    out, report = small_run(model)
     _check_native_model(out, report, trainable)
 
 
@@ -99,9 +116,8 @@ def test_native_model_of_keras_applications(model, trainable, tmp_path, write_co
     assert bn and all(row["torch"].endswith(".running_var") for row in bn)
 
 
-def test_demo_cnn_reads_like_hand_written_pytorch(tmp_path):
-    out = tmp_path / "run"
-    report = _convert("demo.cnn", out, "--compile")
+def test_demo_cnn_reads_like_hand_written_pytorch(small_run):
+    out, report = small_run("demo.cnn")
     code = (out / "model.py").read_text()
     for expected in (
         "class ConvertedModel(nn.Module):",
@@ -127,9 +143,8 @@ def test_demo_cnn_reads_like_hand_written_pytorch(tmp_path):
     assert rows["cnn/dense/kernel"]["transform"] == "transpose"
 
 
-def test_lstm_keeps_one_trainable_bias_like_keras(tmp_path):
-    out = tmp_path / "run"
-    report = _convert("demo.lstm", out)
+def test_lstm_keeps_one_trainable_bias_like_keras(small_run):
+    out, report = small_run("demo.lstm")
     train = _stage(report, "train_check")["details"]
     assert train["frozen_tensors"] == ["lstm.bias_hh_l0"]
     code = (out / "model.py").read_text()
