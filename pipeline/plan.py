@@ -54,11 +54,6 @@ class Stage:
     writes: tuple[str, ...] = ()
     reads: tuple[str, ...] = ()
     optional_reads: tuple[str, ...] = ()
-    summary: str = ""
-
-    @property
-    def module(self) -> str:
-        return self.entry.split(":")[0]
 
     def enabled(self, cfg: Any) -> bool:
         return all(getattr(cfg, key) for key in self.enabled_by)
@@ -95,46 +90,41 @@ CONVERT = Plan(
     "tf2torch",
     "tf2torch convert",
     (
-        Stage(
+        Stage(  # load the TF model, seeded inputs, reference outputs
             "load",
             "tf",
             f"{_TF}.stages:load",
             writes=("model", "nchw", "output_ranks"),
-            summary="load the TF model, seeded inputs, reference outputs",
         ),
-        Stage(
+        Stage(  # tf2onnx to model.onnx
             "export",
             "tf",
             f"{_TF}.stages:export",
             reads=("model", "nchw"),
             optional_reads=("output_ranks",),
-            summary="tf2onnx to model.onnx",
         ),
-        Stage(
+        Stage(  # TF's input gradients of projected outputs
             "tf_gradients",
             "tf",
             f"{_TF}.gradients:tf_gradients",
             enabled_by=("gradients",),
             reads=("model",),
-            summary="TF's input gradients of projected outputs",
         ),
-        Stage(
+        Stage(  # the Keras compile settings mapped; TF's training steps
             "tf_training",
             "tf",
             f"{_TF}.training:tf_training",
             enabled_by=("writes_train_py",),
             reads=("model",),
-            summary="the Keras compile settings mapped; TF's training steps",
         ),
-        Stage(
+        Stage(  # ONNX checker, shape inference, onnxruntime
             "validate",
             "torch",
             f"{_TORCH}.onnx_stages:validate",
             writes=("onnx",),
             compares=(Compared("tf_vs_onnx", "tf", "onnx", localized=True),),
-            summary="ONNX checker, shape inference, onnxruntime",
         ),
-        Stage(
+        Stage(  # onnx2torch to model.pt
             "import",
             "torch",
             f"{_TORCH}.onnx_stages:import_torch",
@@ -144,9 +134,8 @@ CONVERT = Plan(
                 Compared("onnx_vs_torch", "onnx", "torch", localized=True),
                 Compared("tf_vs_torch", "tf", "torch", localized=True),
             ),
-            summary="onnx2torch to model.pt",
         ),
-        Stage(
+        Stage(  # model.py and model.safetensors
             "native",
             "torch",
             f"{_TORCH}.native_stage:native",
@@ -165,9 +154,8 @@ CONVERT = Plan(
                     optional=True,
                 ),
             ),
-            summary="model.py and model.safetensors",
         ),
-        Stage(
+        Stage(  # torch.export to model.pt2
             "torch_export",
             "torch",
             f"{_TORCH}.exports:torch_export",
@@ -183,35 +171,31 @@ CONVERT = Plan(
                     optional=True,
                 ),
             ),
-            summary="torch.export to model.pt2",
         ),
-        Stage(
+        Stage(  # torch.compile of model.py
             "torch_compile",
             "torch",
             f"{_TORCH}.exports:torch_compile",
             enabled_by=("native", "torch_compile"),
             optional_reads=("native_module", "input_names", "output_names"),
             compares=(Compared("onnx_vs_compiled", "onnx", "compiled", tolerance="onnx_vs_torch"),),
-            summary="torch.compile of model.py",
         ),
-        Stage(
+        Stage(  # one optimizer step on model.py
             "train_check",
             "torch",
             f"{_TORCH}.exports:train_check",
             enabled_by=("native", "train_check"),
             optional_reads=("native_module", "input_names"),
-            summary="one optimizer step on model.py",
         ),
-        Stage(
+        Stage(  # torch's input gradients against TF's
             "gradients",
             "torch",
             f"{_TORCH}.gradients:torch_gradients",
             enabled_by=("gradients",),
             reads=("torch_module", "input_names", "output_names"),
             compares=(Compared("gradients", "tf_gradients", "torch_gradients"),),
-            summary="torch's input gradients against TF's",
         ),
-        Stage(
+        Stage(  # train.py, and its steps against TF's
             "training",
             "torch",
             f"{_TORCH}.training.stage:training",
@@ -219,7 +203,6 @@ CONVERT = Plan(
             reads=("input_names",),
             optional_reads=("native_module", "restored_dropouts"),
             compares=(Compared("training", "tf_training", "torch_training", optional=True),),
-            summary="train.py, and its steps against TF's",
         ),
     ),
 )
@@ -232,12 +215,11 @@ LOCALIZE = Plan(
     "tf2torch",
     "tf2torch localize",
     (
-        Stage("localize_tf", "tf", f"{_TF}.localize:localize_tf", summary="TF's intermediate values"),
-        Stage(
+        Stage("localize_tf", "tf", f"{_TF}.localize:localize_tf"),  # TF's intermediate values
+        Stage(  # onnxruntime's and torch's intermediate values; the first op that parts
             "localize",
             "torch",
             f"{_TORCH}.localize:localize",
-            summary="onnxruntime's and torch's intermediate values; the first op that parts",
         ),
     ),
 )
@@ -249,28 +231,30 @@ VERIFY = Plan(
     "tf2torch verify",
     "tf2torch verify",
     (
-        Stage(
+        Stage(  # load the Keras model; its variables and per-layer values
             "port_load",
             "tf",
             f"{_TF}.port:port_load",
             writes=("model", "nchw", "output_ranks"),
-            summary="load the Keras model; its variables and per-layer values",
         ),
-        Stage(
+        Stage(  # the hand-written module with the TF weights
             "port",
             "torch",
             f"{_TORCH}.port.stage:port",
             compares=(Compared("tf_vs_port", "tf", "port", wrong_shape="tolerance_fail"),),
-            summary="the hand-written module with the TF weights",
         ),
     ),
 )
 
 PLANS = (CONVERT, LOCALIZE, VERIFY)
 STAGES: dict[str, Stage] = {stage.name: stage for plan in PLANS for stage in plan.stages}
-# The model-output comparisons: the summary's columns, and the pairs localisation explains.
+# The model-output comparisons: the summary's columns, and the pairs localisation explains; those
+# against TF's outputs need TF's intermediate values too.
 OUTPUT_PAIRS: tuple[str, ...] = tuple(
     c.pair for stage in CONVERT.stages for c in stage.compares if c.localized
+)
+PAIRS_AGAINST_TF: frozenset[str] = frozenset(
+    c.pair for stage in CONVERT.stages for c in stage.compares if c.localized and c.reference == "tf"
 )
 COMPARISONS: dict[str, Compared] = {c.pair: c for stage in STAGES.values() for c in stage.compares}
 

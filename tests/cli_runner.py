@@ -40,12 +40,11 @@ def run_cli(
 _POOL: WorkerPool | None = None
 
 
-def run_command(*args: str | Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+def run_command(*args: str | Path) -> subprocess.CompletedProcess:
     """`tf2torch ARGS` run inside the test process on the session's warm workers: the same parsing,
     stages, files, output and exit code as `run_cli`, without starting and importing afresh. For tests
     of results; a test of the process itself (signals, environment, working directory, locks held by
-    another process) uses `run_cli`. `timeout` is for call compatibility: the config's `timeout` bounds
-    every job of the command."""
+    another process) uses `run_cli`. The config's `timeout` bounds every job of the command."""
     global _POOL
     if _POOL is None:
         _POOL = WorkerPool()

@@ -33,7 +33,7 @@ APPLICATIONS = [
 
 
 def _convert(model: str, out, *extra: str):
-    proc = run_command("convert", model, "--out", out, "--train-check", *extra, timeout=900)
+    proc = run_command("convert", model, "--out", out, "--train-check", *extra)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return read_report(out)
 
@@ -106,7 +106,7 @@ def test_native_model_of_the_small_models(model, trainable, small_run):
 def test_native_model_of_keras_applications(model, trainable, tmp_path, write_config):
     config = write_config(f"model: {model}\nsamples: 1\ninputs: [{{name: image, shape: [1, 32, 32, 3]}}]\n")
     out = tmp_path / "run"
-    proc = run_command("convert", "--config", config, "--out", out, "--train-check", timeout=900)
+    proc = run_command("convert", "--config", config, "--out", out, "--train-check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = read_report(out)
     _check_native_model(out, report, trainable)
@@ -283,7 +283,7 @@ def test_layout_nchw_removes_every_transpose_from_mobilenet_v2(tmp_path, write_c
         "inputs: [{name: image, shape: [1, 32, 32, 3]}]\n"
     )
     out = tmp_path / "run"
-    proc = run_command("convert", "--config", config, "--out", out, "--train-check", timeout=900)
+    proc = run_command("convert", "--config", config, "--out", out, "--train-check")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     graph = onnx.load(str(out / "model.onnx")).graph
     assert "Transpose" not in {n.op_type for n in graph.node}

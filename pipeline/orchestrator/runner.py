@@ -23,7 +23,6 @@ from pipeline.reports import html as report_html
 from pipeline.reports import markdown as report
 
 Progress = Callable[[dict[str, Any]], None]
-Groups = tuple[tuple[str, tuple[str, ...]], ...]
 
 
 def convert(
@@ -130,7 +129,7 @@ def localize(
         return {"status": "skipped", "reason": "the ONNX model did not run in onnxruntime", "pairs": {}}
     started = time.monotonic()
     (out / artifacts.LOCALIZE_TF_VALUES).unlink(missing_ok=True)  # an earlier localisation's
-    want_tf = cfg.localize == "always" or bool(failing_pairs & {"tf_vs_onnx", "tf_vs_torch"})
+    want_tf = cfg.localize == "always" or bool(failing_pairs & plan.PAIRS_AGAINST_TF)
     workers: dict[str, Any] = {}
     tf_note = "not needed: TF and onnxruntime agree" if not want_tf else None
     pairs: dict[str, Any] = {}
