@@ -14,7 +14,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert verify zoo test test-fast sweep ops-page bench bench-large lint format clean
+.PHONY: setup convert verify zoo test test-fast sweep ops-page bench bench-large docs check-install lint format clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray,kerashub]'
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray,kerashub,docs]'
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps tf-keras==2.21.0
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(KERAS_HUB)
 	touch $(STAMP)
@@ -55,7 +55,7 @@ zoo: setup
 # against scripts/bench/minimal_convert.py (four stages and the whole conversion), inference latency
 # (onnx2torch, native, torch.compile, onnxruntime, TF), model.py against torchvision's ResNet50 and
 # MobileNetV2 (1 thread), batch wall time. Writes scripts/bench/results/<UTC time>.json and .md.
-# make bench [PARTS=stages,overhead,latency,torchvision,batch] [MODELS=cnn,resnet50] [REPEATS=3]
+# make bench [PARTS=stages,overhead,latency,torchvision,keras_torch,batch] [MODELS=cnn,resnet50] [REPEATS=3]
 PARTS   ?=
 MODELS  ?=
 REPEATS ?=
@@ -68,11 +68,14 @@ bench-large: setup
 	$(BIN)/python scripts/bench/large_model.py
 
 # The whole suite, slow model-zoo tests included (what CI runs).
+# The report render tests need a headless Chromium: installed here when missing (scripts/ensure_browser.sh).
 test: setup
+	scripts/ensure_browser.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Everyday selection: skips the tests marked slow.
 test-fast: setup
+	scripts/ensure_browser.sh
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 # docs/coverage.md: ONNX's backend node tests through the import stage, then one tiny TF function
@@ -86,6 +89,15 @@ sweep: setup
 ops-page: setup
 	$(BIN)/python -m pipeline.coverage.support_matrix --write
 
+# The documentation site from docs/, reference pages generated from the code; --strict: a broken link
+# fails. Opens from disk: build/site/index.html.
+docs: setup
+	$(BIN)/python scripts/build_docs.py
+
+# `pip install` of the wheel into a fresh Python 3.12 (or PYTHON=...) venv, then the demo conversion.
+check-install:
+	scripts/check_install.sh $(CHECK_PYTHON)
+
 lint: setup
 	$(BIN)/ruff check pipeline tests scripts
 	$(BIN)/ruff format --check pipeline tests scripts
@@ -95,4 +107,4 @@ format: setup
 	$(BIN)/ruff format pipeline tests scripts
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache build

@@ -10,19 +10,15 @@ file, 3 a stage could not convert.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import signal
 import sys
 import traceback
 from pathlib import Path
 
-from pipeline import __version__
-from pipeline.config import ModelConfig, load_config
+from pipeline import __version__, api
 from pipeline.errors import (
-    CANNOT_WRITE_ERRNOS,
     EXIT_CONVERSION,
     EXIT_PASS,
     EXIT_TOLERANCE,
@@ -30,12 +26,8 @@ from pipeline.errors import (
     PipelineError,
     UsageError,
 )
-from pipeline.formats import detect_format
-from pipeline.orchestrator import runner
-from pipeline.orchestrator.lock import run_lock
 from pipeline.orchestrator.pool import WorkerPool
 from pipeline.records import StageRecord
-from pipeline.reports import html as report_html
 from pipeline.reports import markdown as report
 from pipeline.tf_worker.builtin_models import DEMO_MODELS
 
@@ -64,7 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: the demo models {', '.join(DEMO_MODELS)})",
     )
     convert.add_argument(
-        "--config", type=Path, help="YAML config with this model's overrides of configs/defaults.yaml"
+        "--config",
+        type=Path,
+        help="YAML config with this model's settings (docs/reference/config.md: every key and its default)",
     )
     convert.add_argument("--out", type=Path, help="output directory (default: runs/<model name>)")
     convert.add_argument("--opset", type=int, help="ONNX opset for the export (default from config: 17)")
@@ -215,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--baseline", type=Path, help="an earlier run's summary.json: report models that regressed"
     )
     batch.add_argument(
+        "--history",
+        type=Path,
+        metavar="DIR",
+        help="earlier runs, one folder each with its summary.json (scripts/nightly.sh keeps them): "
+        "summary.html shows each model's trend over them",
+    )
+    batch.add_argument(
         "--max-rss-mb",
         type=float,
         help="replace a worker process that holds more memory than this after a model (default: the "
@@ -284,40 +285,41 @@ def main(argv: list[str] | None = None, pool: WorkerPool | None = None) -> int:
         return 141
 
 
-def _workers(pool: WorkerPool | None):
-    """The caller's pool, left open, or a fresh one closed at the end of the command."""
-    return contextlib.nullcontext(pool) if pool is not None else WorkerPool()
-
-
 def _convert(args: argparse.Namespace, pool: WorkerPool | None) -> int:
-    overrides = {
-        k: v
-        for k, v in (
-            ("model", args.model),
-            ("opset", args.opset),
-            ("localize", args.localize),
-            ("gradients", args.gradients),
-            ("train_check", args.train_check),
-            ("layout", args.layout),
-            ("torch_compile", args.torch_compile),
-            ("trust_model", args.trust_model),
-            ("training", args.training),
-            ("training_check", args.training_check),
-            ("training_precision", args.training_precision),
-        )
-        if v is not None
+    options = {
+        "model": args.model,
+        "opset": args.opset,
+        "localize": args.localize,
+        "gradients": args.gradients,
+        "train_check": args.train_check,
+        "layout": args.layout,
+        "torch_compile": args.torch_compile,
+        "trust_model": args.trust_model,
+        "training": args.training,
+        "training_check": args.training_check,
+        "training_precision": args.training_precision,
     }
-    cfg = load_config(args.config, overrides)
+    cfg = api.settings(args.config, options, source="command line")
     if cfg.model is None:
-        jobs = [(cfg.model_copy(update={"model": m}), (args.out or Path("runs")) / m) for m in DEMO_MODELS]
+        jobs = [
+            api.job(cfg.model_copy(update={"model": m}), (args.out or Path("runs")) / m) for m in DEMO_MODELS
+        ]
     else:
-        jobs = [(cfg, args.out or Path("runs") / _slug(cfg.model))]
-    formats = [detect_format(c.model, c.format) for c, _ in jobs]  # fail on a bad path before any work
+        jobs = [api.job(cfg, args.out)]  # all formats detected: a bad path fails before any work
     worst = 0
-    with _workers(pool) as workers:  # the demo models share their worker processes
-        for (job_cfg, out), fmt in zip(jobs, formats, strict=True):
-            worst = max(worst, _convert_one(job_cfg, fmt, out, workers))
+    with api.workers(pool) as workers:  # the demo models share their worker processes
+        for job in jobs:
+            print(f"{job.cfg.model} ({job.fmt}) -> {job.out}", flush=True)
+            result = api.run(job, pool=workers, progress=_print_stage)
+            print(report.verdict_line(result.report), flush=True)
+            for line in report.localization_lines(result.report):
+                print(line, flush=True)
+            worst = max(worst, result.exit_code)
     return worst
+
+
+def _print_stage(record: StageRecord) -> None:
+    print(report.stage_line(record.to_json()), flush=True)
 
 
 def _ops(args: argparse.Namespace, pool: WorkerPool | None) -> int:
@@ -341,133 +343,59 @@ def _ops(args: argparse.Namespace, pool: WorkerPool | None) -> int:
 
 def _batch(args: argparse.Namespace, pool: WorkerPool | None) -> int:
     # A batch's executor starts the worker pools of its slots; a single local slot takes `pool`.
-    from pipeline.batch.progress import make_progress
-    from pipeline.batch.run import BatchOptions, run_batch
-
     if args.ray_address and args.executor != "ray":
         raise UsageError("--ray-address needs --executor ray")
-    options = BatchOptions(
-        zoo=args.zoo,
-        out=args.out or Path("runs") / args.zoo.stem,
+    result = api.batch(
+        args.zoo,
+        out=args.out,
         workers=args.workers,
         executor=args.executor,
         ray_address=args.ray_address,
         force=args.force,
         baseline=args.baseline,
+        history=args.history,
         max_rss_mb=args.max_rss_mb,
         prune=args.prune,
-        progress=make_progress(),
         pool=pool,
     )
-    _, code = run_batch(options)
-    return code
-
-
-def _convert_one(cfg: ModelConfig, fmt: str, out: Path, pool: WorkerPool) -> int:
-    print(f"{cfg.model} ({fmt}) -> {out}", flush=True)
-    try:
-        result = runner.convert(
-            cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True), pool=pool
-        )
-    except BrokenPipeError:
-        raise
-    except OSError as exc:
-        if exc.errno not in CANNOT_WRITE_ERRNOS:
-            raise  # not the output directory's fault: a bug, with its traceback
-        raise _cannot_write(out, exc) from exc  # --debug shows where
-    print(report.verdict_line(result), flush=True)
-    for line in report.localization_lines(result):
-        print(line, flush=True)
-    return result["exit_code"]
-
-
-def _cannot_write(out: Path, exc: OSError) -> UsageError:
-    return UsageError(
-        f"cannot write to {out}: {exc.strerror or exc}; nothing was published there (an earlier run in "
-        "it is untouched): free space, fix the permissions or choose another --out"
-    )
+    return result.exit_code
 
 
 def _verify(args: argparse.Namespace, pool: WorkerPool | None) -> int:
-    import json
-
-    from pipeline.torch_worker.port.user_module import parse_target
-
-    overrides = {
-        k: v
-        for k, v in (
-            ("model", args.model),
-            ("torch_module", args.torch_module),
-            ("input_layout", args.input_layout),
-            ("trust_model", args.trust_model),
-            ("save_weights", str(Path(args.save_weights).resolve()) if args.save_weights else None),
-        )
-        if v is not None
+    options = {
+        "model": args.model,
+        "torch_module": args.torch_module,
+        "input_layout": args.input_layout,
+        "trust_model": args.trust_model,
+        "save_weights": str(Path(args.save_weights).resolve()) if args.save_weights else None,
     }
     if args.init_args is not None:
         try:
-            overrides["init_args"] = json.loads(args.init_args)
+            options["init_args"] = json.loads(args.init_args)
         except ValueError as exc:
             raise UsageError(f"--init-args is not valid JSON: {exc}") from None
-        if not isinstance(overrides["init_args"], dict):
+        if not isinstance(options["init_args"], dict):
             raise UsageError(
                 "--init-args must be a JSON object of keyword arguments, e.g. '{\"hidden\": 64}'"
             )
-    cfg = load_config(args.config, overrides)
-    if not cfg.torch_module:
-        raise UsageError(
-            "verify needs the port: --torch path/to/module.py:ClassName (or torch_module in the config)"
-        )
-    path, _ = parse_target(cfg.torch_module)
-    if not path.is_file():
-        raise UsageError(f"torch module file not found: {path}")
-    cfg = cfg.model_copy(update={"torch_module": f"{path.resolve()}:{cfg.torch_module.rpartition(':')[2]}"})
-    fmt = detect_format(cfg.model, cfg.format)
-    out = args.out or Path("runs") / f"{_slug(cfg.model)}-verify"
-    print(f"{cfg.model} ({fmt}) vs {cfg.torch_module} -> {out}", flush=True)
-    try:
-        with _workers(pool) as workers:
-            result = runner.verify(
-                cfg, fmt, out, progress=lambda s: print(report.stage_line(s), flush=True), pool=workers
-            )
-    except OSError as exc:
-        if exc.errno not in CANNOT_WRITE_ERRNOS:
-            raise  # not the output directory's fault: a bug, with its traceback
-        raise _cannot_write(out, exc) from exc  # --debug shows where
-    for line in report.port_lines(result):
+    job = api.verify_job(api.settings(args.config, options, source="command line"), args.out)
+    print(f"{job.cfg.model} ({job.fmt}) vs {job.cfg.torch_module} -> {job.out}", flush=True)
+    with api.workers(pool) as workers:
+        result = api.run(job, pool=workers, progress=_print_stage)
+    for line in report.port_lines(result.report):
         print(line, flush=True)
-    print(report.verdict_line(result), flush=True)
-    return result["exit_code"]
+    print(report.verdict_line(result.report), flush=True)
+    return result.exit_code
 
 
 def _localize(args: argparse.Namespace, pool: WorkerPool | None) -> int:
-    import json
-
-    from pipeline import artifacts
-
-    path = args.run_dir / artifacts.REPORT_JSON
-    try:
-        result = json.loads(path.read_text())
-        cfg = ModelConfig.model_validate({**result["config"], "localize": "always"})
-        fmt, stages = result["format"], [StageRecord.from_json(s) for s in result["stages"]]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"{path} is not the report of a `tf2torch convert` run: {exc}") from None
-    print(f"{cfg.model} ({fmt}) -> {args.run_dir}: localising", flush=True)
-    with run_lock(args.run_dir, "tf2torch command"), _workers(pool) as workers:
-        result["localization"] = runner.localize(cfg, fmt, args.run_dir, stages, workers)
-        artifacts.save_json(path, result)
-        artifacts.save_text(args.run_dir / artifacts.REPORT_MD, report.markdown(result))
-        report_html.write(args.run_dir, result)
-    for line in report.localization_lines(result):
+    earlier = api.read_result(args.run_dir)  # a directory without a report fails here, before any work
+    print(f"{earlier.model} ({earlier.format}) -> {args.run_dir}: localising", flush=True)
+    result = api.localize(args.run_dir, pool=pool)
+    for line in report.localization_lines(result.report):
         print(line, flush=True)
-    localization = result["localization"]
-    if localization["status"] != "done":
+    localization = result.localization or {}
+    if localization.get("status") != "done":
         return EXIT_CONVERSION
     diverges = any(p.get("culprit") for p in localization["pairs"].values())
     return EXIT_TOLERANCE if diverges else EXIT_PASS
-
-
-def _slug(model: str) -> str:
-    name = Path(model.rstrip("/")).name
-    stem = name.rsplit(".", 1)[0] if Path(model).is_file() else name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem) or "model"

@@ -15,8 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline import plan
 from pipeline.errors import ConfigError
-
-DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "defaults.yaml"
+from pipeline.formats import is_zoo_id
 
 FORMATS = ("auto", "keras", "h5", "saved_model", "frozen_graph", "tflite", "zoo")
 DTYPES = ("float16", "float32", "float64", "int8", "uint8", "int16", "int32", "int64", "bool")
@@ -38,45 +37,94 @@ class CompileSettings(_Strict):
     """What Keras's compile() takes, for a model saved without it (a zoo id, an uncompiled file):
     the same names and values as a .keras file's compile_config."""
 
-    optimizer: str | dict[str, Any]
-    loss: str | dict[str, Any] | list[Any]
-    loss_weights: list[float] | dict[str, float] | None = None
-    metrics: list[Any] = []
+    optimizer: str | dict[str, Any] = Field(
+        description="An optimizer name (`adam`) or Keras's serialized form (`{class_name, config}`)."
+    )
+    loss: str | dict[str, Any] | list[Any] = Field(
+        description="A loss name, its serialized form, or one per output."
+    )
+    loss_weights: list[float] | dict[str, float] | None = Field(
+        default=None, description="The weight of each output's loss."
+    )
+    metrics: list[Any] = Field(default=[], description="Metrics (recorded, not compared).")
 
 
 class Tolerance(_Strict):
-    atol: float | None = Field(default=None, ge=0)
-    rtol: float | None = Field(default=None, ge=0)
-    max_mismatch: float | None = Field(default=None, ge=0, le=1)
-    stat: Literal[STATS] | None = None  # type: ignore[valid-type]
+    """A partial tolerance: the keys it sets override the default's (unset keys inherit)."""
+
+    atol: float | None = Field(default=None, ge=0, description="Absolute tolerance.")
+    rtol: float | None = Field(default=None, ge=0, description="Relative tolerance, times |reference|.")
+    max_mismatch: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="The fraction of elements allowed outside atol + rtol * |reference| (elementwise).",
+    )
+    stat: Literal[STATS] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="`elementwise`: each element is judged (with max_mismatch); `max`, `p99`, `mean`: that "
+        "statistic of |candidate - reference| must be within atol + rtol * the same statistic of "
+        "|reference| (a rule on the error's scale, for outputs with a wide range).",
+    )
 
 
 class ResolvedTolerance(_Strict):
-    atol: float = Field(ge=0)
-    rtol: float = Field(ge=0)
-    max_mismatch: float = Field(ge=0, le=1)
-    stat: Literal[STATS] = "elementwise"  # type: ignore[valid-type]
+    """A complete tolerance: what one comparison is judged by."""
+
+    atol: float = Field(ge=0, description="Absolute tolerance.")
+    rtol: float = Field(ge=0, description="Relative tolerance, times |reference|.")
+    max_mismatch: float = Field(
+        ge=0, le=1, description="The fraction of elements allowed outside atol + rtol * |reference|."
+    )
+    stat: Literal[STATS] = Field(  # type: ignore[valid-type]
+        default="elementwise", description="`elementwise`, `max`, `p99` or `mean` (see Tolerance)."
+    )
 
 
 class Tolerances(_Strict):
-    default: ResolvedTolerance = ResolvedTolerance(atol=1e-5, rtol=1e-4, max_mismatch=0.0)
-    tf_vs_onnx: Tolerance = Tolerance()
-    onnx_vs_torch: Tolerance = Tolerance()
-    tf_vs_torch: Tolerance = Tolerance()
-    # `tf2torch verify`: the Keras model against the hand-written port with the transferred weights.
-    tf_vs_port: Tolerance = Tolerance()
-    # d(projected outputs)/d(inputs), TF against torch (`gradients: true`); keys are input names.
-    gradients: Tolerance = Tolerance()
-    # The training check: each step's loss (`loss`) and each parameter's update (`update:<name>`).
-    training: Tolerance = Tolerance()
-    outputs: dict[str, Tolerance] = {}
+    """Most specific wins: a per-output entry over a per-pair entry over `default`."""
+
+    default: ResolvedTolerance = Field(
+        default=ResolvedTolerance(atol=1e-5, rtol=1e-4, max_mismatch=0.0),
+        description="What every comparison is judged by unless a more specific entry says otherwise.",
+    )
+    tf_vs_onnx: Tolerance = Field(default=Tolerance(), description="TF against onnxruntime.")
+    onnx_vs_torch: Tolerance = Field(default=Tolerance(), description="onnxruntime against torch.")
+    tf_vs_torch: Tolerance = Field(
+        default=Tolerance(), description="TF against torch (the onnx2torch model, model.py, model.pt2)."
+    )
+    tf_vs_port: Tolerance = Field(
+        default=Tolerance(),
+        description="`tf2torch verify`: the Keras model against the hand-written port with the "
+        "transferred weights.",
+    )
+    gradients: Tolerance = Field(
+        default=Tolerance(),
+        description="d(projected outputs)/d(inputs), TF against torch (`gradients: true`).",
+    )
+    training: Tolerance = Field(
+        default=Tolerance(),
+        description="The training check: each step's loss and each parameter's update.",
+    )
+    outputs: dict[str, Tolerance] = Field(
+        default={}, description="Per output name: overrides every pair's tolerance for that output."
+    )
 
 
 class InputSpec(_Strict):
-    name: str
-    shape: list[int] | None = None
-    dtype: Literal[DTYPES] | None = None  # type: ignore[valid-type]
-    range: tuple[float, float] | None = None
+    """One input of the model, by name."""
+
+    name: str = Field(description="The input's name (as the model's signature names it).")
+    shape: list[int] | None = Field(
+        default=None,
+        description="The full shape to feed, e.g. `[2, 224, 224, 3]` (fills dynamic dimensions).",
+    )
+    dtype: Literal[DTYPES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="The dtype to feed (default: the model's)."
+    )
+    range: tuple[float, float] | None = Field(
+        default=None, description="`[low, high]` of the random values (integers: token ids, class ids)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> InputSpec:
@@ -88,66 +136,141 @@ class InputSpec(_Strict):
 
 
 class ModelConfig(_Strict):
-    model: str | None = None
-    format: Literal[FORMATS] = "auto"  # type: ignore[valid-type]
-    signature: str = "serving_default"
-    inputs: list[InputSpec] | None = None
-    outputs: list[str] | None = None
-    opset: int = Field(default=17, ge=9, le=MAX_OPSET)
-    # model.onnx keeps its tensors in model.onnx.data above this size (protobuf's limit is 2 GB).
-    external_data_threshold_mb: float = Field(default=1800, ge=0)
-    seed: int = 0
-    samples: int = Field(default=3, ge=1)
-    batch_size: int = Field(default=2, ge=1)
-    timeout: float = Field(default=900, gt=0)
-    # Seconds one stage may take, by stage name (e.g. {export: 600}); `timeout` still bounds the job.
-    stage_timeouts: dict[str, float] = {}
-    tolerances: Tolerances = Tolerances()
-    # Compare TF's and torch's gradients with respect to the inputs (pipeline/common/gradients.py).
-    gradients: bool = False
-    # auto: localise when a comparison fails; always: also when all pass; never.
-    localize: Literal[LOCALIZE_MODES] = "auto"  # type: ignore[valid-type]
-    # Python files with extra or replacement onnx2torch converters (pipeline/torch_worker/converters/plugins.py).
-    converters: list[str] = []
-    # Keras: load Lambda layers, whose Python code is stored in the model file and runs when it is
-    # loaded (--trust-model); Python files defining the model's custom layer classes.
-    trust_model: bool = False
-    # NaN/Inf in TF's outputs fail the load stage unless allowed (then they must sit at the same places).
-    allow_nonfinite: bool = False
-    custom_objects: list[str] = []
-    # nchw: image inputs and outputs (4-D) in PyTorch's channel order, in the ONNX and torch models
-    # and in every artifact (pipeline/tf_worker/layout.py).
-    layout: Literal["nhwc", "nchw"] = "nhwc"
-    # The native PyTorch model (pipeline/torch_worker/native/): graph passes, model.py + model.safetensors.
-    native: bool = True
-    # The class model.py defines.
-    class_name: str = Field(default="ConvertedModel", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    # torch.export of the native model (batch dimension dynamic) into model.pt2; only with `native`.
-    torch_export: bool = True
-    # torch.compile of the native model, run and compared (compiling takes seconds to minutes); only
-    # with `native`.
-    torch_compile: bool = False
-    # 20 SGD steps of the native model on random targets: the loss falls, every parameter learns.
-    train_check: bool = False
-    train_check_lr: float = Field(default=0.01, gt=0)
-    # train.py from the Keras model's compile() settings (pipeline/torch_worker/training/); with training_check: N,
-    # N optimizer steps in TF and torch from the same weights on the same batches, compared.
-    training: bool = False
-    training_check: int = Field(default=0, ge=0, le=1000)
-    # Both sides of the training check compute in this precision (float64: rounding cannot fake or
-    # hide a difference; float32: the model's own precision, where deep networks drift apart).
-    training_precision: Literal["float64", "float32"] = "float64"
-    # The compile() settings to train with, instead of those the model file stores (or lacks).
-    compile: CompileSettings | None = None
-    # `tf2torch verify` (pipeline/torch_worker/port/): the hand-written module, "path/to/module.py:ClassName", the
-    # keyword arguments its constructor takes, the image layout its forward expects (nchw: 4-D inputs
-    # transposed for it, 4-D outputs transposed back), Keras layer -> torch submodule pairs that the
-    # order cannot give, and where to write the transferred weights (safetensors).
-    torch_module: str | None = None
-    init_args: dict[str, Any] = {}
-    input_layout: Literal["nhwc", "nchw"] = "nchw"
-    weight_mapping: dict[str, str] = {}
-    save_weights: str | None = None
+    """One model's settings. Every field's `description` is its documentation: the configuration
+    reference (docs/reference/config.md) is generated from this class, so it cannot drift."""
+
+    model: str | None = Field(
+        default=None,
+        description="The model: a .keras/.h5/.pb/.tflite file, a SavedModel directory or a zoo id "
+        "(relative paths are relative to the config file).",
+    )
+    format: Literal[FORMATS] = Field(  # type: ignore[valid-type]
+        default="auto", description="The model's format; `auto` detects it from the path."
+    )
+    signature: str = Field(default="serving_default", description="The SavedModel signature to convert.")
+    inputs: list[InputSpec] | None = Field(
+        default=None,
+        description="The inputs to feed, by name: shape (fills dynamic dimensions), dtype and value range "
+        "of the seeded random samples. Default: read from the model, dynamic dimensions from batch_size.",
+    )
+    outputs: list[str] | None = Field(default=None, description="The outputs to compare (default: all).")
+    opset: int = Field(default=17, ge=9, le=MAX_OPSET, description="The ONNX opset tf2onnx targets.")
+    external_data_threshold_mb: float = Field(
+        default=1800,
+        ge=0,
+        description="Above this total size of tensors, model.onnx keeps them in model.onnx.data "
+        "(protobuf's limit is 2 GB).",
+    )
+    seed: int = Field(default=0, description="Seeds the random inputs.")
+    samples: int = Field(default=3, ge=1, description="Random input batches compared per stage.")
+    batch_size: int = Field(
+        default=2, ge=1, description="Fills a dynamic (None) leading dimension when `inputs` gives no shape."
+    )
+    timeout: float = Field(
+        default=900, gt=0, description="Seconds each worker process (the TF group, the torch group) may run."
+    )
+    stage_timeouts: dict[str, float] = Field(
+        default={},
+        description="Seconds one stage may run, by stage name, e.g. `{export: 600, native: 300}`; "
+        "`timeout` still bounds the whole job.",
+    )
+    tolerances: Tolerances = Field(
+        default=Tolerances(),
+        description="How close outputs must be, per stage pair and per output (see Tolerances below).",
+    )
+    gradients: bool = Field(
+        default=False,
+        description="Also compare TF's and torch's gradients with respect to the inputs "
+        "(`tolerances.gradients`).",
+    )
+    localize: Literal[LOCALIZE_MODES] = Field(  # type: ignore[valid-type]
+        default="auto",
+        description="Name the op where outputs diverge: `auto` when a comparison fails, `always`, or `never`.",
+    )
+    converters: list[str] = Field(
+        default=[], description="Python files with extra or replacement onnx2torch converters."
+    )
+    trust_model: bool = Field(
+        default=False,
+        description="Load Keras Lambda layers, whose Python code is stored in the model file and runs when "
+        "it is loaded; only for files you trust.",
+    )
+    allow_nonfinite: bool = Field(
+        default=False,
+        description="NaN/Inf in TF's outputs fail the load stage; true: compare their positions instead.",
+    )
+    custom_objects: list[str] = Field(
+        default=[], description="Python files defining the Keras model's custom layer classes."
+    )
+    layout: Literal["nhwc", "nchw"] = Field(
+        default="nhwc",
+        description="`nchw`: image inputs and outputs (4-D) in PyTorch's channel order, in the ONNX and "
+        "torch models and in every artifact.",
+    )
+    native: bool = Field(
+        default=True,
+        description="Graph passes into a plain PyTorch model: model.py + model.safetensors + "
+        "weights_map.json (stage `native`).",
+    )
+    class_name: str = Field(
+        default="ConvertedModel",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The class model.py defines.",
+    )
+    torch_export: bool = Field(
+        default=True,
+        description="torch.export of the native model, with its dynamic dimensions, into model.pt2 "
+        "(only with `native`).",
+    )
+    torch_compile: bool = Field(
+        default=False,
+        description="Also torch.compile the native model and compare its outputs (15-35 s a model on "
+        "2 cores; only with `native`).",
+    )
+    train_check: bool = Field(
+        default=False,
+        description="20 SGD steps of the native model on random targets: the loss falls and every "
+        "parameter learns.",
+    )
+    train_check_lr: float = Field(default=0.01, gt=0, description="The train check's SGD learning rate.")
+    training: bool = Field(
+        default=False, description="Write train.py beside model.py from the Keras model's compile() settings."
+    )
+    training_check: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="N > 0: N optimizer steps in TF and with train.py from the same weights on the same "
+        "batches, losses and weight updates compared (implies `training`).",
+    )
+    training_precision: Literal["float64", "float32"] = Field(
+        default="float64",
+        description="The training check's arithmetic on both sides: float64, where rounding cannot fake "
+        "or hide a difference; float32, the model's own (deep networks drift apart).",
+    )
+    compile: CompileSettings | None = Field(
+        default=None,
+        description="`{optimizer, loss, loss_weights, metrics}` to train with, as Keras compile() takes "
+        "them, instead of those the model file stores (or lacks).",
+    )
+    torch_module: str | None = Field(
+        default=None, description="verify: the hand-written port, `path/to/module.py:ClassName`."
+    )
+    init_args: dict[str, Any] = Field(
+        default={}, description="verify: keyword arguments of the port's constructor."
+    )
+    input_layout: Literal["nhwc", "nchw"] = Field(
+        default="nchw",
+        description="verify: the port's image layout; `nchw` transposes 4-D inputs for it (and 4-D "
+        "outputs back).",
+    )
+    weight_mapping: dict[str, str] = Field(
+        default={},
+        description="verify: Keras layer name -> torch submodule name, where the order cannot pair them.",
+    )
+    save_weights: str | None = Field(
+        default=None, description="verify: write the transferred weights here (safetensors)."
+    )
 
     @field_validator("stage_timeouts")
     @classmethod
@@ -222,23 +345,24 @@ Layer = tuple[str, dict[str, Any]]  # (where it came from, for messages; its key
 def load_config(
     config_path: Path | None = None,
     overrides: dict[str, Any] | None = None,
-    defaults_path: Path = DEFAULTS_PATH,
     before_file: tuple[Layer, ...] = (),
     after_file: tuple[Layer, ...] = (),
+    source: str = "command line",
 ) -> ModelConfig:
-    """Merge defaults.yaml < `before_file` < the config file < `after_file` < CLI overrides, and validate.
+    """Merge ModelConfig's defaults < `before_file` < the config file < `after_file` < `overrides`
+    (named `source` in messages: the command line's flags, the Python API's arguments), and validate.
 
+    The defaults are the pydantic models' own: one source, documented in docs/reference/config.md.
     The extra layers are for zoo files: their shared defaults go before an entry's config file, the
     entry's inline keys after it."""
-    layers: list[Layer] = []
-    if defaults_path.is_file():
-        layers.append((str(defaults_path), read_yaml(defaults_path)))
-    layers += before_file
+    # The defaults as a layer: a file that sets part of a nested section (`tolerances.default.atol`)
+    # keeps the rest of it.
+    layers: list[Layer] = [("defaults", ModelConfig().model_dump(mode="json")), *before_file]
     if config_path is not None:
         layers.append(file_layer(config_path, read_yaml(config_path)))
     layers += after_file
     if overrides:
-        layers.append(("command line", overrides))
+        layers.append((source, overrides))
     merged: dict[str, Any] = {}
     for _, data in layers:
         merged = deep_merge(merged, data)
@@ -254,7 +378,10 @@ def file_layer(path: Path, data: dict[str, Any], name: str | None = None) -> Lay
     model = data.get("model")
     if isinstance(model, str) and not Path(model).is_absolute():
         candidate = path.parent / model
-        if candidate.exists():
+        # Beside the file; else as given, if it exists from here; a path found nowhere is named
+        # beside the file (so "model not found" shows where it was looked for). Zoo ids stay ids.
+        missing = not Path(model).exists() and not is_zoo_id(model)
+        if candidate.exists() or missing:
             data = {**data, "model": str(candidate)}
     for key in ("converters", "custom_objects"):
         files = data.get(key)

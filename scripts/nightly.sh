@@ -9,7 +9,8 @@
 # e.g. "python -m pipeline"), NIGHTLY_PRUNE (default 1: a passing model's model files are deleted,
 # its report kept, as `batch --prune`; the full zoo's would take over 20 GB; 0 keeps them).
 # Layout: $NIGHTLY_DIR/<zoo>/work/ holds the models and the cache; history/<UTC time>/ one summary
-# (summary.json, summary.md, junit.xml) per finished run. The exit code is the batch's: 0 all
+# (summary.json, summary.md, junit.xml) per finished run; work/summary.html is the dashboard, with
+# each model's trend over that history. The exit code is the batch's: 0 all
 # passed, 1 a model failed or regressed against the previous run, 2 bad usage or the directory is
 # locked by a run still going, 130/143 interrupted.
 set -u
@@ -22,7 +23,7 @@ read -ra tf2torch <<< "${TF2TORCH:-.venv/bin/tf2torch}"  # may be a command with
 mkdir -p "$dir/history"
 
 previous=$(find "$dir/history" -mindepth 1 -maxdepth 1 -type d | sort | tail -n 1)
-args=(batch "$zoo" --out "$dir/work")
+args=(batch "$zoo" --out "$dir/work" --history "$dir/history")
 [ -n "${WORKERS:-}" ] && args+=(--workers "$WORKERS")
 [ "${NIGHTLY_PRUNE:-1}" != 0 ] && args+=(--prune)
 [ -n "$previous" ] && [ -f "$previous/summary.json" ] && args+=(--baseline "$previous/summary.json")

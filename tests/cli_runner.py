@@ -40,20 +40,26 @@ def run_cli(
 _POOL: WorkerPool | None = None
 
 
+def shared_pool() -> WorkerPool:
+    """The session's warm workers (started on first use)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = WorkerPool()
+    return _POOL
+
+
 def run_command(*args: str | Path) -> subprocess.CompletedProcess:
     """`tf2torch ARGS` run inside the test process on the session's warm workers: the same parsing,
     stages, files, output and exit code as `run_cli`, without starting and importing afresh. For tests
     of results; a test of the process itself (signals, environment, working directory, locks held by
     another process) uses `run_cli`. The config's `timeout` bounds every job of the command."""
-    global _POOL
-    if _POOL is None:
-        _POOL = WorkerPool()
+    pool = shared_pool()
     stdout, stderr = io.StringIO(), io.StringIO()
     sigterm = signal.getsignal(signal.SIGTERM)
     try:
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             try:
-                code = cli.main([str(a) for a in args], pool=_POOL)
+                code = cli.main([str(a) for a in args], pool=pool)
             except SystemExit as exc:  # argparse's usage errors
                 code = exc.code if isinstance(exc.code, int) else 2
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,6 +94,8 @@ def test_smoke_zoo_converts_with_a_summary_per_model(smoke_run):
         assert (smoke_run / entry_id / "result.json").is_file()
     markdown = (smoke_run / "summary.md").read_text()
     assert "**6 passed, 0 failed**" in markdown
+    dashboard = (smoke_run / "summary.html").read_text()
+    assert all(f'data-id="{entry_id}"' in dashboard for entry_id in by_id)
 
 
 def test_junit_file_has_one_case_per_model(smoke_run):
@@ -152,6 +155,43 @@ def test_failure_against_a_passing_baseline_is_a_regression(smoke_run, tmp_path)
     assert "passed in the baseline, now tolerance_fail" in summary["regressions"][0]["reason"]
     failure = ET.parse(out / "junit.xml").getroot().find("testsuite/testcase/failure")
     assert failure is not None and failure.get("message").startswith("validate:")
+
+
+def test_the_dashboard_shows_regressions_then_failures_first_in_a_browser(smoke_run, tmp_path):
+    # cnn passed in the smoke run and fails now (a regression); gone fails and has no baseline (a
+    # failure); linear_regression passes. Two earlier nights give the trend.
+    zoo = write_zoo(
+        tmp_path / "zoo.yaml",
+        LINEAR,
+        "{id: gone, model: gone.keras}",
+        "{id: cnn, model: demo.cnn, tolerances: {default: {atol: 0.0, rtol: 0.0}}}",
+    )
+    history = tmp_path / "history"
+    for night in ("20261101T000000Z", "20261102T000000Z"):
+        (history / night).mkdir(parents=True)
+        (history / night / "summary.json").write_text((smoke_run / "summary.json").read_text())
+    out = tmp_path / "out"
+    done = batch_here(zoo, "--out", out, "--baseline", smoke_run / "summary.json", "--history", history)
+    assert done.returncode == 1, done.stdout + done.stderr
+    render = REPO / "scripts" / "render_report.sh"
+    dom = subprocess.run([render, out / "summary.html"], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr
+    # The order Chromium laid the rows out in: the regression, the failure, then the passing model.
+    assert re.findall(r'<tr class="[a-z]*" data-id="([^"]+)"', dom.stdout) == [
+        "cnn",
+        "gone",
+        "linear_regression",
+    ]
+    row = {m.group(1): m.group(0) for m in re.finditer(r'data-id="([^"]+)".*?</tr>', dom.stdout, re.S)}
+    assert "TOLERANCE FAIL (REGRESSED)" in row["cnn"] and "passed in the baseline" in row["cnn"]
+    assert "ERROR" in row["gone"] and "model not found" in row["gone"]
+    # Each converted model links to its report; the trend has a dot per earlier run and this one.
+    assert 'href="cnn/report.html"' in row["cnn"] and (out / "cnn" / "report.html").is_file()
+    assert row["linear_regression"].count("<circle") == 4
+    assert "was pass" in row["cnn"] and "Trend over 3 earlier run(s)" in dom.stdout
+    shot = tmp_path / "summary.png"
+    done = subprocess.run([render, out / "summary.html", shot], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", done.stderr
 
 
 def test_prune_deletes_the_model_files_of_passing_models_only(tmp_path):
@@ -344,6 +384,9 @@ def test_nightly_script_keeps_the_last_runs_and_compares_with_the_previous(tmp_p
     assert latest["baseline"] == str(history[0] / "summary.json")
     assert latest["totals"]["cached"] == 1  # the night before's conversion is reused
     assert {p.name for p in history[-1].iterdir()} == {"summary.json", "summary.md", "junit.xml"}
+    # The dashboard of the last night shows the trend over the nights kept before it.
+    dashboard = (tmp_path / "nightly" / "zoo" / "work" / "summary.html").read_text()
+    assert "Trend over 2 earlier run(s)" in dashboard
 
 
 def _started_worker_environment(pool) -> dict[str, str]:

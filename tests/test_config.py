@@ -1,13 +1,17 @@
 import pytest
 
-from pipeline.config import DEFAULTS_PATH, ModelConfig, load_config, read_yaml, resolve_tolerance
+from pipeline.config import ModelConfig, load_config, resolve_tolerance
 from pipeline.errors import ConfigError
 
 
-def test_defaults_file_matches_the_code_defaults():
-    # configs/defaults.yaml is what users read; the pydantic defaults must not drift from it.
-    assert ModelConfig.model_validate(read_yaml(DEFAULTS_PATH)) == ModelConfig()
+def test_with_no_file_the_config_is_the_models_defaults():
     assert load_config() == ModelConfig()
+
+
+def test_a_file_may_set_part_of_a_nested_default(write_config):
+    cfg = load_config(write_config("tolerances:\n  default: {atol: 1.0e-3}\n"))
+    assert cfg.tolerances.default.atol == 1e-3
+    assert cfg.tolerances.default.rtol == ModelConfig().tolerances.default.rtol
 
 
 def test_model_config_overrides_defaults_and_cli_overrides_both(write_config):

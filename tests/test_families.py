@@ -11,7 +11,7 @@ import pytest
 from cli_runner import REPO, read_report, run_zoo
 from standalone_model import input_names, run_standalone
 
-from pipeline.batch.zoo_file import load_zoo
+from pipeline.batching.zoo_file import load_zoo
 
 ZOO = REPO / "configs" / "zoos" / "families.yaml"
 FAMILIES = load_zoo(ZOO)

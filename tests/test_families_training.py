@@ -12,7 +12,7 @@ import json
 import pytest
 from cli_runner import REPO, read_report, run_zoo
 
-from pipeline.batch.zoo_file import load_zoo
+from pipeline.batching.zoo_file import load_zoo
 
 ZOO = REPO / "configs" / "zoos" / "families-training.yaml"
 ENTRIES = load_zoo(ZOO)

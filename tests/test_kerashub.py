@@ -14,7 +14,7 @@ import pytest
 from cli_runner import REPO, read_report, run_zoo
 from standalone_model import input_names, run_standalone
 
-from pipeline.batch.zoo_file import load_zoo
+from pipeline.batching.zoo_file import load_zoo
 
 pytestmark = [
     pytest.mark.slow,

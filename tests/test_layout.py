@@ -1,4 +1,4 @@
-"""The package's layout follows its process split: the orchestrator (cli, orchestrator/, batch/,
+"""The package's layout follows its process split: the orchestrator (cli, orchestrator/, batching/,
 reports/ and the framework-free modules at the top) imports neither framework; nothing in
 torch_worker/ imports TensorFlow and nothing in tf_worker/ imports torch; no module imports itself
 through others."""
@@ -56,7 +56,7 @@ def _imported_after(modules: list[str], first: str = "") -> set[str]:
 
 def test_the_orchestrator_imports_neither_framework():
     top = [m for m in _modules(PACKAGE) if m.count(".") == 1]  # cli, plan, config, worker, ...
-    folders = [m for f in ("orchestrator", "batch", "reports") for m in _modules(PACKAGE / f)]
+    folders = [m for f in ("orchestrator", "batching", "reports") for m in _modules(PACKAGE / f)]
     assert "pipeline.cli" in top and "pipeline.orchestrator.runner" in folders
     assert not FRAMEWORKS & _imported_after(top + folders)
 

@@ -3,8 +3,8 @@
 import io
 import xml.etree.ElementTree as ET
 
-from pipeline.batch import summary
-from pipeline.batch.progress import LineProgress, LiveProgress, make_progress
+from pipeline.batching import summary
+from pipeline.batching.progress import LineProgress, LiveProgress, make_progress
 
 
 def row(entry_id, status="pass", worst=None, stage=None, message=None, cached=False):

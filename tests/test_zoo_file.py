@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.batch.zoo_file import DEFAULT_REGRESSION_FACTOR, load_zoo, read_zoo
+from pipeline.batching.zoo_file import DEFAULT_REGRESSION_FACTOR, load_zoo, read_zoo
 from pipeline.errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent

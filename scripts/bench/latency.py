@@ -3,6 +3,7 @@
     python scripts/bench/latency.py torch RUN_DIR MODEL.keras   # onnx2torch, native, inference, compiled, onnxruntime
     python scripts/bench/latency.py tf RUN_DIR MODEL.keras      # the original Keras model (tf.function)
     python scripts/bench/latency.py torchvision RUN_DIR NAME    # model.py against torchvision's NAME, 1 thread
+    python scripts/bench/latency.py keras_torch RUN_DIR MODEL.keras  # model.py against Keras 3 on torch, 1 thread
 
 RUN_DIR is a `tf2torch convert` output (layout nhwc). Inputs: the first sample of RUN_DIR/inputs.npz
 repeated to the batch size. Per cell the median of REPEATS calls after WARMUP calls; the torch-side
@@ -21,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 WARMUP, REPEATS, BATCHES = 3, 15, (1, 32)
+TORCHVISION_REPEATS = 61
 
 
 def batches(run: Path) -> dict[int, np.ndarray]:
@@ -29,9 +31,9 @@ def batches(run: Path) -> dict[int, np.ndarray]:
     return {b: np.ascontiguousarray(np.resize(sample, (b, *sample.shape[1:]))) for b in BATCHES}
 
 
-def timings(runners: dict) -> dict[str, float]:
+def timings(runners: dict, repeats: int = REPEATS) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in runners}
-    for i in range(WARMUP + REPEATS):
+    for i in range(WARMUP + repeats):
         for key, call in runners.items():
             started = time.perf_counter()
             call()
@@ -127,18 +129,56 @@ def torchvision_side(run: Path, name: str) -> dict[str, float]:
         for batch in (1, 8):
             nhwc = torch.from_numpy(np.ascontiguousarray(np.resize(sample, (batch, *sample.shape[1:]))))
             nchw = nhwc.permute(0, 3, 1, 2).contiguous()
-            ms = timings({"model_py": lambda x=nhwc: native(x), "torchvision": lambda x=nchw: reference(x)})
+            # A batch-1 call takes 10-70 ms, where one noisy call moves a median of 15: take more.
+            repeats = TORCHVISION_REPEATS if batch == 1 else REPEATS
+            ms = timings(
+                {"model_py": lambda x=nhwc: native(x), "torchvision": lambda x=nchw: reference(x)}, repeats
+            )
+            figures.update({f"{k}_b{batch}_ms": v for k, v in ms.items()})
+    return figures
+
+
+def keras_torch_side(run: Path, model_path: str) -> dict[str, float]:
+    """model.py against the same .keras file loaded by Keras 3 on its torch backend (the model is a
+    torch.nn.Module there, still run by Keras), one thread, batch 1 and 8, interleaved call by call.
+    Both take the NHWC input TF takes."""
+    import os
+
+    os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported; this process has no TensorFlow
+    import keras
+    import torch
+
+    from pipeline.torch_worker.native_stage import load_native
+
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    assert keras.backend.backend() == "torch" and "tensorflow" not in sys.modules
+    native = load_native(run, "ConvertedModel")
+    on_torch = keras.saving.load_model(model_path, compile=False)
+    with np.load(run / "inputs.npz") as arrays:
+        sample = arrays[arrays.files[0]][0]
+    figures = {}
+    with torch.no_grad():
+        for batch in (1, 8):
+            x = torch.from_numpy(np.ascontiguousarray(np.resize(sample, (batch, *sample.shape[1:]))))
+            repeats = TORCHVISION_REPEATS if batch == 1 else REPEATS
+            ms = timings(
+                {"model_py": lambda x=x: native(x), "keras_torch": lambda x=x: on_torch(x, training=False)},
+                repeats,
+            )
             figures.update({f"{k}_b{batch}_ms": v for k, v in ms.items()})
     return figures
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[0] not in ("torch", "tf", "torchvision"):
+    if len(argv) != 3 or argv[0] not in ("torch", "tf", "torchvision", "keras_torch"):
         print(__doc__)
         return 2
     framework, run, model = argv
     if framework == "torchvision":
         figures = torchvision_side(Path(run), model)
+    elif framework == "keras_torch":
+        figures = keras_torch_side(Path(run), model)
     else:
         figures = torch_side(Path(run)) if framework == "torch" else tf_side(Path(run), model)
     print(json.dumps(figures))

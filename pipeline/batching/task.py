@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import artifacts
-from pipeline.batch import summary
+from pipeline.batching import summary
 from pipeline.errors import EXIT_USAGE, PipelineError
 from pipeline.records import Status
 

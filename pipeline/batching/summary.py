@@ -1,5 +1,5 @@
-"""A batch's results: one row per model, the summary files (JSON, Markdown, JUnit XML) and the
-comparison with a baseline summary. Plain Python; no framework imports."""
+"""A batch's results: one row per model, the summary files (JSON, Markdown, JUnit XML, the HTML
+dashboard) and the comparison with a baseline summary. Plain Python; no framework imports."""
 
 from __future__ import annotations
 
@@ -11,11 +11,15 @@ from typing import Any
 from pipeline import artifacts, plan
 from pipeline.errors import UsageError
 from pipeline.records import FAILED, Status
+from pipeline.reports import dashboard
 from pipeline.reports import markdown as report
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_MD = "summary.md"
+SUMMARY_HTML = "summary.html"
 JUNIT_XML = "junit.xml"
+# The dashboard's trend goes back this many earlier runs.
+HISTORY_RUNS = 30
 # Errors below this are float32 noise: growth from 1e-9 to 1e-8 is not a regression.
 ERROR_FLOOR = 1e-6
 
@@ -121,9 +125,31 @@ def regressions(
     return found
 
 
-def write(out: Path, summary: dict[str, Any]) -> None:
+def load_history(history: Path | None, baseline: Path | None) -> list[dict[str, Any]]:
+    """Earlier summaries for the dashboard's trend, oldest first: each `history/<run>/summary.json`
+    (scripts/nightly.sh keeps them under names that sort by time), and the baseline if it is not one
+    of them. An unreadable one is left out: the trend is an aid, the baseline check is what judges."""
+    paths: list[Path] = []
+    if history is not None and history.is_dir():
+        paths = sorted(p / SUMMARY_JSON for p in history.iterdir() if (p / SUMMARY_JSON).is_file())
+    known = {p.resolve() for p in paths}
+    if baseline is not None and baseline.is_file() and baseline.resolve() not in known:
+        paths.append(baseline)
+    found = []
+    for path in paths[-HISTORY_RUNS:]:
+        try:
+            data = json.loads(path.read_text())
+            if isinstance(data.get("models"), list):
+                found.append(data)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
+
+
+def write(out: Path, summary: dict[str, Any], history: list[dict[str, Any]] | None = None) -> None:
     artifacts.save_json(out / SUMMARY_JSON, summary)
     artifacts.save_text(out / SUMMARY_MD, markdown(summary))
+    artifacts.save_text(out / SUMMARY_HTML, dashboard.render(summary, out, history))
     artifacts.write_atomic(out / JUNIT_XML, lambda tmp: tmp.write_bytes(junit_xml(summary)))
 
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pipeline.batch.task import Task, convert_task
+from pipeline.batching.task import Task, convert_task
 from pipeline.errors import UsageError
 from pipeline.orchestrator.pool import WorkerPool
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import artifacts
-from pipeline.batch import summary
-from pipeline.batch.progress import make_progress
-from pipeline.batch.task import RESULT_JSON, Task
-from pipeline.batch.zoo_file import ZooEntry, read_zoo
+from pipeline.batching import summary
+from pipeline.batching.progress import make_progress
+from pipeline.batching.task import RESULT_JSON, Task
+from pipeline.batching.zoo_file import ZooEntry, read_zoo
 from pipeline.errors import PipelineError, UsageError
 from pipeline.fingerprint import fingerprint
 from pipeline.formats import detect_format
@@ -39,9 +39,10 @@ class BatchOptions:
     ray_address: str | None = None
     force: bool = False
     baseline: Path | None = None
+    history: Path | None = None  # earlier runs' summaries, one folder each: the dashboard's trend
     max_rss_mb: float | None = None
     prune: bool = False  # delete a passing model's model files (artifacts.MODEL_FILES)
-    progress: Any = None  # a pipeline.batch.progress reporter; default: chosen for stdout
+    progress: Any = None  # a pipeline.batching.progress reporter; default: chosen for stdout
     pool: Any = None  # a caller's warm WorkerPool for a single local slot (cli.main's `pool`)
 
 
@@ -61,7 +62,7 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
         progress = options.progress or make_progress()
         progress.begin(total=len(zoo.entries), already=[rows[e.id] for e in zoo.entries if e.id in rows])
         if tasks:
-            from pipeline.batch.executors import make_executor
+            from pipeline.batching.executors import make_executor
 
             executor = make_executor(
                 options.executor,
@@ -100,7 +101,7 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
             "regressions": found,
             "models": ordered,
         }
-        summary.write(options.out, result)
+        summary.write(options.out, result, summary.load_history(options.history, options.baseline))
     progress.end(result)
     if interrupted:
         return result, interrupted

@@ -21,7 +21,7 @@ Batch settings may sit beside `defaults` (`tf2torch batch` reads them):
     max_rss_mb: 12000        # replace a worker process once it holds more memory than this after a model
     regression_factor: 10    # with --baseline: an error that grew more than this many times is a regression
 
-An entry's config is configs/defaults.yaml < the zoo's `defaults` < its `config` file < its inline
+An entry's config is the defaults (pipeline/config.py) < the zoo's `defaults` < its `config` file < its inline
 keys. Every entry is validated when the zoo is loaded, disabled ones too, so a typo fails at once.
 
 Every file a zoo names (config files, includes, models, converters, custom_objects) must lie inside
