@@ -179,7 +179,7 @@ def run(
             raise  # not the output directory's fault: a bug, with its traceback
         raise UsageError(
             f"cannot write to {job.out}: {exc.strerror or exc}; nothing was published there (an earlier "
-            "run in it is untouched): free space, fix the permissions or choose another out directory"
+            "run in it is untouched): free space, fix the permissions or choose another --out (`out=` in Python)"
         ) from exc
     return ConversionResult.from_report(report)
 
