@@ -126,10 +126,15 @@ class InputSpec(_Strict):
         default=None, description="`[low, high]` of the random values (integers: token ids, class ids)."
     )
 
+    @field_validator("shape")
+    @classmethod
+    def _positive_sizes(cls, shape: list[int] | None) -> list[int] | None:
+        if shape is not None and any(d < 1 for d in shape):
+            raise ValueError(f"shape {shape} has a size below 1: every dimension must be at least 1")
+        return shape
+
     @model_validator(mode="after")
     def _check(self) -> InputSpec:
-        if self.shape is not None and any(d < 0 for d in self.shape):
-            raise ValueError(f"shape {self.shape} has a negative dimension")
         if self.range is not None and not self.range[0] < self.range[1]:
             raise ValueError(f"range {list(self.range)} must be [low, high] with low < high")
         return self

@@ -78,6 +78,9 @@ class StageRecord:
     reason: str | None = None  # why it was skipped
     exit_code: int | None = None  # of a failed stage: what the command exits with
     worker_failure: bool = False  # the worker died or timed out: may not happen on a re-run
+    # A ConfigError: the config contradicts the model (or names a file that is not usable). The run is
+    # refused with exit 2 and nothing published; such a record never reaches a report.
+    config_error: bool = False
 
     @classmethod
     def skipped(cls, name: str, reason: str) -> StageRecord:

@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
 
 def run_job(job: dict) -> None:
     from pipeline.config import ModelConfig
-    from pipeline.errors import CANNOT_WRITE_ERRNOS, PipelineError, first_line
+    from pipeline.errors import CANNOT_WRITE_ERRNOS, ConfigError, PipelineError, first_line
 
     cfg = ModelConfig.model_validate(job["config"])
     out = Path(job["out_dir"])
@@ -76,6 +76,8 @@ def run_job(job: dict) -> None:
                 error=exc.message,
                 exit_code=exc.exit_code,
                 details=exc.details if exc.details is not None else getattr(exc, "ops", None),
+                # A config that contradicts the model: the run is refused, not reported (runner.py).
+                config_error=isinstance(exc, ConfigError),
             )
             return
         except Exception as exc:

@@ -87,7 +87,9 @@ def test_an_input_shape_that_does_not_fit_the_model_exits_2(models, write_config
     config = write_config("inputs:\n  - {name: zeta, shape: [2, 9]}\n")
     proc = run_command("convert", models / "two_inputs.keras", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 2
-    assert "config shape [2, 9] for input 'zeta' does not fit the model's shape [?, 6]" in proc.stdout
+    assert "config shape [2, 9] for input 'zeta' does not fit the model's shape [?, 6]" in proc.stderr
+    assert "(`inputs[0].shape`); write e.g. `shape: [2, 6]`" in proc.stderr
+    assert not (tmp_path / "run").exists()  # refused like a bad config file: nothing published
 
 
 def test_nan_and_inf_in_tf_outputs_fail_instead_of_passing(models, write_config, tmp_path):
@@ -179,7 +181,7 @@ def test_the_torch_worker_never_unpickles_code(models, write_config, tmp_path):
     config = write_config(f"converters: [{probe}]\n")
     proc = run_command("convert", models / "legacy.h5", "--config", config, "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "UnpicklingError: Weights only load failed" in proc.stdout
+    assert "UnpicklingError: Weights only load failed" in proc.stderr  # a converters file that fails
     assert not marker.exists(), "the pickle's code ran"
 
 

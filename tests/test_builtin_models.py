@@ -33,8 +33,9 @@ def test_mobilenet_v2_from_its_shipped_config(tmp_path):
 def test_unknown_zoo_id_suggests_close_matches(tmp_path):
     proc = run_command("convert", "keras.applications.MobileNetv2", "--out", tmp_path / "run")
     assert proc.returncode == 2
-    assert "unknown zoo id 'keras.applications.MobileNetv2'" in proc.stdout
-    assert "keras.applications.MobileNetV2" in proc.stdout.split("did you mean", 1)[1]
+    assert "unknown zoo id 'keras.applications.MobileNetv2'" in proc.stderr
+    assert "keras.applications.MobileNetV2" in proc.stderr.split("did you mean", 1)[1]
+    assert not (tmp_path / "run").exists()
 
 
 # Prints, per model, the layers whose scale (BatchNorm or LayerScale gamma) lies in [0.1, 0.3], the

@@ -25,6 +25,8 @@ class TensorInfo:
     dtype: str
     shape: tuple[int | None, ...] | None
     aliases: tuple[str, ...] = ()
+    # Integer inputs that index an Embedding table directly: its row count (valid ids 0..n-1).
+    vocabulary: int | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -48,33 +50,53 @@ DEFAULT_RANGES = {"float": (0.0, 1.0), "int": (0, 10), "bool": (0, 2)}
 def resolve_specs(
     declared: list[TensorInfo], configured: list[InputSpec] | None, batch_size: int
 ) -> list[ConcreteInput]:
+    """The inputs to feed: the model's declarations with the config's `inputs:` applied. A config entry
+    that contradicts the model (a name it does not have, another rank, a fixed size, dtype or value
+    range it cannot take) is a ConfigError naming the key, the value, what the model expects and what
+    to write instead."""
     known = {alias: info.name for info in declared for alias in (info.name, *info.aliases)}
-    by_name: dict[str, InputSpec] = {}
+    by_name: dict[str, tuple[int, InputSpec]] = {}
     unknown = []
-    for spec in configured or []:
+    for index, spec in enumerate(configured or []):
         if spec.name not in known:
             unknown.append(spec.name)
         elif known[spec.name] in by_name:
             raise ConfigError(
                 f"config `inputs` names the input '{known[spec.name]}' twice "
-                f"(as '{by_name[known[spec.name]].name}' and '{spec.name}')"
+                f"(as '{by_name[known[spec.name]][1].name}' and '{spec.name}')"
             )
         else:
-            by_name[known[spec.name]] = spec
+            by_name[known[spec.name]] = (index, spec)
     if unknown:
         names = ", ".join(f"{_fmt_names(i)} {_fmt_shape(i.shape)} {i.dtype}" for i in declared)
         raise ConfigError(
-            f"config `inputs` names {', '.join(sorted(unknown))}, but the model's inputs are: {names}"
+            f"config `inputs` names {', '.join(sorted(unknown))}, but the model's inputs are: {names}; "
+            "write one of those names under `name:`"
         )
-    return [_resolve_one(info, by_name.get(info.name), batch_size) for info in declared]
+    return [_resolve_one(info, *by_name.get(info.name, (None, None)), batch_size) for info in declared]
 
 
 def _fmt_names(info: TensorInfo) -> str:
     return info.name + "".join(f" (or {alias})" for alias in info.aliases)
 
 
-def _resolve_one(info: TensorInfo, spec: InputSpec | None, batch_size: int) -> ConcreteInput:
-    dtype = (spec.dtype if spec and spec.dtype else None) or info.dtype
+def _kind(dtype: str) -> str:
+    return "bool" if dtype == "bool" else "int" if "int" in dtype else "float"
+
+
+def _resolve_one(
+    info: TensorInfo, index: int | None, spec: InputSpec | None, batch_size: int
+) -> ConcreteInput:
+    key = f"inputs[{index}]"
+    if spec and spec.dtype and spec.dtype != info.dtype:
+        fed, takes = _kind(spec.dtype), _kind(info.dtype)
+        what = f"{fed} values fed to a {takes} input" if fed != takes else "another width than the model's"
+        raise ConfigError(
+            f"config `{key}.dtype: {spec.dtype}` contradicts the model: its input '{info.name}' takes "
+            f"{info.dtype} ({what}, which the exported model cannot take); write `dtype: {info.dtype}` "
+            "or leave `dtype` out"
+        )
+    dtype = info.dtype
     if spec and spec.shape is not None:
         shape = tuple(spec.shape)
         if info.shape is not None:
@@ -84,7 +106,8 @@ def _resolve_one(info: TensorInfo, spec: InputSpec | None, batch_size: int) -> C
             if not fits:
                 raise ConfigError(
                     f"config shape {list(shape)} for input '{info.name}' does not fit the model's "
-                    f"shape {_fmt_shape(info.shape)}"
+                    f"shape {_fmt_shape(info.shape)} (`{key}.shape`); write e.g. "
+                    f"`shape: {_fitting_shape(info.shape, shape, batch_size)}`"
                 )
     else:
         if info.shape is None:
@@ -100,9 +123,56 @@ def _resolve_one(info: TensorInfo, spec: InputSpec | None, batch_size: int) -> C
                 f"shape under `inputs:` in the config, e.g. - {{name: {info.name}, shape: [...]}}"
             )
         shape = tuple(int(d) for d in dims)
-    kind = "bool" if dtype == "bool" else "int" if "int" in dtype else "float"
-    low, high = spec.range if spec and spec.range else DEFAULT_RANGES[kind]
+    kind = _kind(dtype)
+    if spec and spec.range:
+        low, high = spec.range
+        _check_range(info, key, low, high)
+    else:
+        low, high = DEFAULT_RANGES[kind]
+        if kind == "int" and info.vocabulary:
+            high = min(high, info.vocabulary)  # token ids the model's table has
     return ConcreteInput(info.name, dtype, shape, float(low), float(high))
+
+
+def _fitting_shape(declared: tuple[int | None, ...], given: tuple[int, ...], batch_size: int) -> list[int]:
+    """The model's shape with its unknown sizes taken from what the user gave (else the batch size
+    for the first, 1 for the rest)."""
+    same_rank = len(declared) == len(given)
+    return [
+        d if d is not None else given[i] if same_rank else batch_size if i == 0 else 1
+        for i, d in enumerate(declared)
+    ]
+
+
+def _check_range(info: TensorInfo, key: str, low: float, high: float) -> None:
+    """A configured `range` must be one the input's dtype can hold (integers: whole numbers within
+    the dtype; bool: within [0, 2]) and, for token ids, one the model's Embedding table has rows for."""
+    dtype, write, why = info.dtype, None, ""
+    if dtype == "bool":
+        if low < 0 or high > 2:
+            write = "[0, 2]"
+    elif "int" in dtype:
+        limits = np.iinfo(dtype)
+        if low != int(low) or high != int(high):
+            write = f"[{int(np.ceil(low))}, {int(np.floor(high))}]"
+            why = "; integers are drawn from [low, high), with whole-number bounds"
+        elif low < limits.min or high > int(limits.max) + 1:
+            write = f"[{max(int(low), int(limits.min))}, {min(int(high), int(limits.max) + 1)}]"
+            why = f"; {dtype} holds {limits.min}..{limits.max}"
+        elif info.vocabulary and (low < 0 or high > info.vocabulary):
+            raise ConfigError(
+                f"config `{key}.range: [{low:g}, {high:g}]` goes past the vocabulary of the Embedding that "
+                f"input '{info.name}' indexes ({info.vocabulary} rows: ids 0..{info.vocabulary - 1}); write "
+                f"`range: [0, {info.vocabulary}]`"
+            )
+    elif max(abs(low), abs(high)) > float(np.finfo(dtype).max):
+        largest = float(np.finfo(dtype).max)
+        write, why = f"[{-largest:g}, {largest:g}]", f"; {dtype} holds values up to {largest:g}"
+    if write:
+        raise ConfigError(
+            f"config `{key}.range: [{low:g}, {high:g}]` does not fit input '{info.name}' ({dtype}{why}); "
+            f"write `range: {write}`"
+        )
 
 
 def generate(specs: list[ConcreteInput], seed: int, samples: int) -> dict[str, np.ndarray]:

@@ -14,7 +14,7 @@ from typing import Any
 from pipeline import __version__, artifacts, plan
 from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
-from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE
+from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE, ConfigError
 from pipeline.fingerprint import framework_versions
 from pipeline.orchestrator.pool import WorkerPool
 from pipeline.orchestrator.publish import StagedRun
@@ -70,11 +70,19 @@ def _run_stages(
     workers: dict[str, dict[str, Any]] = {}
     for group, names in groups:
         failed = any(s.status == Status.ERROR for s in stages)
+        refused: StageRecord | None = None
         for record in () if failed else _run_group(group, names, cfg, fmt, out, workers, pool):
+            if record.config_error:
+                refused = record  # the group runs to its end (the worker stops after an error)
+                continue
             if record.status == Status.PASS:
                 _judge(record, cfg, out)
             stages.append(record)
             progress(record.to_json())
+        if refused is not None:
+            # The config contradicts the model: a user's mistake, as a bad config file is. Exit 2 with
+            # the message, and nothing is published (the staging directory is discarded).
+            raise ConfigError(refused.error or "the config does not fit the model")
         done = {s.name for s in stages}
         for name in names:
             if name not in done:
@@ -325,6 +333,7 @@ def _record(event: dict[str, Any], group: str) -> StageRecord:
     if skipped:
         record.status, record.reason = Status.SKIPPED, skipped
     if event["event"] == "error":
+        record.config_error = bool(event.get("config_error"))
         error = event["error"]
         if event.get("traceback"):
             error += f" (traceback in {artifacts.LOG_DIR}/{group}.log)"

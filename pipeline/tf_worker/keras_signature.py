@@ -30,7 +30,11 @@ def functional_inputs(model) -> list | None:
 def declared_inputs(model) -> list[TensorInfo]:
     tensors = functional_inputs(model)
     if tensors is not None:
-        return [TensorInfo(t.name, tf.as_dtype(t.dtype).name, tensor_dims(t.shape)) for t in tensors]
+        rows = vocabularies(model, tensors)
+        return [
+            TensorInfo(t.name, tf.as_dtype(t.dtype).name, tensor_dims(t.shape), vocabulary=rows.get(id(t)))
+            for t in tensors
+        ]
     shapes = _build_shapes(model)
     names = [
         p.name
@@ -42,6 +46,24 @@ def declared_inputs(model) -> list[TensorInfo]:
         return [TensorInfo(names[0], dtype, shapes[0])]
     stem = names[0] if names else "input"
     return [TensorInfo(f"{stem}_{i}", dtype, shape) for i, shape in enumerate(shapes)]
+
+
+def vocabularies(model, tensors: list) -> dict[int, int]:
+    """For each input tensor (by id) that an Embedding layer of the model takes directly: the table's
+    row count, the ids it can look up (the smallest, if several tables read it). Token ids drawn past
+    it would fail in TF's gather, so the config's `range` is checked against it."""
+    import keras
+
+    wanted = {id(t) for t in tensors}
+    rows: dict[int, int] = {}
+    for layer in model.layers:
+        if not isinstance(layer, keras.layers.Embedding):
+            continue
+        for node in getattr(layer, "_inbound_nodes", ()):
+            for tensor in node.input_tensors:
+                if id(tensor) in wanted:
+                    rows[id(tensor)] = min(rows.get(id(tensor), layer.input_dim), layer.input_dim)
+    return rows
 
 
 def call_inputs(model, tensors: list):

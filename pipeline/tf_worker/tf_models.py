@@ -21,6 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from pipeline import keras_archive  # noqa: E402
 from pipeline.common.inputs import TensorInfo  # noqa: E402
 from pipeline.config import InputSpec, ModelConfig  # noqa: E402
 from pipeline.errors import ConfigError, ConversionError, ModelFileError, UsageError, first_line  # noqa: E402
@@ -237,18 +238,11 @@ class FunctionModel:
 
 
 def load_keras(path: Path, trust: bool = False, custom: dict[str, type] | None = None) -> KerasModel:
-    import zipfile
-
     import keras
 
-    try:
-        with zipfile.ZipFile(path) as archive:
-            archive.getinfo("config.json")
-    except (zipfile.BadZipFile, KeyError, OSError) as exc:
-        # Keras would say "File not found" for a truncated archive.
-        raise ModelFileError(
-            f"{path} is not a complete .keras archive ({first_line(exc)}); is it truncated or corrupt?"
-        ) from None
+    # Before Keras opens it: a truncated archive (Keras would say "File not found"), members outside
+    # its root, zip bombs, classes from modules outside Keras.
+    keras_archive.inspect(path, frozenset(custom or {}))
 
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=not trust, custom_objects=custom)
