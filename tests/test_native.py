@@ -271,7 +271,8 @@ def test_layout_nchw_gives_the_cnn_an_nchw_input_without_transposes_at_the_ends(
 def test_layout_nchw_without_an_image_input_is_a_usage_error(tmp_path):
     proc = run_command("convert", "family.mlp", "--layout", "nchw", "--out", tmp_path / "run")
     assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "`layout: nchw` needs an image input" in proc.stdout
+    assert "`layout: nchw` needs an image input" in proc.stderr
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.slow
