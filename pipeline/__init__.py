@@ -1,7 +1,8 @@
 """tf2torch: convert TensorFlow models to PyTorch through ONNX, verifying every stage.
 
-The Python API (pipeline/api.py): `pipeline.convert`, `pipeline.verify`, `pipeline.batching` and
-`pipeline.read_result` return typed results; user mistakes raise `pipeline.PipelineError`.
+The Python API (pipeline/api.py): `pipeline.convert`, `pipeline.verify`, `pipeline.batch`,
+`pipeline.localize` and `pipeline.read_result` return typed results; user mistakes raise
+`pipeline.PipelineError`.
 
 This package must stay importable without TensorFlow or torch: the frameworks are imported only
 inside the worker processes (see pipeline/worker.py). The API is imported on first use, so that
@@ -10,7 +11,8 @@ inside the worker processes (see pipeline/worker.py). The API is imported on fir
 
 __version__ = "0.1.0"
 
-_API = {
+# The Python API's names, in the order its reference page lists them (scripts/build_docs.py).
+API_NAMES = (
     "convert",
     "verify",
     "batch",
@@ -19,17 +21,17 @@ _API = {
     "ConversionResult",
     "BatchResult",
     "BatchRow",
-}
+)
 _RECORDS = {"Status", "StageRecord", "ComparisonRow"}
 _ERRORS = {"PipelineError", "UsageError", "ConfigError"}
-__all__ = ["__version__", *sorted(_API | _RECORDS | _ERRORS)]
+__all__ = ["__version__", *API_NAMES, *sorted(_RECORDS | _ERRORS)]
 
 
 def __getattr__(name: str):
     import importlib
 
     for module, names in (
-        ("pipeline.api", _API),
+        ("pipeline.api", API_NAMES),
         ("pipeline.records", _RECORDS),
         ("pipeline.errors", _ERRORS),
     ):

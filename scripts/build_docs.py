@@ -31,7 +31,7 @@ from pydantic import BaseModel
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pipeline import api, cli, config  # noqa: E402
+from pipeline import API_NAMES, api, cli, config  # noqa: E402
 
 REFERENCE = "reference"
 CONFIG_MODELS = (
@@ -41,16 +41,6 @@ CONFIG_MODELS = (
     config.Tolerance,
     config.ResolvedTolerance,
     config.CompileSettings,
-)
-API_NAMES = (
-    "convert",
-    "verify",
-    "batch",
-    "localize",
-    "read_result",
-    "ConversionResult",
-    "BatchResult",
-    "BatchRow",
 )
 
 

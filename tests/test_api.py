@@ -134,16 +134,7 @@ def test_every_public_name_resolves():
 
 def test_every_public_function_and_member_is_documented():
     # The API reference page is generated from these docstrings (scripts/build_docs.py).
-    for name in (
-        "convert",
-        "verify",
-        "batch",
-        "localize",
-        "read_result",
-        "ConversionResult",
-        "BatchResult",
-        "BatchRow",
-    ):
+    for name in pipeline.API_NAMES:
         obj = getattr(pipeline, name)
         assert obj.__doc__, name
         for attr, member in vars(obj).items() if isinstance(obj, type) else ():

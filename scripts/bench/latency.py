@@ -109,65 +109,52 @@ def tf_side(run: Path, model_path: str) -> dict[str, float]:
     return figures
 
 
-def torchvision_side(run: Path, name: str) -> dict[str, float]:
-    """model.py against torchvision's hand-written model of the same architecture (random weights,
-    eval mode), one thread, batch 1 and 8, interleaved call by call. model.py takes the NHWC input TF
-    takes; torchvision takes NCHW, each gets its own layout from the same values."""
+def side_by_side(run: Path, name: str, contender, nchw: bool) -> dict[str, float]:
+    """model.py against `contender` (a callable on one batch), one thread, batch 1 and 8, interleaved
+    call by call, on the run's first input sample. model.py takes the NHWC input TF takes; the
+    contender NCHW when `nchw`."""
     import torch
-    import torchvision
 
     from pipeline.torch_worker.native_stage import load_native
 
-    warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     native = load_native(run, "ConvertedModel")
-    reference = getattr(torchvision.models, name)(weights=None).eval()
     with np.load(run / "inputs.npz") as arrays:
         sample = arrays[arrays.files[0]][0]
     figures = {}
     with torch.no_grad():
         for batch in (1, 8):
             nhwc = torch.from_numpy(np.ascontiguousarray(np.resize(sample, (batch, *sample.shape[1:]))))
-            nchw = nhwc.permute(0, 3, 1, 2).contiguous()
-            # A batch-1 call takes 10-70 ms, where one noisy call moves a median of 15: take more.
+            theirs = nhwc.permute(0, 3, 1, 2).contiguous() if nchw else nhwc
+            # A batch-1 call takes 0.1-70 ms, where one noisy call moves a median of 15: take more.
             repeats = TORCHVISION_REPEATS if batch == 1 else REPEATS
-            ms = timings(
-                {"model_py": lambda x=nhwc: native(x), "torchvision": lambda x=nchw: reference(x)}, repeats
-            )
+            ms = timings({"model_py": lambda x=nhwc: native(x), name: lambda x=theirs: contender(x)}, repeats)
             figures.update({f"{k}_b{batch}_ms": v for k, v in ms.items()})
     return figures
+
+
+def torchvision_side(run: Path, name: str) -> dict[str, float]:
+    """model.py against torchvision's hand-written model of the same architecture (random weights,
+    eval mode); torchvision takes NCHW, from the same values."""
+    import torchvision
+
+    warnings.simplefilter("ignore")
+    reference = getattr(torchvision.models, name)(weights=None).eval()
+    return side_by_side(run, "torchvision", reference, nchw=True)
 
 
 def keras_torch_side(run: Path, model_path: str) -> dict[str, float]:
     """model.py against the same .keras file loaded by Keras 3 on its torch backend (the model is a
-    torch.nn.Module there, still run by Keras), one thread, batch 1 and 8, interleaved call by call.
-    Both take the NHWC input TF takes."""
+    torch.nn.Module there, still run by Keras); both take the NHWC input TF takes."""
     import os
 
     os.environ["KERAS_BACKEND"] = "torch"  # before keras is imported; this process has no TensorFlow
     import keras
-    import torch
-
-    from pipeline.torch_worker.native_stage import load_native
 
     warnings.simplefilter("ignore")
-    torch.set_num_threads(1)
     assert keras.backend.backend() == "torch" and "tensorflow" not in sys.modules
-    native = load_native(run, "ConvertedModel")
     on_torch = keras.saving.load_model(model_path, compile=False)
-    with np.load(run / "inputs.npz") as arrays:
-        sample = arrays[arrays.files[0]][0]
-    figures = {}
-    with torch.no_grad():
-        for batch in (1, 8):
-            x = torch.from_numpy(np.ascontiguousarray(np.resize(sample, (batch, *sample.shape[1:]))))
-            repeats = TORCHVISION_REPEATS if batch == 1 else REPEATS
-            ms = timings(
-                {"model_py": lambda x=x: native(x), "keras_torch": lambda x=x: on_torch(x, training=False)},
-                repeats,
-            )
-            figures.update({f"{k}_b{batch}_ms": v for k, v in ms.items()})
-    return figures
+    return side_by_side(run, "keras_torch", lambda x: on_torch(x, training=False), nchw=False)
 
 
 def main(argv: list[str]) -> int:

@@ -170,29 +170,17 @@ def bench_latency(files: dict[str, Path], stage_results: dict) -> dict:
     return results
 
 
-def bench_torchvision(files: dict[str, Path], stage_results: dict) -> dict:
-    results = {}
-    for name in files:
-        run_dir = stage_results.get(name, {}).get("run_dir")
-        if name not in TORCHVISION or run_dir is None:
-            continue
-        done = run(
-            [sys.executable, str(HERE / "latency.py"), "torchvision", run_dir, TORCHVISION[name]], ok=(0,)
-        )
-        results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"torchvision {name}: {results[name]}", flush=True)
-    return results
-
-
-def bench_keras_torch(files: dict[str, Path], stage_results: dict) -> dict:
+def bench_against(contender: str, files: dict[str, Path], stage_results: dict) -> dict:
+    """model.py against `contender` (latency.py's torchvision or keras_torch), model by model."""
     results = {}
     for name, model in files.items():
         run_dir = stage_results.get(name, {}).get("run_dir")
-        if run_dir is None:
+        if run_dir is None or (contender == "torchvision" and name not in TORCHVISION):
             continue
-        done = run([sys.executable, str(HERE / "latency.py"), "keras_torch", run_dir, str(model)], ok=(0,))
+        what = TORCHVISION[name] if contender == "torchvision" else str(model)
+        done = run([sys.executable, str(HERE / "latency.py"), contender, run_dir, what], ok=(0,))
         results[name] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"keras_torch {name}: {results[name]}", flush=True)
+        print(f"{contender} {name}: {results[name]}", flush=True)
     return results
 
 
@@ -341,9 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         if "latency" in parts:
             result["latency"] = bench_latency(files, result["stages"])
         if "torchvision" in parts:
-            result["torchvision"] = bench_torchvision(files, result["stages"])
+            result["torchvision"] = bench_against("torchvision", files, result["stages"])
         if "keras_torch" in parts:
-            result["keras_torch"] = bench_keras_torch(files, result["stages"])
+            result["keras_torch"] = bench_against("keras_torch", files, result["stages"])
         if "batch" in parts:
             result["batch"] = bench_batch(args.repeats)
     RESULTS.mkdir(exist_ok=True)
