@@ -337,6 +337,7 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
         ([SMOKE, "--workers", "0"], "expected at least 1"),
         ([SMOKE, "--baseline", "nowhere/summary.json"], "cannot read the baseline"),
         ([SMOKE, "--ray-address", "ray://x:1"], "--ray-address needs --executor ray"),
+        ([SMOKE, "--history", "nowhere"], "--history nowhere is not a directory"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args, message, tmp_path):

@@ -51,6 +51,11 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
     started = time.time()
     zoo = read_zoo(options.zoo)
     baseline = summary.load_baseline(options.baseline) if options.baseline else None
+    if options.history is not None and not options.history.is_dir():
+        raise UsageError(
+            f"--history {options.history} is not a directory (give the folder that holds earlier runs, "
+            "one summary.json each, as scripts/nightly.sh keeps them)"
+        )
     try:
         options.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
