@@ -30,7 +30,7 @@ from pipeline.errors import CANNOT_WRITE_ERRNOS, UsageError
 from pipeline.formats import detect_format
 from pipeline.orchestrator import runner
 from pipeline.orchestrator.pool import WorkerPool
-from pipeline.records import FAILED, ComparisonRow, StageRecord, Status
+from pipeline.records import FAILED, ComparisonRow, StageRecord, Status, worst_by_pair
 
 PathLike = str | Path
 # The files a run can leave, by the name users know them by; `artifacts` lists those that exist.
@@ -103,11 +103,7 @@ class ConversionResult:
     @property
     def worst(self) -> dict[str, float]:
         """The largest max|diff| of each compared pair, e.g. {"tf_vs_torch": 2.4e-07}."""
-        found: dict[str, float] = {}
-        for row in self.comparisons:
-            if "max_abs_diff" in row.figures:
-                found[row.pair] = max(found.get(row.pair, 0.0), row.figures["max_abs_diff"])
-        return found
+        return worst_by_pair(self.report["stages"])
 
     @property
     def localization(self) -> dict[str, Any] | None:

@@ -120,3 +120,15 @@ class StageRecord:
         if self.worker_failure:
             record["worker_failure"] = True
         return record
+
+
+def worst_by_pair(stages: list[dict[str, Any]]) -> dict[str, float]:
+    """The largest max|diff| of each compared pair over report.json's stage records (every output,
+    every sample): what a batch summary row and a ConversionResult call `worst`."""
+    worst: dict[str, float] = {}
+    for stage in stages:
+        for comparison in stage.get("comparisons") or ():
+            if "max_abs_diff" in comparison:
+                pair = comparison["pair"]
+                worst[pair] = max(worst.get(pair, 0.0), comparison["max_abs_diff"])
+    return worst

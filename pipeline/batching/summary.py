@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline import artifacts, plan
 from pipeline.errors import UsageError
-from pipeline.records import FAILED, Status
+from pipeline.records import FAILED, Status, worst_by_pair
 from pipeline.reports import dashboard
 from pipeline.reports import markdown as report
 
@@ -25,12 +25,6 @@ ERROR_FLOOR = 1e-6
 
 
 def row_from_report(entry_id: str, result: dict[str, Any], fingerprint: str | None) -> dict[str, Any]:
-    worst: dict[str, float] = {}
-    for stage in result["stages"]:
-        for comparison in stage.get("comparisons") or ():
-            if "max_abs_diff" in comparison:
-                pair = comparison["pair"]
-                worst[pair] = max(worst.get(pair, 0.0), comparison["max_abs_diff"])
     bad = next((s for s in result["stages"] if s["status"] in FAILED), None)
     message = bad["error"] if bad else None
     if message and (culprit := report.culprit_note(result)):
@@ -44,7 +38,7 @@ def row_from_report(entry_id: str, result: dict[str, Any], fingerprint: str | No
         "seconds": result["seconds"],
         "stage": bad["name"] if bad else None,
         "message": message,
-        "worst": worst,
+        "worst": worst_by_pair(result["stages"]),
         "workers": result.get("workers", {}),
         "out_dir": result["out_dir"],
         "fingerprint": fingerprint,

@@ -14,21 +14,12 @@ from typing import Any
 
 from pipeline import artifacts, plan
 from pipeline.records import FAILED, Status
+from pipeline.reports.html import COLOURS
+from pipeline.reports.markdown import VERDICT
 
-_COLOURS = {
-    Status.PASS: "#1a7f37",
-    Status.TOLERANCE_FAIL: "#cf222e",
-    Status.ERROR: "#cf222e",
-    Status.SKIPPED: "#6e7781",
-    Status.INTERRUPTED: "#9a6700",
-}
-_LABELS = {
-    Status.PASS: "PASS",
-    Status.TOLERANCE_FAIL: "TOLERANCE FAIL",
-    Status.ERROR: "ERROR",
-    Status.SKIPPED: "SKIPPED",
-    Status.INTERRUPTED: "NOT RUN",
-}
+# A batch row's status in words: the report's verdict words, and "NOT RUN" for an interrupted batch.
+_LABELS = {**VERDICT, Status.INTERRUPTED: "NOT RUN"}
+
 # The order rows appear in: what needs a person's attention first.
 _REGRESSED, _FAILED, _NOT_RUN, _PASSED = range(4)
 
@@ -113,7 +104,7 @@ def _row(row: dict[str, Any], reasons: list[str], past: list[dict[str, dict]], o
     trend = f"<td>{_trend([earlier.get(row['id']) for earlier in past], row)}</td>" if past else ""
     return (
         f'<tr class="{css}" data-id="{_e(row["id"])}"><td>{_link(row, out)}</td>'
-        f'<td class="status" style="color:{_COLOURS[status]}">{_LABELS[status]}'
+        f'<td class="status" style="color:{COLOURS[status]}">{_LABELS[status]}'
         f"{' (REGRESSED)' if reasons else ''}</td>"
         f'<td>{_e(row["stage"] or "")}</td><td class="message">{message}</td>{errors}'
         f'<td class="num">{row["seconds"]:.1f}{cached}</td>{trend}</tr>\n'
@@ -158,7 +149,7 @@ def _trend(earlier: list[dict[str, Any] | None], now: dict[str, Any]) -> str:
             y = height - 5 - (math.log10(max(error, 1e-12)) - low) / (high - low) * (height - 10)
         else:
             y = height / 2
-        colour = _COLOURS[Status(run["status"])]
+        colour = COLOURS[Status(run["status"])]
         tip = (
             f"{run['status']}, worst error {error:.2e}, {run['seconds']:.1f} s"
             if error is not None

@@ -16,11 +16,12 @@ from pipeline import artifacts
 from pipeline.records import Status
 from pipeline.reports.markdown import VERDICT as _VERDICT
 
-_COLOURS = {
+COLOURS = {
     Status.PASS: "#1a7f37",
     Status.TOLERANCE_FAIL: "#cf222e",
     Status.ERROR: "#cf222e",
     Status.SKIPPED: "#6e7781",
+    Status.INTERRUPTED: "#9a6700",  # batch rows (summary.html)
 }
 
 
@@ -48,7 +49,7 @@ table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
 th, td {{ border: 1px solid #d0d7de; padding: 0.3em 0.6em; text-align: left; vertical-align: top; }}
 th {{ background: #f6f8fa; }}
 code {{ font-size: 0.85em; word-break: break-all; }}
-.verdict {{ font-size: 1.4em; font-weight: bold; color: {_COLOURS[status]}; }}
+.verdict {{ font-size: 1.4em; font-weight: bold; color: {COLOURS[status]}; }}
 .figure svg {{ max-width: 100%; height: auto; }}
 .muted {{ color: #6e7781; }}
 </style></head><body>
@@ -61,7 +62,7 @@ code {{ font-size: 0.85em; word-break: break-all; }}
 
 def _stages(result: dict[str, Any]) -> str:
     rows = "".join(
-        f"<tr><td>{_e(s['name'])}</td><td style='color:{_COLOURS[s['status']]}'><b>{_VERDICT[s['status']]}</b></td>"
+        f"<tr><td>{_e(s['name'])}</td><td style='color:{COLOURS[s['status']]}'><b>{_VERDICT[s['status']]}</b></td>"
         f"<td>{s['seconds']:.2f}</td><td>{_e(s.get('error') or s.get('reason') or '')}</td></tr>"
         for s in result["stages"]
     )

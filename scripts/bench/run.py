@@ -250,28 +250,10 @@ def markdown(result: dict) -> str:
                 f"{r['ratio']:.2f}x | {r['full_ratio']:.2f}x |"
             )
         lines.append("")
-    versus = result.get("torchvision")
-    if versus:
-        lines += [
-            "| model | batch | model.py ms | torchvision ms | model.py / torchvision |",
-            "|---|---|---|---|---|",
-        ]
-        for model, r in versus.items():
-            for batch in (1, 8):
-                mine, theirs = r[f"model_py_b{batch}_ms"], r[f"torchvision_b{batch}_ms"]
-                lines.append(f"| {model} | {batch} | {mine:.1f} | {theirs:.1f} | {mine / theirs:.2f}x |")
-        lines.append("")
-    keras_torch = result.get("keras_torch")
-    if keras_torch:
-        lines += [
-            "| model | batch | model.py ms | Keras 3 on torch ms | Keras on torch / model.py |",
-            "|---|---|---|---|---|",
-        ]
-        for model, r in keras_torch.items():
-            for batch in (1, 8):
-                mine, keras_ms = r[f"model_py_b{batch}_ms"], r[f"keras_torch_b{batch}_ms"]
-                lines.append(f"| {model} | {batch} | {mine:.1f} | {keras_ms:.1f} | {keras_ms / mine:.2f}x |")
-        lines.append("")
+    lines += _versus_table(result.get("torchvision"), "torchvision", "torchvision", contender_over_mine=False)
+    lines += _versus_table(
+        result.get("keras_torch"), "keras_torch", "Keras 3 on torch", contender_over_mine=True
+    )
     latency = result.get("latency")
     if latency:
         runtimes = ("onnx2torch", "native", "inference", "compiled", "onnxruntime", "tf")
@@ -298,6 +280,21 @@ def markdown(result: dict) -> str:
         lines += [f"| {k} | {v:.2f} |" for k, v in batch["medians"].items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _versus_table(results: dict | None, key: str, label: str, contender_over_mine: bool) -> list[str]:
+    """model.py against a contender at batch 1 and 8 (latency.py's side_by_side figures); the ratio
+    as the README quotes it: model.py / torchvision, Keras on torch / model.py."""
+    if not results:
+        return []
+    ratio = f"{label} / model.py" if contender_over_mine else f"model.py / {label}"
+    lines = [f"| model | batch | model.py ms | {label} ms | {ratio} |", "|---|---|---|---|---|"]
+    for model, r in results.items():
+        for batch in (1, 8):
+            mine, theirs = r[f"model_py_b{batch}_ms"], r[f"{key}_b{batch}_ms"]
+            value = theirs / mine if contender_over_mine else mine / theirs
+            lines.append(f"| {model} | {batch} | {mine:.1f} | {theirs:.1f} | {value:.2f}x |")
+    return [*lines, ""]
 
 
 def main(argv: list[str] | None = None) -> int:
