@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from pipeline.torch_worker.native import control_flow, exportable_rnn, fxutil
+from pipeline.torch_worker.native.zero_pad_conv import ZeroPadConv2d
 
 
 class CodegenError(Exception):
@@ -69,7 +70,7 @@ NATIVE_CLASSES = {
     nn.Hardsigmoid, nn.Hardtanh, nn.LeakyReLU, nn.ELU, nn.MaxPool1d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d,
     nn.AdaptiveMaxPool2d,
     nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding, nn.RMSNorm,
-    exportable_rnn.ExportableGRU, exportable_rnn.ExportableLSTM,
+    exportable_rnn.ExportableGRU, exportable_rnn.ExportableLSTM, ZeroPadConv2d,
 }  # fmt: skip
 
 _OPERATORS = {
@@ -132,6 +133,10 @@ def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None
             extra.setdefault(helper.__name__, inspect.getsource(helper).rstrip("\n").splitlines())
         extra.setdefault(name, _renamed_class_source(exportable, name))
         return f"{name}({module.extra_repr()})"
+    if type(module) in _OWN_CLASSES and extra is not None:
+        # This package's nn subclass, written into model.py as it is (it imports only torch).
+        extra.setdefault(type(module).__name__, _renamed_class_source(type(module), type(module).__name__))
+        return _constructor_call(module, prefix="")
     if type(module) in NATIVE_CLASSES:
         return _constructor_call(module)
     if control_flow.is_control_flow(module) and extra is not None:
@@ -154,14 +159,14 @@ def _construct(name: str, module: nn.Module, owner: str = "", extra: dict | None
     raise CodegenError([f"submodule '{name}' is a {type(module).__module__}.{type(module).__name__}"])
 
 
-def _constructor_call(module: nn.Module) -> str:
+def _constructor_call(module: nn.Module, prefix: str = "nn.") -> str:
     """`nn.AvgPool2d(kernel_size=3, count_include_pad=False)`: every constructor argument the module
     keeps as an attribute of the same name, where it differs from the default. (A repr is no
     constructor: AvgPool2d's leaves count_include_pad out.)"""
     cls = type(module)
     parameters = list(inspect.signature(cls.__init__).parameters.items())[1:]
     if any(p.kind == p.VAR_POSITIONAL for _, p in parameters):
-        return "nn." + repr(module).replace("\n", " ")  # nn.LSTM(*args): its repr lists every argument
+        return prefix + repr(module).replace("\n", " ")  # nn.LSTM(*args): its repr lists every argument
     args = []
     for name, parameter in parameters:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name.startswith("_"):
@@ -187,7 +192,7 @@ def _constructor_call(module: nn.Module) -> str:
         # Required arguments positionally, as people write them: nn.Conv2d(1, 32, 3, stride=2).
         required = parameter.default is parameter.empty and all("=" not in a for a in args)
         args.append(written if required else f"{name}={written}")
-    return f"nn.{cls.__name__}({', '.join(args)})"
+    return f"{prefix}{cls.__name__}({', '.join(args)})"
 
 
 def _same(value: Any, default: Any) -> bool:
@@ -221,6 +226,7 @@ _EXPORTABLE = {
     exportable_rnn.ExportableGRU: exportable_rnn.ExportableGRU,
     exportable_rnn.ExportableLSTM: exportable_rnn.ExportableLSTM,
 }
+_OWN_CLASSES = {ZeroPadConv2d}
 _EXPORTABLE_NAMES = {exportable_rnn.ExportableGRU: "GRU", exportable_rnn.ExportableLSTM: "LSTM"}
 
 

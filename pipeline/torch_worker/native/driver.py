@@ -60,6 +60,7 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("shared_layers", variables.shared_layers),
     ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
+    ("squeezed_reductions", tidy_ops.squeezed_reductions),
     ("clamps", tidy_ops.clamps),
     ("contiguous_inputs", tidy_ops.contiguous_inputs),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),
@@ -79,7 +80,15 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("no_op_casts", "linear", "conv_weights", "batchnorm", "lstm_weights"),
     ("layer_norms", "gelus", "attention", "embeddings"),
     ("variables_by_value", "dropped_parameters", "shared_layers"),
-    ("fold_padding", "cancel_transposes", "clamps", "contiguous_inputs", "scalars_and_operators", "dropouts"),
+    (
+        "fold_padding",
+        "cancel_transposes",
+        "squeezed_reductions",
+        "clamps",
+        "contiguous_inputs",
+        "scalars_and_operators",
+        "dropouts",
+    ),
     ("inplace_activations", "parameters_and_names"),
 )
 

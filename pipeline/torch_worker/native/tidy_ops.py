@@ -1,8 +1,11 @@
 """Local rewrites that make the inlined code read like hand-written PyTorch.
 
-- Zero padding before a Conv2d goes into the Conv2d's `padding` when symmetric, else nn.ZeroPad2d.
+- Zero padding before a Conv2d goes into the Conv2d's `padding` when symmetric; uneven padding (TF's
+  'same' with a stride) before a depthwise Conv2d makes it a ZeroPadConv2d (zero_pad_conv.py: no
+  padded copy of the input); any other padding is nn.ZeroPad2d.
 - A permute followed by its inverse disappears; so does a reshape to the shape it already has.
-- A global average pool over the spatial dims then a squeeze of them -> `x.mean((2, 3))`.
+- A reduction that keeps its dims then squeezes exactly them (a global average pool) ->
+  `torch.mean(x, dim=[2, 3])`.
 - ReLU / ReLU6 right after a Conv, BatchNorm, Linear or addition that nothing else reads runs in place
   (`nn.ReLU(inplace=True)`, as torchvision writes it): one fresh activation tensor fewer per layer,
   which on CPU is page-fault time (MobileNetV2 batch 32: ~30% of eager inference).
@@ -18,6 +21,8 @@ from torch import fx, nn
 
 from pipeline.torch_worker.native import fxutil
 from pipeline.torch_worker.native.context import PassContext
+from pipeline.torch_worker.native.layers import LAYER, SOURCE
+from pipeline.torch_worker.native.zero_pad_conv import ZeroPadConv2d
 
 
 def fold_padding(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
@@ -29,13 +34,17 @@ def fold_padding(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         left, right, top, bottom = pads
         users = list(node.users)
         conv = fxutil.module_of(gm, users[0]) if len(users) == 1 and users[0].op == "call_module" else None
-        if (
-            isinstance(conv, nn.Conv2d)
+        foldable = (
+            type(conv) is nn.Conv2d
             and conv.padding == (0, 0)
             and conv.padding_mode == "zeros"
-            and (left, top) == (right, bottom)
-        ):
+            and _called_once(gm, users[0].target)
+        )
+        if foldable and (left, top) == (right, bottom):
             conv.padding = (top, left)
+            node.replace_all_uses_with(node.args[0])
+        elif foldable and _takes_uneven_pad(conv, pads):
+            gm.add_submodule(users[0].target, _zero_pad_conv(conv, pads))
             node.replace_all_uses_with(node.args[0])
         else:
             name = fxutil.fresh_name(gm, "zero_pad2d")
@@ -46,6 +55,39 @@ def fold_padding(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     fxutil.tidy(gm)
     ctx.count("fold_padding", done)
     return []
+
+
+def _called_once(gm: fx.GraphModule, target: str) -> bool:
+    return sum(n.op == "call_module" and n.target == target for n in gm.graph.nodes) == 1
+
+
+def _takes_uneven_pad(conv: nn.Conv2d, pads: tuple[int, ...]) -> bool:
+    """A depthwise convolution (the only kind where ZeroPadConv2d's zero taps cost less than the
+    padded copy) whose padding differs per side by whole dilation steps."""
+    left, right, top, bottom = pads
+    rows, cols = conv.dilation
+    return conv.groups == conv.in_channels > 1 and (left - right) % cols == 0 and (top - bottom) % rows == 0
+
+
+def _zero_pad_conv(conv: nn.Conv2d, pads: tuple[int, ...]) -> ZeroPadConv2d:
+    """`conv` as a ZeroPadConv2d holding the same parameters (and the Keras variables they are tagged
+    with)."""
+    merged = ZeroPadConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        pad=pads,
+    )
+    merged.weight, merged.bias = conv.weight, conv.bias
+    merged.train(conv.training)
+    for key in (SOURCE, LAYER):
+        if key in conv.__dict__:
+            merged.__dict__[key] = conv.__dict__[key]
+    return merged
 
 
 def _zero_pads_2d(node: fx.Node) -> tuple[int, ...] | None:
@@ -84,6 +126,59 @@ def cancel_transposes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     fxutil.tidy(gm)
     ctx.count("cancel_transposes", removed)
     return []
+
+
+_REDUCTIONS = (torch.mean, torch.sum, torch.amax, torch.amin)
+
+
+def squeezed_reductions(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    """`torch.mean(x, dim=[2, 3], keepdim=True)` whose only use squeezes exactly those dims (ONNX's
+    ReduceMean then Squeeze: Keras's global pooling) -> `torch.mean(x, dim=[2, 3])`."""
+    done = 0
+    for node in list(gm.graph.nodes):
+        dims = _kept_reduced_dims(node)
+        chain = _squeezes_after(node) if dims is not None else []
+        if not chain:
+            continue
+        rank = ctx.values(gm)[0][node.name].dim()  # recorded only where the pattern is
+        axes, removed = list(range(rank)), []
+        for squeeze in chain:
+            removed.append(axes.pop(_squeeze_dim(squeeze) % len(axes)))
+            if sorted(removed) == sorted(d % rank for d in dims):
+                node.kwargs = {k: v for k, v in node.kwargs.items() if k != "keepdim"}
+                squeeze.replace_all_uses_with(node)
+                done += 1
+                break
+    fxutil.tidy(gm)
+    ctx.count("squeezed_reductions", done)
+    return []
+
+
+def _squeezes_after(node: fx.Node) -> list[fx.Node]:
+    """The chain of single-dim squeezes that is `node`'s only use."""
+    chain = []
+    while len(node.users) == 1 and _squeeze_dim(next(iter(node.users))) is not None:
+        node = next(iter(node.users))
+        chain.append(node)
+    return chain
+
+
+def _kept_reduced_dims(node: fx.Node) -> list[int] | None:
+    if node.op != "call_function" or node.target not in _REDUCTIONS or node.kwargs.get("keepdim") is not True:
+        return None
+    dims = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    dims = [dims] if isinstance(dims, int) else dims
+    if not isinstance(dims, (list, tuple)) or not dims or not all(type(d) is int for d in dims):
+        return None
+    return list(dims)
+
+
+def _squeeze_dim(node: fx.Node) -> int | None:
+    function = node.op == "call_function" and node.target is torch.squeeze
+    if not (function or node.op == "call_method" and node.target == "squeeze"):
+        return None
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    return dim if type(dim) is int else None
 
 
 def _permutation(node: fx.Node) -> list[int] | None:
