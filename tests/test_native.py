@@ -309,3 +309,38 @@ def test_model_py_covers_pooling_and_top_k(model, tmp_path):
     report = read_report(out)
     assert _stage(report, "native")["details"]["model_py"] == "model.py + model.safetensors"
     assert _run_standalone(out, report)["imported_blocked"] == []
+
+
+class _Reductions(nn.Module):
+    """ONNX ReduceMean/ReduceMax keeping their dims, then Squeezes: some of exactly those dims."""
+
+    def forward(self, x):
+        pooled = torch.squeeze(torch.squeeze(torch.mean(x, dim=[2, 3], keepdim=True), dim=3), dim=2)
+        last = torch.squeeze(torch.amax(x, dim=-1, keepdim=True), dim=-1)  # negative dims
+        other = torch.squeeze(torch.amax(x, dim=-2, keepdim=True), dim=3)  # dim -2 is 2: 3 stays
+        partial = torch.squeeze(torch.sum(x, dim=[1, 2], keepdim=True), dim=2)  # one of the two dims
+        kept = torch.mean(x, dim=[3], keepdim=True)
+        return (
+            pooled,
+            last,
+            other,
+            partial,
+            kept * torch.squeeze(kept, dim=3).unsqueeze(3),
+        )  # kept: read twice
+
+
+def test_a_reduction_then_squeezes_of_its_dims_reads_as_one_call():
+    from pipeline.torch_worker.native import tidy_ops
+
+    torch.manual_seed(0)
+    gm = fx.symbolic_trace(_Reductions())
+    x = torch.randn(2, 3, 4, 5)
+    expected = gm(x)
+    tidy_ops.squeezed_reductions(gm, PassContext([x], [torch.randn(3, 3, 4, 5)], None))
+    keepdim = {n.name: n.kwargs.get("keepdim") for n in gm.graph.nodes if n.op == "call_function"}
+    assert keepdim["mean"] is None and keepdim["amax"] is None  # squeezed: the default, not written
+    assert keepdim["sum_1"] is True and keepdim["mean_1"] is True and keepdim["amax_1"] is True
+    # Left: squeezes of another dim, of one of the two dims, and of a mean another node reads.
+    assert sum(n.target is torch.squeeze for n in gm.graph.nodes) == 3
+    for got, want in zip(gm(x), expected, strict=True):
+        assert torch.equal(got, want)

@@ -134,16 +134,21 @@ _REDUCTIONS = (torch.mean, torch.sum, torch.amax, torch.amin)
 def squeezed_reductions(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     """`torch.mean(x, dim=[2, 3], keepdim=True)` whose only use squeezes exactly those dims (ONNX's
     ReduceMean then Squeeze: Keras's global pooling) -> `torch.mean(x, dim=[2, 3])`."""
-    done = 0
-    for node in list(gm.graph.nodes):
+    found = []
+    for node in gm.graph.nodes:
         dims = _kept_reduced_dims(node)
         chain = _squeezes_after(node) if dims is not None else []
-        if not chain:
-            continue
-        rank = ctx.values(gm)[0][node.name].dim()  # recorded only where the pattern is
+        if chain:
+            found.append((node, dims, chain, [_squeeze_dim(squeeze) for squeeze in chain]))
+    # Ranks from a recording (of the code as it stands) only where a negative dim needs one.
+    values = ctx.values(gm)[0] if any(min(dims + squeezed) < 0 for _, dims, _, squeezed in found) else {}
+    done = 0
+    for node, dims, chain, squeezed in found:
+        # Without a negative dim, any list that reaches every index named stands for the axes.
+        rank = values[node.name].dim() if node.name in values else max(dims + squeezed) + len(chain) + 1
         axes, removed = list(range(rank)), []
-        for squeeze in chain:
-            removed.append(axes.pop(_squeeze_dim(squeeze) % len(axes)))
+        for squeeze, dim in zip(chain, squeezed, strict=True):
+            removed.append(axes.pop(dim % len(axes)))
             if sorted(removed) == sorted(d % rank for d in dims):
                 node.kwargs = {k: v for k, v in node.kwargs.items() if k != "keepdim"}
                 squeeze.replace_all_uses_with(node)
