@@ -121,19 +121,21 @@ def test_keras_rnn_loops_read_as_gru_and_lstm(entry_id, zoo_run):
 
 
 @pytest.mark.slow
-def test_uneven_padding_goes_into_depthwise_convolutions(zoo_run):
+def test_tf_padding_goes_into_the_layers_after_it(zoo_run):
     """TF's 'same' padding with a stride and ZeroPadding2D before a depthwise convolution: no padded
-    copy of the input (ZeroPadConv2d), k3, k5 and a dilated kernel; the full convolution keeps its
-    nn.ZeroPad2d (extra zero taps would cost it more than the copy). The global average pool (ONNX
-    ReduceMean keeping its dims, then two Squeezes) reads as one mean."""
+    copy of the input (ZeroPadConv2d), k3, k5 and a dilated kernel; ResNet's ZeroPadding2D before a
+    max pool of ReLU6 outputs: the pool's padding. The full convolution keeps its nn.ZeroPad2d
+    (extra zero taps would cost it more than the copy). The global average pool (ONNX ReduceMean
+    keeping its dims, then two Squeezes) reads as one mean."""
     code = _model_py_with(
         zoo_run,
-        "family.strided_depthwise@b2",
+        "family.tf_padding@b2",
         [
             "class ZeroPadConv2d(nn.Conv2d):",
             "ZeroPadConv2d(8, 8, 3, stride=2, groups=8, pad=(0, 1, 0, 1))",
             "ZeroPadConv2d(8, 16, 5, stride=2, groups=8, pad=(1, 2, 1, 2))",
             "ZeroPadConv2d(16, 16, 3, dilation=2, groups=16, pad=(0, 2, 2, 0))",
+            "nn.MaxPool2d(3, stride=2, padding=1)",
             "x = torch.mean(x, dim=[2, 3])\n",
         ],
     )

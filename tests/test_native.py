@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from cli_runner import read_report, run_command
 from standalone_model import input_names, run_standalone
 from torch import fx, nn
@@ -344,3 +345,44 @@ def test_a_reduction_then_squeezes_of_its_dims_reads_as_one_call():
     assert sum(n.target is torch.squeeze for n in gm.graph.nodes) == 3
     for got, want in zip(gm(x), expected, strict=True):
         assert torch.equal(got, want)
+
+
+class _Paddings(nn.Module):
+    """Zero padding in front of the layers TF pads for: each case of tidy_ops.fold_padding."""
+
+    def __init__(self):
+        super().__init__()
+        self.even = nn.Conv2d(3, 4, 3)  # symmetric padding: the conv's own
+        self.depthwise = nn.Conv2d(3, 6, 3, stride=2, groups=3)  # TF 'same', stride 2: ZeroPadConv2d
+        self.full = nn.Conv2d(3, 4, 3, stride=2)  # uneven before a full conv: stays a pad
+        self.relu = nn.ReLU()
+        self.pool_of_relu = nn.MaxPool2d(3, stride=2)  # no negative value to pad: the pool's padding
+        self.pool = nn.MaxPool2d(3, stride=2)  # of negative values: zeros are not -inf, stays a pad
+
+    def forward(self, x):
+        return (
+            self.even(F.pad(x, [1, 1, 1, 1])),
+            self.depthwise(F.pad(x, [0, 1, 0, 1])),
+            self.full(F.pad(x, [0, 1, 0, 1])),
+            self.pool_of_relu(F.pad(self.relu(x), [1, 1, 1, 1])),
+            self.pool(F.pad(x, [1, 1, 1, 1])),
+        )
+
+
+def test_zero_padding_goes_into_the_layer_after_it_where_that_computes_the_same():
+    from pipeline.torch_worker.native import tidy_ops
+    from pipeline.torch_worker.native.zero_pad_conv import ZeroPadConv2d
+
+    torch.manual_seed(0)
+    gm = fx.symbolic_trace(_Paddings())
+    x = torch.randn(2, 3, 10, 10)
+    expected = gm(x)
+    tidy_ops.fold_padding(gm, PassContext([x], [torch.randn(3, 3, 10, 10)], None))
+    gm.recompile()
+    assert gm.even.padding == (1, 1)
+    assert isinstance(gm.depthwise, ZeroPadConv2d) and gm.depthwise.pad == (0, 1, 0, 1)
+    assert gm.pool_of_relu.padding == (1, 1) and gm.pool.padding == 0
+    pads = [m for m in gm.modules() if isinstance(m, nn.ZeroPad2d)]
+    assert sorted(p.padding for p in pads) == [(0, 1, 0, 1), (1, 1, 1, 1)]  # the full conv's, the pool's
+    for got, want in zip(gm(x), expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)

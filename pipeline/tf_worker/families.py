@@ -86,12 +86,14 @@ def _grouped_conv(keras):
     return keras.Model(image, keras.layers.Dense(5)(keras.layers.GlobalAveragePooling2D()(x)))
 
 
-def _strided_depthwise(keras):
-    """MobileNet/EfficientNet-style downsampling: TF's 'same' padding with a stride pads one more
-    row and column after the input than before it (k3 and k5), Keras's ZeroPadding2D before a
-    'valid' (here dilated) depthwise convolution, a depth multiplier, and a full strided convolution."""
-    image = keras.Input((32, 32, 4), name="image")
+def _tf_padding(keras):
+    """The padding TF writes before strided layers: 'same' with a stride pads one more row and
+    column after the input than before it (a full convolution; depthwise k3 and k5, the MobileNet
+    and EfficientNet downsampling), ZeroPadding2D before a 'valid' (here dilated) depthwise
+    convolution, and the ResNet stem's ZeroPadding2D before a max pool of ReLU6 outputs."""
+    image = keras.Input((64, 64, 4), name="image")
     x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu6")(image)
+    x = keras.layers.MaxPooling2D(3, strides=2)(keras.layers.ZeroPadding2D(1)(x))
     x = keras.layers.DepthwiseConv2D(3, strides=2, padding="same", activation="relu")(x)
     x = keras.layers.DepthwiseConv2D(5, strides=2, padding="same", depth_multiplier=2)(x)
     x = keras.layers.ZeroPadding2D(((2, 0), (0, 2)))(x)
@@ -309,7 +311,7 @@ BUILDERS = {
     "family.transformer_block": _transformer_block,
     "family.transformer_encoder": _transformer_encoder,
     "family.grouped_conv": _grouped_conv,
-    "family.strided_depthwise": _strided_depthwise,
+    "family.tf_padding": _tf_padding,
     "family.normalization": _normalization,
     "family.global_max_pooling": _global_max_pooling,
     "family.dynamic_same_conv": _dynamic_same_conv,

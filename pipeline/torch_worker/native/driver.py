@@ -58,10 +58,10 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("variables_by_value", variables.variables_by_value),
     ("dropped_parameters", layers.dropped_parameters),
     ("shared_layers", variables.shared_layers),
-    ("fold_padding", tidy_ops.fold_padding),
     ("cancel_transposes", tidy_ops.cancel_transposes),
     ("squeezed_reductions", tidy_ops.squeezed_reductions),
     ("clamps", tidy_ops.clamps),
+    ("fold_padding", tidy_ops.fold_padding),  # after clamps: a pad before a max pool reads its ReLU6
     ("contiguous_inputs", tidy_ops.contiguous_inputs),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),
     ("dropouts", dropout.dropouts),
@@ -81,10 +81,10 @@ GROUPS: tuple[tuple[str, ...], ...] = (
     ("layer_norms", "gelus", "attention", "embeddings"),
     ("variables_by_value", "dropped_parameters", "shared_layers"),
     (
-        "fold_padding",
         "cancel_transposes",
         "squeezed_reductions",
         "clamps",
+        "fold_padding",
         "contiguous_inputs",
         "scalars_and_operators",
         "dropouts",

@@ -2,7 +2,8 @@
 
 - Zero padding before a Conv2d goes into the Conv2d's `padding` when symmetric; uneven padding (TF's
   'same' with a stride) before a depthwise Conv2d makes it a ZeroPadConv2d (zero_pad_conv.py: no
-  padded copy of the input); any other padding is nn.ZeroPad2d.
+  padded copy of the input); before a max pool of values that cannot be negative, the pool's own
+  padding; any other padding is nn.ZeroPad2d.
 - A permute followed by its inverse disappears; so does a reshape to the shape it already has.
 - A reduction that keeps its dims then squeezes exactly them (a global average pool) ->
   `torch.mean(x, dim=[2, 3])`.
@@ -33,18 +34,17 @@ def fold_padding(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
             continue
         left, right, top, bottom = pads
         users = list(node.users)
-        conv = fxutil.module_of(gm, users[0]) if len(users) == 1 and users[0].op == "call_module" else None
-        foldable = (
-            type(conv) is nn.Conv2d
-            and conv.padding == (0, 0)
-            and conv.padding_mode == "zeros"
-            and _called_once(gm, users[0].target)
-        )
-        if foldable and (left, top) == (right, bottom):
-            conv.padding = (top, left)
+        user = fxutil.module_of(gm, users[0]) if len(users) == 1 and users[0].op == "call_module" else None
+        alone = user is not None and _called_once(gm, users[0].target)
+        conv = alone and type(user) is nn.Conv2d and user.padding == (0, 0) and user.padding_mode == "zeros"
+        if conv and (left, top) == (right, bottom):
+            user.padding = (top, left)
             node.replace_all_uses_with(node.args[0])
-        elif foldable and _takes_uneven_pad(conv, pads):
-            gm.add_submodule(users[0].target, _zero_pad_conv(conv, pads))
+        elif conv and _takes_uneven_pad(user, pads):
+            gm.add_submodule(users[0].target, _zero_pad_conv(user, pads))
+            node.replace_all_uses_with(node.args[0])
+        elif alone and _pads_like_max_pool(gm, node, user, pads):
+            user.padding = (top, left)
             node.replace_all_uses_with(node.args[0])
         else:
             name = fxutil.fresh_name(gm, "zero_pad2d")
@@ -55,6 +55,42 @@ def fold_padding(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     fxutil.tidy(gm)
     ctx.count("fold_padding", done)
     return []
+
+
+def _pads_like_max_pool(gm: fx.GraphModule, pad: fx.Node, pool: nn.Module, pads: tuple[int, ...]) -> bool:
+    """Zero padding before a max pool (Keras ResNets and DenseNets: ZeroPadding2D then MaxPooling2D)
+    is the pool's own padding when no value it pads is below zero (the input comes out of a ReLU,
+    ReLU6 or sigmoid): every window keeps at least one real value (nn.MaxPool2d takes padding up to
+    half the kernel), which is then at least the zeros."""
+    left, right, top, bottom = pads
+    if not isinstance(pool, nn.MaxPool2d) or _pair(pool.padding) != (0, 0) or pool.ceil_mode:
+        return False
+    rows, cols = _pair(pool.kernel_size)
+    if (left, top) != (right, bottom) or top > rows // 2 or left > cols // 2:
+        return False
+    return _non_negative(gm, pad.args[0])
+
+
+def _pair(value) -> tuple[int, int]:
+    """A pooling size as onnx2torch (a list) or torch.nn (an int or a tuple) keeps it."""
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+_NON_NEGATIVE_MODULES = (nn.ReLU, nn.ReLU6, nn.Sigmoid)
+_NON_NEGATIVE_FUNCTIONS = (torch.relu, F.relu, torch.sigmoid)
+
+
+def _non_negative(gm: fx.GraphModule, node) -> bool:
+    if not isinstance(node, fx.Node):
+        return False
+    if node.op == "call_module":
+        module = fxutil.module_of(gm, node)
+        return isinstance(module, _NON_NEGATIVE_MODULES) or (
+            isinstance(module, nn.Hardtanh) and module.min_val >= 0
+        )
+    if node.op == "call_method":
+        return node.target in ("relu", "sigmoid")
+    return node.op == "call_function" and node.target in _NON_NEGATIVE_FUNCTIONS
 
 
 def _called_once(gm: fx.GraphModule, target: str) -> bool:
