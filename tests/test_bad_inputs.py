@@ -192,18 +192,21 @@ def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir() if ".partial-" in p.name or p.name.endswith(".lock"))
 
 
-def test_a_failed_run_never_replaces_a_passing_one(models, write_config, tmp_path):
+def test_a_failed_run_never_replaces_a_passing_one(write_config, tmp_path):
+    # demo.cnn: its softmax (exp in TF's, onnxruntime's and torch's own kernels) is never bit-exact
+    # everywhere, so zero tolerances fail it; legacy.h5 (a small MLP) came out bit-exact in every pair
+    # with the packages of 2026-12-06 (onnxruntime 1.32, tensorflow 2.21): its zero-tolerance run passed.
     out = tmp_path / "run"
-    assert run_command("convert", models / "legacy.h5", "--out", out).returncode == 0
+    assert run_command("convert", "demo.cnn", "--out", out).returncode == 0
     good = (out / "report.json").read_bytes()
-    proc = run_command("convert", models / "legacy.h5", "--config", write_config(TIGHT), "--out", out)
+    proc = run_command("convert", "demo.cnn", "--config", write_config(TIGHT), "--out", out)
     assert proc.returncode == 1
     assert f"the passing run in {out} is kept" in proc.stdout
     assert (out / "report.json").read_bytes() == good
     failed = read_report(tmp_path / "run.failed")
     assert failed["status"] == "tolerance_fail" and failed["out_dir"] == str(tmp_path / "run.failed")
     # A passing run replaces the passing one and clears the failure kept beside it.
-    assert run_command("convert", models / "legacy.h5", "--out", out).returncode == 0
+    assert run_command("convert", "demo.cnn", "--out", out).returncode == 0
     assert (out / "report.json").read_bytes() != good
     assert not (tmp_path / "run.failed").exists()
     assert _leftovers(tmp_path) == []

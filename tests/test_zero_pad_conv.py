@@ -81,3 +81,11 @@ def test_zero_pad_conv_exports_with_dynamic_batch():
     program = torch.export.export(merged, (torch.randn(2, 6, 16, 16),), dynamic_shapes=({0: batch},))
     x = torch.randn(5, 6, 16, 16)
     torch.testing.assert_close(program.module()(x), merged(x))
+
+
+def test_zero_pad_conv_takes_one_padding_for_every_side_as_zero_pad_2d_does():
+    merged = ZeroPadConv2d(2, 2, 3, groups=2, pad=1)
+    plain = nn.Conv2d(2, 2, 3, padding=1, groups=2)
+    plain.load_state_dict(merged.state_dict())
+    x = torch.randn(1, 2, 6, 6)
+    torch.testing.assert_close(merged(x), plain(x))

@@ -37,8 +37,8 @@ class ZeroPadConv2d(nn.Conv2d):
         pad=(0, 0, 0, 0),
     ):
         super().__init__(in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias)
-        left, right, top, bottom = pad
-        self.pad = tuple(pad)
+        self.pad = (pad,) * 4 if isinstance(pad, int) else tuple(pad)  # as nn.ZeroPad2d takes it
+        left, right, top, bottom = self.pad
         self.even_padding = (max(top, bottom), max(left, right))
         rows, cols = self.dilation
         # One zero tap moves the kernel by one dilation step: the padding each side is short of.
