@@ -111,6 +111,26 @@ class Tolerances(_Strict):
     )
 
 
+class PaddingSpec(_Strict):
+    """How padded rows of a sequence input are made: rows of different lengths along axis 1, the
+    positions past each row's length set to `value` (a padding mask: ones on real positions)."""
+
+    value: float = Field(
+        default=0,
+        description="What padded positions hold: the padding token id (0 for Keras's `mask_zero`), "
+        "`Masking`'s `mask_value`, or 0 in a padding mask.",
+    )
+    side: Literal["right", "left"] = Field(
+        default="right", description="`right`: padding after the tokens (the usual); `left`: before them."
+    )
+    min_len: int = Field(default=1, ge=1, description="The shortest row's length (real positions).")
+    mask: bool = Field(
+        default=False,
+        description="The input is a padding mask (KerasHub's `padding_mask`, BERT's `input_mask`): 1 on "
+        "real positions, `value` on padded ones, with the same lengths as the other padded inputs.",
+    )
+
+
 class InputSpec(_Strict):
     """One input of the model, by name."""
 
@@ -124,6 +144,13 @@ class InputSpec(_Strict):
     )
     range: tuple[float, float] | None = Field(
         default=None, description="`[low, high]` of the random values (integers: token ids, class ids)."
+    )
+    padding: PaddingSpec | bool | None = Field(
+        default=None,
+        description="Padded rows among the sample batches (every batch but the first, when there are "
+        "several): one row at full length, one at `min_len`, the rest between. Default: chosen from the "
+        "model (token ids read by an Embedding, inputs of a `Masking` layer, inputs named like `*mask*` "
+        "and the token ids beside them); `false` turns it off, `true` or a mapping turns it on.",
     )
 
     @field_validator("shape")

@@ -3,6 +3,11 @@
 The model declares its inputs (names, dtypes, shapes that may have unknown dimensions); the config
 may override shape, dtype and value range per input. `resolve_specs` merges the two and fills an
 unknown leading dimension with `batch_size`; `generate` draws `samples` batches from one seed.
+
+Sample batches must reach the code the model runs on real data: a mask that is never active, a
+padding id never fed, compares nothing. Inputs the model pads (token ids read by an Embedding, the
+input of a `Masking` layer, a padding mask) get right-padded rows in every batch but the first: one
+row at full length, one at the shortest length, the rest between (`padding_lengths`).
 """
 
 from __future__ import annotations
@@ -11,8 +16,18 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from pipeline.config import InputSpec
+from pipeline.config import InputSpec, PaddingSpec
 from pipeline.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DetectedPadding:
+    """What the model itself says about padding one of its inputs: the padded positions' value, whether
+    the input is a padding mask (ones on real positions), and where that was read."""
+
+    value: float
+    source: str
+    mask: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,9 +42,23 @@ class TensorInfo:
     aliases: tuple[str, ...] = ()
     # Integer inputs that index an Embedding table directly: its row count (valid ids 0..n-1).
     vocabulary: int | None = None
+    # Read from the model's layers (Embedding, Masking); inputs named like masks are found by name.
+    padding: DetectedPadding | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Padding:
+    """The padding `generate` applies to an input: along axis 1, past (or, `side: left`, before) each
+    row's length. `source` says why (the layer that masks it, the config)."""
+
+    value: float
+    side: str
+    min_len: int
+    mask: bool
+    source: str
 
 
 @dataclass(frozen=True)
@@ -39,9 +68,19 @@ class ConcreteInput:
     shape: tuple[int, ...]
     low: float
     high: float
+    padding: Padding | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    def describe(self, samples: int) -> dict:
+        """to_json plus each sample batch's row lengths (None: not padded), for the report."""
+        found = self.to_json()
+        if self.padding is not None:
+            found["padding"]["lengths"] = [
+                padding_lengths(self.shape, self.padding.min_len, i, samples) for i in range(samples)
+            ]
+        return found
 
 
 DEFAULT_RANGES = {"float": (0.0, 1.0), "int": (0, 10), "bool": (0, 2)}
@@ -73,7 +112,50 @@ def resolve_specs(
             f"config `inputs` names {', '.join(sorted(unknown))}, but the model's inputs are: {names}; "
             "write one of those names under `name:`"
         )
-    return [_resolve_one(info, *by_name.get(info.name, (None, None)), batch_size) for info in declared]
+    detected = detected_padding(declared)
+    return [
+        _resolve_one(info, *by_name.get(info.name, (None, None)), batch_size, detected.get(info.name))
+        for info in declared
+    ]
+
+
+# A padding mask by name: KerasHub's `padding_mask`, BERT's `input_mask`, Hugging Face's `attention_mask`.
+_MASK_WORDS = ("mask",)
+_NOT_PADDING_MASKS = ("causal",)
+
+
+def detected_padding(declared: list[TensorInfo]) -> dict[str, DetectedPadding]:
+    """The inputs to pad, with what the model says about them: its own layers (TensorInfo.padding),
+    else its input names, in any format. An integer or bool [batch, length] input named like a mask
+    is a padding mask; the integer inputs of the same shape beside it (token ids, segment ids) are
+    padded with 0 to the same lengths, as a tokenizer pads them."""
+    found = {i.name: i.padding for i in declared if i.padding is not None}
+    masks = [
+        i
+        for i in declared
+        if i.name not in found
+        and _kind(i.dtype) in ("int", "bool")
+        and i.shape is not None
+        and len(i.shape) == 2
+        and any(w in i.name.lower() for w in _MASK_WORDS)
+        and not any(w in i.name.lower() for w in _NOT_PADDING_MASKS)
+    ]
+    for mask in masks:
+        found[mask.name] = DetectedPadding(0, "its name: a padding mask (1 on real tokens)", mask=True)
+    for info in declared:
+        beside = next((m for m in masks if _same_layout(m.shape, info.shape)), None)
+        if info.name not in found and beside is not None and _kind(info.dtype) == "int":
+            found[info.name] = DetectedPadding(0, f"beside the padding mask '{beside.name}'")
+    return found
+
+
+def _same_layout(a: tuple | None, b: tuple | None) -> bool:
+    return (
+        a is not None
+        and b is not None
+        and len(a) == len(b)
+        and all(x is None or y is None or x == y for x, y in zip(a, b, strict=True))
+    )
 
 
 def _fmt_names(info: TensorInfo) -> str:
@@ -85,7 +167,11 @@ def _kind(dtype: str) -> str:
 
 
 def _resolve_one(
-    info: TensorInfo, index: int | None, spec: InputSpec | None, batch_size: int
+    info: TensorInfo,
+    index: int | None,
+    spec: InputSpec | None,
+    batch_size: int,
+    detected: DetectedPadding | None = None,
 ) -> ConcreteInput:
     key = f"inputs[{index}]"
     if spec and spec.dtype and spec.dtype != info.dtype:
@@ -131,7 +217,84 @@ def _resolve_one(
         low, high = DEFAULT_RANGES[kind]
         if kind == "int" and info.vocabulary:
             high = min(high, info.vocabulary)  # token ids the model's table has
-    return ConcreteInput(info.name, dtype, shape, float(low), float(high))
+    padding = _padding(info, key, shape, spec.padding if spec else None, detected)
+    return ConcreteInput(info.name, dtype, shape, float(low), float(high), padding)
+
+
+def _padding(
+    info: TensorInfo,
+    key: str,
+    shape: tuple[int, ...],
+    configured: PaddingSpec | bool | None,
+    detected: DetectedPadding | None,
+) -> Padding | None:
+    """The config's `padding` over what the model says (a mapping's unset keys keep the model's)."""
+    if configured is False or (configured is None and detected is None):
+        return None
+    spec = configured if isinstance(configured, PaddingSpec) else PaddingSpec()
+    values = {"value": spec.value, "side": spec.side, "min_len": spec.min_len, "mask": spec.mask}
+    source = "config"
+    if detected is not None:
+        chosen = spec.model_fields_set if isinstance(configured, PaddingSpec) else set()
+        values.update({k: getattr(detected, k) for k in ("value", "mask") if k not in chosen})
+        source = detected.source if not chosen else f"{detected.source}; config: {', '.join(sorted(chosen))}"
+    if len(shape) < 2:
+        if configured is None:
+            return None  # nothing to pad: no axis of positions
+        raise ConfigError(
+            f"config `{key}.padding` needs a [batch, length, ...] input, but '{info.name}' has shape "
+            f"{list(shape)}; remove `padding` from it"
+        )
+    _check_padding_value(info, key, values["value"], values["mask"])
+    return Padding(
+        float(values["value"]), values["side"], min(values["min_len"], shape[1]), values["mask"], source
+    )
+
+
+def _check_padding_value(info: TensorInfo, key: str, value: float, mask: bool) -> None:
+    kind = _kind(info.dtype)
+    fits = True
+    if kind == "bool":
+        fits = value in (0, 1)
+    elif kind == "int":
+        limits = np.iinfo(info.dtype)
+        fits = value == int(value) and limits.min <= value <= limits.max
+        if fits and info.vocabulary and not mask and not 0 <= value < info.vocabulary:
+            raise ConfigError(
+                f"config `{key}.padding.value: {value:g}` is not a row of the Embedding that input "
+                f"'{info.name}' indexes ({info.vocabulary} rows); write a padding id in 0..{info.vocabulary - 1}"
+            )
+    if not fits:
+        raise ConfigError(
+            f"config `{key}.padding.value: {value:g}` does not fit input '{info.name}' ({info.dtype}); "
+            "write a value the input's dtype holds (0 for token ids)"
+        )
+
+
+def padding_lengths(shape: tuple[int, ...], min_len: int, sample: int, samples: int) -> list[int] | None:
+    """Each row's length in sample batch `sample`, or None where the batch is not padded: the first of
+    several batches keeps its full rows (the unpadded case), the others go from full length (row 0)
+    down to `min_len` (last row; the next padded batch the other way round). A batch of one row takes
+    the short and the middle length in turn."""
+    if samples > 1 and sample == 0:
+        return None
+    batch, length = shape[0], shape[1]
+    turn = sample - (1 if samples > 1 else 0)
+    if batch > 1:
+        lengths = [int(n) for n in np.linspace(length, min_len, batch).round()]
+        return lengths[::-1] if turn % 2 else lengths  # the next batch starts with its shortest row
+    return [(min_len, (length + min_len) // 2)[turn % 2]]
+
+
+def apply_padding(array: np.ndarray, padding: Padding, lengths: list[int]) -> None:
+    """Pad one sample batch in place: a mask gets 1 on real positions and `value` elsewhere, any other
+    input `value` on the padded positions (every feature of a padded time step)."""
+    length = array.shape[1]
+    for row, real in enumerate(lengths):
+        pad = slice(real, length) if padding.side == "right" else slice(0, length - real)
+        if padding.mask:
+            array[row] = 1
+        array[row, pad] = padding.value
 
 
 def _fitting_shape(declared: tuple[int | None, ...], given: tuple[int, ...], batch_size: int) -> list[int]:
@@ -187,6 +350,14 @@ def generate(specs: list[ConcreteInput], seed: int, samples: int) -> dict[str, n
             arrays[spec.name] = rng.integers(int(spec.low), int(spec.high), size=size).astype(spec.dtype)
         else:
             arrays[spec.name] = rng.uniform(spec.low, spec.high, size=size).astype(spec.dtype)
+    # Padded after every draw, so the random values of the unpadded batches stay the same.
+    for spec in specs:
+        if spec.padding is None:
+            continue
+        for sample in range(samples):
+            lengths = padding_lengths(spec.shape, spec.padding.min_len, sample, samples)
+            if lengths is not None:
+                apply_padding(arrays[spec.name][sample], spec.padding, lengths)
     return arrays
 
 

@@ -103,6 +103,8 @@ def _run_stages(
         "workers": workers,
     }
     result["status"], result["exit_code"] = _overall(stages)
+    # What a stage saw but does not fail on: a branch or mask the samples never exercised.
+    result["warnings"] = [w for s in stages for w in (s.details or {}).get("warnings", [])]
     if (out / artifacts.PORT_MAPPING).is_file():
         result["port"] = artifacts.load_json(out / artifacts.PORT_MAPPING)
     localization = localize(cfg, fmt, out, stages, pool)

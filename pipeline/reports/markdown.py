@@ -36,14 +36,18 @@ def markdown(result: dict[str, Any]) -> str:
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items() if v),
         "",
     ]
+    if result.get("warnings"):
+        lines += ["## Warnings", ""] + [f"- {w}" for w in result["warnings"]] + [""]
     if result.get("inputs"):
-        lines += ["## Inputs", "", "| name | dtype | shape | range |", "|---|---|---|---|"]
+        lines += ["## Inputs", "", "| name | dtype | shape | range | padding |", "|---|---|---|---|---|"]
         lines += [
-            f"| `{i['name']}` | {i['dtype']} | {list(i['shape'])} | [{i['low']:g}, {i['high']:g}) |"
+            f"| `{i['name']}` | {i['dtype']} | {list(i['shape'])} | [{i['low']:g}, {i['high']:g}) | "
+            f"{_cell(_padding_text(i.get('padding'), i['dtype']))} |"
             for i in result["inputs"]
         ]
         lines.append("")
         lines += _layout_lines(result)
+    lines += _exercised_lines(result)
     lines += ["## Stages", "", "| stage | verdict | seconds | note |", "|---|---|---|---|"]
     for stage in result["stages"]:
         note = stage.get("error") or stage.get("reason") or ""
@@ -318,11 +322,57 @@ def _layout_lines(result: dict[str, Any]) -> list[str]:
 
 def verdict_line(result: dict[str, Any]) -> str:
     line = f"  verdict: {VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+    warnings = result.get("warnings") or []
+    if warnings:
+        line += f"\n  {len(warnings)} warning(s): " + "; ".join(warnings[:3])
+        line += f"; and {len(warnings) - 3} more (report.md)" if len(warnings) > 3 else ""
     if result.get("kept_passing_run"):
         line += (
             f"\n  the passing run in {result['kept_passing_run']} is kept; this run was not published over it"
         )
     return line
+
+
+def _padding_text(padding: dict[str, Any] | None, dtype: str) -> str:
+    """What the generator chose: the padded batches' row lengths, the value and where it was read."""
+    if not padding:
+        return "none"
+    what = "padding mask: 1 on real positions, " if padding["mask"] else ""
+    batches = [f"batch {i}: {lengths}" for i, lengths in enumerate(padding.get("lengths") or []) if lengths]
+    return (
+        f"{what}{padding['value']:g} on the {padding['side']}; row lengths "
+        + ("; ".join(batches) or "none (one row of full length)")
+        + f" (from {padding['source']})"
+    )
+
+
+def _exercised_lines(result: dict[str, Any]) -> list[str]:
+    validate = next((s for s in result["stages"] if s["name"] == "validate"), None)
+    found = ((validate or {}).get("details") or {}).get("exercised")
+    if not found:
+        return []
+    lines = [
+        "## Branches, loops and masks exercised",
+        "",
+        f"Over {found['runs']} runs in onnxruntime (the sample batches and the second input shape):",
+        "",
+    ]
+    if found["nodes"]:
+        lines += ["| node | op | decided by | exercised |", "|---|---|---|---|"]
+        for node in found["nodes"]:
+            if "mask" in node:
+                seen = (
+                    f"mask `{node['mask']}`: True somewhere in {node['selected_true']} runs, False somewhere "
+                    f"in {node['selected_false']}"
+                )
+            elif node["op"] == "If":
+                seen = f"then {node['then']}, else {node['else']}"
+            else:
+                seen = "trip counts " + ", ".join(str(t) for t in node["trips"])
+            lines.append(f"| `{node['node']}` | {node['op']} | input {node['decided_by']} | {seen} |")
+        lines.append("")
+    lines += [f"Not recorded: {what}." for what in found["not_recorded"]]
+    return lines + ([""] if found["not_recorded"] else [])
 
 
 def _share(value: float | None) -> str:

@@ -46,12 +46,42 @@ def _bidirectional_lstm(keras):
 
 
 def _masked_lstm(keras):
-    # Token 0 is padding: with integer inputs drawn from [0, 10) about one step in ten is masked.
+    # Token 0 is padding: with integer inputs drawn from [0, 10) about one step in ten is masked in the
+    # first sample batch; the others are right-padded rows (pipeline/common/inputs.py).
     return keras.Sequential(
         [
             keras.Input((None,), dtype="int32", name="tokens"),
             keras.layers.Embedding(10, 4, mask_zero=True),
             keras.layers.LSTM(8),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _masked_bidirectional(keras):
+    """Token 0 masks the step in both directions; the first Bidirectional returns sequences, which
+    makes Keras zero the masked steps' outputs (zero_output_for_mask)."""
+    return keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="tokens"),
+            keras.layers.Embedding(30, 6, mask_zero=True),
+            keras.layers.Bidirectional(keras.layers.GRU(8, return_sequences=True)),
+            keras.layers.Bidirectional(keras.layers.LSTM(6)),
+            keras.layers.Dense(3),
+        ]
+    )
+
+
+def _masking_sequence(keras):
+    """Float time steps padded with Masking's mask_value: stacked LSTM and GRU returning sequences,
+    then a masked average over the real steps."""
+    return keras.Sequential(
+        [
+            keras.Input((None, 5), name="frames"),
+            keras.layers.Masking(mask_value=0.0),
+            keras.layers.LSTM(8, return_sequences=True),
+            keras.layers.GRU(6, return_sequences=True),
+            keras.layers.GlobalAveragePooling1D(),
             keras.layers.Dense(3),
         ]
     )
@@ -308,6 +338,8 @@ BUILDERS = {
     "family.bidirectional_gru": _bidirectional_gru,
     "family.bidirectional_lstm": _bidirectional_lstm,
     "family.masked_lstm": _masked_lstm,
+    "family.masked_bidirectional": _masked_bidirectional,
+    "family.masking_sequence": _masking_sequence,
     "family.transformer_block": _transformer_block,
     "family.transformer_encoder": _transformer_encoder,
     "family.grouped_conv": _grouped_conv,

@@ -12,7 +12,7 @@ import inspect
 
 import tensorflow as tf
 
-from pipeline.common.inputs import TensorInfo
+from pipeline.common.inputs import DetectedPadding, TensorInfo
 from pipeline.errors import ModelFileError
 
 # Arguments of `call` that Keras fills itself; they are never model inputs.
@@ -30,9 +30,15 @@ def functional_inputs(model) -> list | None:
 def declared_inputs(model) -> list[TensorInfo]:
     tensors = functional_inputs(model)
     if tensors is not None:
-        rows = vocabularies(model, tensors)
+        rows, padded = vocabularies(model, tensors), paddings(model, tensors)
         return [
-            TensorInfo(t.name, tf.as_dtype(t.dtype).name, tensor_dims(t.shape), vocabulary=rows.get(id(t)))
+            TensorInfo(
+                t.name,
+                tf.as_dtype(t.dtype).name,
+                tensor_dims(t.shape),
+                vocabulary=rows.get(id(t)),
+                padding=padded.get(id(t)),
+            )
             for t in tensors
         ]
     shapes = _build_shapes(model)
@@ -54,16 +60,42 @@ def vocabularies(model, tensors: list) -> dict[int, int]:
     it would fail in TF's gather, so the config's `range` is checked against it."""
     import keras
 
-    wanted = {id(t) for t in tensors}
     rows: dict[int, int] = {}
+    for layer, tensor in _readers(model, tensors, keras.layers.Embedding):
+        rows[id(tensor)] = min(rows.get(id(tensor), layer.input_dim), layer.input_dim)
+    return rows
+
+
+def paddings(model, tensors: list) -> dict[int, DetectedPadding]:
+    """For each input tensor (by id) that a layer reads as padded sequences: token ids an Embedding
+    looks up (id 0 pads them; with `mask_zero` the model masks it) and the input of a `Masking`
+    layer (its `mask_value` fills a padded time step)."""
+    import keras
+
+    found: dict[int, DetectedPadding] = {}
+    for layer, tensor in _readers(model, tensors, keras.layers.Masking):
+        value = float(layer.mask_value)
+        found[id(tensor)] = DetectedPadding(value, f"Masking '{layer.name}' (mask_value={value:g})")
+    for layer, tensor in _readers(model, tensors, keras.layers.Embedding):
+        if layer.mask_zero:
+            found[id(tensor)] = DetectedPadding(0, f"Embedding '{layer.name}' (mask_zero=True)")
+        else:
+            found.setdefault(
+                id(tensor), DetectedPadding(0, f"Embedding '{layer.name}' (0 as the padding id)")
+            )
+    return found
+
+
+def _readers(model, tensors: list, layer_class: type):
+    """(layer, input tensor) for each layer of this class that takes one of `tensors` directly."""
+    wanted = {id(t) for t in tensors}
     for layer in model.layers:
-        if not isinstance(layer, keras.layers.Embedding):
+        if not isinstance(layer, layer_class):
             continue
         for node in getattr(layer, "_inbound_nodes", ()):
             for tensor in node.input_tensors:
                 if id(tensor) in wanted:
-                    rows[id(tensor)] = min(rows.get(id(tensor), layer.input_dim), layer.input_dim)
-    return rows
+                    yield layer, tensor
 
 
 def call_inputs(model, tensors: list):

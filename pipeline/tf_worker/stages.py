@@ -41,7 +41,7 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     return {
         "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,
-        "inputs": [s.to_json() for s in specs],
+        "inputs": [s.describe(cfg.samples) for s in specs],
         "second_shape": second_shape,
         "outputs": [
             {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()

@@ -16,6 +16,7 @@ from pipeline.common import onnx_files, tf_origins
 from pipeline.common.inputs import run_samples
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError, UnsupportedOpsError, first_line
+from pipeline.torch_worker import exercised
 from pipeline.torch_worker.outputs import save_module_outputs
 
 # The reference run computes the graph's own arithmetic. Otherwise onnxruntime fuses
@@ -76,12 +77,34 @@ def validate(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         return dict(zip(names, session.run(names, feed), strict=True))
 
     artifacts.save_arrays(out / artifacts.OUTPUTS["onnx"], run_samples(run, feeds, names))
-    return {
+    details = {
         "onnxruntime": ort.__version__,
         "checker": "full_check passed",
         "shape_inference": "strict passed",
         "session_options": SESSION_CONFIG,
     }
+    found = _exercised(model, path, out, feeds)
+    if found is not None:
+        details["exercised"] = found
+        details["warnings"] = found["warnings"]
+    return details
+
+
+def _exercised(model: onnx.ModelProto, path: Path, out: Path, feeds: dict) -> dict | None:
+    """The If branches, Loop trip counts and masks the sample batches and the second input shape
+    exercised (pipeline/torch_worker/exercised.py)."""
+    runs = [{name: value[i] for name, value in feeds.items()} for i in range(len(next(iter(feeds.values()))))]
+    second = out / artifacts.INPUTS_SECOND_SHAPE
+    if second.is_file():
+        runs += [{name: value[0] for name, value in artifacts.load_arrays(second).items()}]
+    if onnx_files.has_external_data(path):
+        return {
+            "runs": len(runs),
+            "nodes": [],
+            "warnings": [],
+            "not_recorded": ["the model keeps its weights in external data; branches are not recorded"],
+        }
+    return exercised.record(model, runs, onnxruntime_session)
 
 
 def _strict_shape_inference(model: onnx.ModelProto, path: Path) -> None:

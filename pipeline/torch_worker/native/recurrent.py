@@ -8,10 +8,13 @@ torch.export at any sequence length (a Python loop over a length known only at r
 The Loop is matched by value, like the other recovered layers: each Keras GRU/LSTM weight set
 (a Bidirectional layer has two) is run as nn.GRU / nn.LSTM on every time-major sequence the Loop
 reads, from each initial state it carries, and the Loop's outputs that the model uses must all be
-found among the module's outputs (the sequence of states, the last state) at both input sets. A
+found among the module's outputs (the sequence of states, the last state) at every sample batch. A
 masked RNN's Loop (Keras keeps the state where the mask is False) matches the module given that mask:
-model.py's GRU/LSTM take it as a third argument (pipeline/torch_worker/native/exportable_rnn.py). A Loop that
-matches no reading stays a Python loop.
+model.py's GRU/LSTM take it as a third argument (pipeline/torch_worker/native/exportable_rnn.py). A Loop
+that reads a mask is matched with it or not at all: a reading without it agrees only while no sample
+masks a step, and is wrong on the first padded batch a user feeds. Keras zeroes a masked step's output
+where `zero_output_for_mask` is set (Bidirectional layers that return sequences): model.py then writes
+that `torch.where`. A Loop that matches no reading stays a Python loop.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class _Cell:
     bias: TFVariable | None
     config: dict
     direction: str = ""  # a Bidirectional layer's "forward" or "backward" cell
+    # Keras zeroes the outputs of masked steps: zero_output_for_mask, which Bidirectional sets on the
+    # layers it wraps when they return sequences. Decides between readings no sample tells apart.
+    zeroes_masked_steps: bool = False
 
 
 def recurrent_layers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
@@ -53,7 +59,7 @@ def recurrent_layers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     cells = _cells(ctx)
     if not loops or not cells:
         return []
-    runs = ctx.values(gm)
+    runs = ctx.every_sample_values(gm)
     done = 0
     used: set[int] = set()
     for loop in loops:
@@ -103,6 +109,8 @@ def _cells(ctx: PassContext) -> list[_Cell]:
                         group.get("bias"),
                         inner,
                         direction,
+                        bool(inner.get("zero_output_for_mask"))
+                        or ("layer" in config and bool(inner.get("return_sequences"))),
                     )
                 )
     return cells
@@ -140,7 +148,8 @@ def _module(cell: _Cell) -> nn.Module | None:
 
 
 def _match(gm, loop: fx.Node, cell: _Cell, runs):
-    """(module, sequence node, initial state nodes, {Loop output index: what it is}) or None."""
+    """(module, sequence node, initial state nodes, mask node, its rank, {Loop output index: what it
+    is}) or None."""
     module = _module(cell)
     if module is None:
         return None
@@ -154,11 +163,12 @@ def _match(gm, loop: fx.Node, cell: _Cell, runs):
     state_count = 1 if cell.kind == "GRU" else 2
     choices = [None] + [tuple(c) for c in _ordered(states, state_count)]
     for sequence in sequences:
-        masks = [None] + [a for a in args if _is_mask(a, sequence, runs)]
+        masks = [a for a in args if _is_mask(a, sequence, runs)] or [None]
         for mask, initial in itertools.product(masks, choices):
-            mapping = _outputs_found(module, sequence, initial, mask, loop, outputs, runs)
+            mapping = _outputs_found(module, sequence, initial, mask, loop, outputs, runs, cell)
             if mapping is not None:
-                return module, sequence, initial, mask, mapping
+                mask_rank = None if mask is None else runs[0][mask.name].dim()
+                return module, sequence, initial, mask, mask_rank, mapping
     return None
 
 
@@ -202,8 +212,8 @@ def _used_outputs(loop: fx.Node) -> dict[int, list[fx.Node]] | None:
     return used
 
 
-def _outputs_found(module, sequence, initial, mask, loop, outputs, runs) -> dict[int, str] | None:
-    mapping: dict[int, str] = {}
+def _outputs_found(module, sequence, initial, mask, loop, outputs, runs, cell) -> dict[int, str] | None:
+    mapping: dict[int, list[str]] = {}
     for run in runs:
         x = run[sequence.name]
         states = None if initial is None else [run[s.name].unsqueeze(0) for s in initial]
@@ -215,14 +225,33 @@ def _outputs_found(module, sequence, initial, mask, loop, outputs, runs) -> dict
             else:
                 seq, h = module(x, None if states is None else states[0], keep)
                 candidates = {"sequence": seq, "last_state": h[0]}
+        if keep is not None:
+            zeroed = _zeroed(candidates["sequence"], keep)
+            candidates = (
+                {"zeroed_sequence": zeroed, **candidates}
+                if cell.zeroes_masked_steps
+                else {
+                    **candidates,
+                    "zeroed_sequence": zeroed,
+                }
+            )
         recorded = run[loop.name]
         recorded = recorded if isinstance(recorded, (tuple, list)) else (recorded,)
         for index in outputs:
             value = recorded[index] if index < len(recorded) else None
-            found = next((k for k, v in candidates.items() if _equal(v, value)), None)
-            if found is None or mapping.setdefault(index, found) != found:
+            # Readings that agree on every run so far (a zeroed and a plain sequence agree on a batch
+            # that masks nothing): the first that agrees on all of them is the one written.
+            found = [k for k, v in candidates.items() if _equal(v, value)]
+            agreeing = [k for k in mapping.get(index, found) if k in found]
+            if not agreeing:
                 return None
-    return mapping
+            mapping[index] = agreeing
+    return {index: names[0] for index, names in mapping.items()}
+
+
+def _zeroed(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The sequence with the masked steps' outputs zero (Keras's zero_output_for_mask)."""
+    return torch.where(mask.reshape(*mask.shape[:2], 1), sequence, 0.0)
 
 
 def _equal(a: torch.Tensor, b) -> bool:
@@ -234,7 +263,7 @@ def _equal(a: torch.Tensor, b) -> bool:
     )
 
 
-def _replace(gm, loop: fx.Node, cell: _Cell, module, sequence, initial, mask, mapping) -> None:
+def _replace(gm, loop: fx.Node, cell: _Cell, module, sequence, initial, mask, mask_rank, mapping) -> None:
     hint = f"{cell.layer}_{cell.direction}" if cell.direction else cell.layer
     name = fxutil.fresh_name(gm, hint)
     gm.add_submodule(name, module)
@@ -275,6 +304,9 @@ def _replace(gm, loop: fx.Node, cell: _Cell, module, sequence, initial, mask, ma
             "sequence": seq,
             "last_state": graph.call_function(operator.getitem, (h, 0)),
         }
+        if "zeroed_sequence" in mapping.values():
+            keep = graph.call_method("unsqueeze", (mask, -1)) if mask_rank == 2 else mask
+            found["zeroed_sequence"] = graph.call_function(torch.where, (keep, seq, 0.0))
         if c is not None:
             found["last_cell"] = graph.call_function(operator.getitem, (c, 0))
     for user in list(loop.users):
