@@ -67,6 +67,23 @@ def keras_for_localization(out: Path) -> None:
     model.save(out / "localize.keras")
 
 
+def masked_text(out: Path) -> None:
+    """Issue 31's reproducer: Embedding(mask_zero=True) -> LSTM(32) -> Dense, the text classifier
+    every tutorial builds; its tokens come right-padded with 0."""
+    import keras
+
+    keras.utils.set_random_seed(31)
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32", name="tokens"),
+            keras.layers.Embedding(200, 16, mask_zero=True, name="embedding"),
+            keras.layers.LSTM(32, name="lstm"),
+            keras.layers.Dense(3, name="logits"),
+        ]
+    )
+    model.save(out / "masked_text.keras")
+
+
 def keras2_h5(out: Path) -> None:
     import tf_keras
 
@@ -370,6 +387,7 @@ BUILDERS = (
     keras_layer_zoo,
     keras_batchnorm,
     keras_for_localization,
+    masked_text,
     keras2_h5,
     saved_model,
     frozen_graph,

@@ -107,3 +107,22 @@ def test_llama_style_backbones_read_as_rms_norm(entry_id, zoo_run):
     out, rows = zoo_run
     assert rows[entry_id]["status"] == "pass", rows[entry_id]["message"]
     assert "nn.RMSNorm(" in (out / entry_id / "model.py").read_text()
+
+
+MASKED = [e for e in BACKBONES if any(i.name == "padding_mask" for i in e.config.inputs or [])]
+
+
+@pytest.mark.parametrize("entry", MASKED, ids=[e.id for e in MASKED])
+def test_backbones_with_a_padding_mask_ran_on_padded_rows(entry, zoo_run):
+    """The second sample batch is right-padded (rows from full length down to one token) with the
+    padding mask and the token ids agreeing, and some mask the graph selects by masked a position."""
+    out, rows = zoo_run
+    report = read_report(out / entry.id)
+    inputs = {i["name"]: i for i in report["inputs"]}
+    mask, tokens = inputs["padding_mask"]["padding"], inputs["token_ids"]["padding"]
+    assert mask["mask"] and not tokens["mask"]
+    assert mask["lengths"] == tokens["lengths"] == [None, [12, 1]]
+    validate = next(s for s in report["stages"] if s["name"] == "validate")
+    masks = [n for n in validate["details"]["exercised"]["nodes"] if "mask" in n and n["selected_false"]]
+    assert masks, validate["details"]["exercised"]
+    assert report["warnings"] == []

@@ -8,12 +8,13 @@ level:
 - each If: the branch each run took (its condition);
 - each Loop: each run's trip count (an extra scan output of the iteration number, so the count is
   what the Loop did, not what its inputs allowed);
-- each mask a Where selects by or a Loop reads (a masked RNN): an equality test of the inputs'
-  values, or a bool or integer input such as a padding mask, through casts, logic and reshapes;
-  whether it was True somewhere and False somewhere.
+- each mask that selects (a Where's condition, or a mask cast to numbers for a multiply: tf2onnx's
+  form of TF's SelectV2) or that a Loop reads (a masked RNN): an equality test of the inputs' values,
+  or a bool or integer input such as a padding mask, through casts, logic and reshapes; whether it
+  was True somewhere and False somewhere.
 
-A branch no run took, a mask never active and a Loop that never ran its body are warnings when the
-inputs' values decide them. Conditions decided by input shapes alone (tf2onnx's empty-batch guards)
+A branch no run took, a mask that never masked (never False: Keras's masks are True where a
+position counts) and a Loop that never ran its body are warnings when the inputs' values decide them. Conditions decided by input shapes alone (tf2onnx's empty-batch guards)
 are recorded without a warning. Control flow inside Loop and If bodies is counted as not recorded.
 """
 
@@ -47,6 +48,15 @@ _MASK_OPS = {
     "Concat",
     "ReduceMax",
     "ReduceMin",
+    "ReduceSum",
+    # two masks combined (Llama's causal and padding masks as a Minimum), any() as a sum above 0, an
+    # integer mask read as bool
+    "Min",
+    "Max",
+    "Greater",
+    "Less",
+    "GreaterOrEqual",
+    "LessOrEqual",
 }
 # Ops whose first input alone carries the mask (the others are shapes, axes, indices).
 _DATA_FIRST = {
@@ -59,6 +69,7 @@ _DATA_FIRST = {
     "Tile",
     "ReduceMax",
     "ReduceMin",
+    "ReduceSum",
 }
 _SHAPE_OPS = {"Shape", "Size"}
 
@@ -107,16 +118,32 @@ def record(
 
 def _watched(graph: onnx.GraphProto, reading: _GraphReading) -> list[tuple[onnx.NodeProto, str]]:
     """(node, "If" / "Loop" / the mask tensor it reads) for the top level's control flow and masks:
-    a Where selecting by a mask, a Loop reading one (a masked RNN keeps its state where False)."""
-    watched = []
+    a mask that selects (a Where's condition, or cast to numbers for a multiply: tf2onnx writes
+    TF's SelectV2 that way) and a mask a Loop reads (a masked RNN keeps its state where False)."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for t in node.input:
+            consumers.setdefault(t, []).append(node)
+
+    def selects(tensor: str) -> bool:
+        for user in consumers.get(tensor, []):
+            if user.op_type == "Where" and user.input[0] == tensor:
+                return True
+            if user.op_type == "Cast" and any(u.op_type == "Mul" for u in consumers.get(user.output[0], [])):
+                return True
+        return False
+
+    watched: list[tuple[onnx.NodeProto, str]] = []
     for node in graph.node:
         if node.op_type in ("If", "Loop"):
             watched.append((node, node.op_type))
-        readers: list[str] = list(node.input[:1]) if node.op_type == "Where" else []
-        if node.op_type == "Loop":  # its inputs, and what its body reads from this graph's scope
-            body = next(a.g for a in node.attribute if a.name == "body")
-            readers = [*node.input[2:], *_outer_reads(body)]
-        watched += [(node, t) for t in dict.fromkeys(readers) if t and reading.is_mask(t)]
+            if node.op_type == "Loop":  # its inputs, and what its body reads from this graph's scope
+                body = next(a.g for a in node.attribute if a.name == "body")
+                reads = dict.fromkeys([*node.input[2:], *_outer_reads(body)])
+                watched += [(node, t) for t in reads if t and reading.is_mask(t)]
+        # A Not of a mask selects the other side of the same choice: the mask itself is recorded.
+        elif node.op_type != "Not":
+            watched += [(node, t) for t in node.output if t and selects(t) and reading.is_mask(t)]
     return watched
 
 
@@ -145,11 +172,11 @@ def _observed(node, what: str, values: list[np.ndarray], by_values: bool) -> tup
             selected_true=sum(bool(v.astype(bool).any()) for v in values),
             selected_false=sum(bool((~v.astype(bool)).any()) for v in values),
         )
-        where = f"the mask '{what}' of {node.op_type} '{node.name}'"
+        where = f"the mask '{what}'" + (f" that Loop '{node.name}' reads" if node.op_type == "Loop" else "")
+        # Only a mask that never masked is a warning: which side a select's True means is the
+        # model's choice, and a guard that is never True (token ids below 0) is no missed path.
         if entry["selected_false"] == 0:
             warning = f"{where} was never False: no sample masked a position ({runs} runs)"
-        elif entry["selected_true"] == 0:
-            warning = f"{where} was never True: every position was masked ({runs} runs)"
     return entry, warning
 
 
@@ -232,7 +259,8 @@ class _GraphReading:
 
     def is_mask(self, tensor: str) -> bool:
         """A boolean condition read off the inputs' values as a mask: an equality test (Keras's
-        mask_zero and Masking), or a bool or integer input (a padding mask), through _MASK_OPS."""
+        mask_zero and Masking), or a bool or integer input (a padding mask), through _MASK_OPS
+        (casts, logic, reshapes, any/all, comparisons of a mask with a constant)."""
         if tensor in self.inputs:
             return self.inputs[tensor] not in (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16)
         producer = self.producer.get(tensor)

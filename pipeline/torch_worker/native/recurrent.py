@@ -59,7 +59,7 @@ def recurrent_layers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     cells = _cells(ctx)
     if not loops or not cells:
         return []
-    runs = ctx.every_sample_values(gm)
+    runs = _recordings(gm, ctx)
     done = 0
     used: set[int] = set()
     for loop in loops:
@@ -76,6 +76,18 @@ def recurrent_layers(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     fxutil.tidy(gm)
     ctx.count("recurrent_layers", done)
     return []
+
+
+def _recordings(gm: fx.GraphModule, ctx: PassContext) -> list[dict]:
+    """The values a reading must match: at every sample batch (the padded ones mask steps) and the
+    second input shape."""
+    return ctx.every_sample_values(gm)
+
+
+def _mask_readings(args: list[fx.Node], sequence: fx.Node, runs) -> list[fx.Node | None]:
+    """The masks to read the Loop with: each mask it reads, or none when it reads none. A Loop that
+    reads a mask is never read without it, whatever the samples show."""
+    return [a for a in args if _is_mask(a, sequence, runs)] or [None]
 
 
 def _cells(ctx: PassContext) -> list[_Cell]:
@@ -163,8 +175,7 @@ def _match(gm, loop: fx.Node, cell: _Cell, runs):
     state_count = 1 if cell.kind == "GRU" else 2
     choices = [None] + [tuple(c) for c in _ordered(states, state_count)]
     for sequence in sequences:
-        masks = [a for a in args if _is_mask(a, sequence, runs)] or [None]
-        for mask, initial in itertools.product(masks, choices):
+        for mask, initial in itertools.product(_mask_readings(args, sequence, runs), choices):
             mapping = _outputs_found(module, sequence, initial, mask, loop, outputs, runs, cell)
             if mapping is not None:
                 mask_rank = None if mask is None else runs[0][mask.name].dim()
