@@ -83,6 +83,12 @@ class ConversionResult:
         return self.status == Status.PASS
 
     @property
+    def warnings(self) -> list[str]:
+        """What a stage saw but did not fail on: an If branch, a mask or a Loop the samples never
+        exercised (report.md's Warnings)."""
+        return list(self.report.get("warnings") or [])
+
+    @property
     def failed_stage(self) -> StageRecord | None:
         """The first stage that failed (its `.error` says why), or None."""
         return next((s for s in self.stages if s.status in FAILED), None)

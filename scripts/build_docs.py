@@ -37,6 +37,7 @@ REFERENCE = "reference"
 CONFIG_MODELS = (
     config.ModelConfig,
     config.InputSpec,
+    config.PaddingSpec,
     config.Tolerances,
     config.Tolerance,
     config.ResolvedTolerance,

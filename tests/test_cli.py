@@ -158,7 +158,14 @@ def test_default_convert_runs_the_three_porting_guide_models(tmp_path):
         assert report["format"] == "zoo"
     cnn_inputs = read_report(tmp_path / "demo.cnn")["inputs"]
     assert cnn_inputs == [
-        {"name": "image", "dtype": "float32", "shape": [2, 28, 28, 1], "low": 0.0, "high": 1.0}
+        {
+            "name": "image",
+            "dtype": "float32",
+            "shape": [2, 28, 28, 1],
+            "low": 0.0,
+            "high": 1.0,
+            "padding": None,
+        }
     ]
     # model.pt must load without this package: only torch and onnx2torch classes may be pickled in it
     with zipfile.ZipFile(tmp_path / "demo.lstm" / "model.pt") as archive:

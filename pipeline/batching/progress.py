@@ -19,6 +19,9 @@ def _row_line(row: dict[str, Any]) -> str:
     where = f" at {row['stage']}" if row.get("stage") else ""
     tail = " (cached)" if row["cached"] else f" {row['seconds']:.1f}s" if row["exit_code"] is not None else ""
     message = f": {row['message']}" if row["status"] != Status.PASS and row.get("message") else ""
+    warnings = row.get("warnings") or []
+    if warnings:  # what no sample exercised, as under `convert`'s verdict
+        message += f" ({len(warnings)} warning(s): {warnings[0]}{'; ...' if len(warnings) > 1 else ''})"
     return f"{row['id']} {status}{where}{tail}{message}"
 
 

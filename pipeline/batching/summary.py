@@ -39,6 +39,7 @@ def row_from_report(entry_id: str, result: dict[str, Any], fingerprint: str | No
         "stage": bad["name"] if bad else None,
         "message": message,
         "worst": worst_by_pair(result["stages"]),
+        "warnings": result.get("warnings") or [],
         "workers": result.get("workers", {}),
         "out_dir": result["out_dir"],
         "fingerprint": fingerprint,

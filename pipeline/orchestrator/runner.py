@@ -104,7 +104,7 @@ def _run_stages(
     }
     result["status"], result["exit_code"] = _overall(stages)
     # What a stage saw but does not fail on: a branch or mask the samples never exercised.
-    result["warnings"] = [w for s in stages for w in (s.details or {}).get("warnings", [])]
+    result["warnings"] = [w for s in stages for w in _warnings(s)]
     if (out / artifacts.PORT_MAPPING).is_file():
         result["port"] = artifacts.load_json(out / artifacts.PORT_MAPPING)
     localization = localize(cfg, fmt, out, stages, pool)
@@ -161,6 +161,12 @@ def localize(
         "seconds": round(time.monotonic() - started, 3),
         "workers": workers,
     }
+
+
+def _warnings(record: StageRecord) -> list[str]:
+    """A stage's warning messages (`verify`'s port stage counts its findings under the same key)."""
+    found = (record.details or {}).get("warnings")
+    return found if isinstance(found, list) else []
 
 
 def _overall(stages: list[StageRecord]) -> tuple[str, int]:

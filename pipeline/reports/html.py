@@ -57,7 +57,13 @@ code {{ font-size: 0.85em; word-break: break-all; }}
 <p class="verdict">{_VERDICT[status]} (exit code {result["exit_code"]})</p>
 <p>Format <code>{_e(result["format"])}</code>, opset {result["config"]["opset"]}, seed {result["config"]["seed"]},
 {result["config"]["samples"]} sample batch(es); started {_e(result["started_at"])}, took {result["seconds"]:.1f} s.</p>
-<p class="muted">{_e(versions)}</p>"""
+<p class="muted">{_e(versions)}</p>{_warnings(result)}"""
+
+
+def _warnings(result: dict[str, Any]) -> str:
+    """What no sample exercised (a branch, a mask): under the verdict, as in the terminal."""
+    items = "".join(f"<li>{_e(w)}</li>" for w in result.get("warnings") or [])
+    return f"\n<h2>Warnings</h2><ul>{items}</ul>" if items else ""
 
 
 def _stages(result: dict[str, Any]) -> str:
