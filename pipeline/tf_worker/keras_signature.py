@@ -83,6 +83,18 @@ def paddings(model, tensors: list) -> dict[int, DetectedPadding]:
             found.setdefault(
                 id(tensor), DetectedPadding(0, f"Embedding '{layer.name}' (0 as the padding id)")
             )
+    # A custom layer that looks tokens up in an Embedding of its own (BERT-style embeddings, KerasHub's
+    # TokenAndPositionEmbedding): which of its inputs the table reads is its code's business, so each
+    # integer input it takes is padded with 0.
+    for layer, tensor in _readers(model, tensors, keras.layers.Layer):
+        inner = [
+            s.name for s in layer._flatten_layers(include_self=False) if isinstance(s, keras.layers.Embedding)
+        ]
+        if inner and id(tensor) not in found and "int" in tf.as_dtype(tensor.dtype).name:
+            tables = ", ".join(f"'{name}'" for name in inner)
+            found[id(tensor)] = DetectedPadding(
+                0, f"'{layer.name}' (Embedding {tables} inside; 0 as the padding id)"
+            )
     return found
 
 
