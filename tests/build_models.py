@@ -304,10 +304,44 @@ def compiled(out: Path) -> None:
     lstm.compile(optimizer=keras.optimizers.RMSprop(learning_rate=0.01), loss="mse", metrics=["mae"])
     lstm.save(out / "train_lstm.keras")
     _issue_training_models(keras, out)
+    _regularized_models(keras, out)
     # Settings with no mapping: they must come out as TODOs, never silently replaced.
     odd = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
     odd.compile(optimizer=keras.optimizers.Nadam(), loss="kl_divergence", metrics=["auc"])
     odd.save(out / "train_unmapped.keras")
+
+
+def _regularized_models(keras, out: Path) -> None:
+    """Issue 32: what Keras's fit() adds to the loss. Every weight regularizer class on an MLP trained
+    with AdamW, CosineDecay and clipnorm; and an activity regularizer, which train.py does not add."""
+    layers, regularizers = keras.layers, keras.regularizers
+    keras.utils.set_random_seed(32)
+    features = keras.Input((12,), name="features")
+    h = layers.Dense(
+        16,
+        activation="relu",
+        kernel_regularizer=regularizers.L2(0.01),
+        bias_regularizer=regularizers.L1(0.02),
+        bias_initializer="random_normal",
+        name="hidden",
+    )(features)
+    h = layers.Dense(8, activation="tanh", kernel_regularizer=regularizers.L1L2(0.003, 0.004), name="mid")(h)
+    h = layers.Dense(
+        6, kernel_regularizer=regularizers.OrthogonalRegularizer(0.05, mode="columns"), name="cols"
+    )(h)
+    logits = layers.Dense(3, kernel_regularizer=regularizers.OrthogonalRegularizer(0.02), name="rows")(h)
+    model = keras.Model(features, logits)
+    schedule = keras.optimizers.schedules.CosineDecay(0.01, decay_steps=10)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, clipnorm=1.0), loss="mse")
+    model.save(out / "train_regularized_adamw.keras")
+
+    features = keras.Input((12,), name="features")
+    h = layers.Dense(16, activation="relu", activity_regularizer=regularizers.L2(0.05), name="hidden")(
+        features
+    )
+    model = keras.Model(features, layers.Dense(3, name="out")(h))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="mse")
+    model.save(out / "train_activity_regularizer.keras")
 
 
 def _issue_training_models(keras, out: Path) -> None:

@@ -103,6 +103,48 @@ def test_models_a_user_brings_train_as_keras_does_for_five_steps(models, tmp_pat
     np.testing.assert_allclose(details["torch_losses"], details["tf_losses"], rtol=1e-6)
 
 
+def test_weight_regularizers_are_in_train_py_and_on_both_sides_of_the_check(models, tmp_path):
+    """Issue 32's L2-regularised MLP with AdamW + CosineDecay + clipnorm, every regularizer class of
+    keras.regularizers on it: train.py adds each penalty to its loss, with no TODO, and 5 steps agree
+    with Keras's, whose loss includes model.losses (float64, so to 1e-6 of each loss)."""
+    out = tmp_path / "run"
+    proc = run_command(
+        "convert", models / "train_regularized_adamw.keras", "--training-check", "5", "--out", out
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    details = _training_stage(out)["details"]
+    assert details["todos"] == [] and details["precision"] == "float64"
+    assert {(r["variable"], r["class_name"], r["parameter"]) for r in details["regularizers"]} == {
+        ("hidden/kernel", "L2", "hidden.weight"),
+        ("hidden/bias", "L1", "hidden.bias"),
+        ("mid/kernel", "L1L2", "mid.weight"),
+        ("cols/kernel", "OrthogonalRegularizer", "cols.weight"),
+        ("rows/kernel", "OrthogonalRegularizer", "rows.weight"),
+    }
+    train_py = (out / "train.py").read_text()
+    assert "def orthogonal_penalty(" in train_py and "loss = total_loss(model, outputs, targets)" in train_py
+    assert "TODO" not in train_py
+    np.testing.assert_allclose(details["torch_losses"], details["tf_losses"], rtol=1e-6)
+
+
+def test_a_regularizer_train_py_does_not_add_fails_the_check_instead_of_passing(models, tmp_path):
+    """An activity regularizer is not mapped: it is a TODO, and since the TF side trains what fit()
+    trains (model.losses included), the check fails on the losses rather than compare something
+    Keras does not train."""
+    out = tmp_path / "run"
+    proc = run_command(
+        "convert", models / "train_activity_regularizer.keras", "--training-check", "3", "--out", out
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    stage = _training_stage(out)
+    assert stage["status"] == "tolerance_fail"
+    assert any("hidden activity_regularizer: not mapped" in t for t in stage["details"]["todos"])
+    losses = next(c for c in stage["comparisons"] if c["output"] == "loss")
+    assert not losses["passed"]
+    tf_losses, torch_losses = stage["details"]["tf_losses"], stage["details"]["torch_losses"]
+    assert all(t > p for t, p in zip(tf_losses, torch_losses, strict=True))  # Keras's includes the penalty
+
+
 def test_float32_is_the_checks_precision_where_asked_or_where_keras_cannot_widen(models, tmp_path):
     """`--training-precision float32` checks in the model's own precision; a legacy tf_keras model
     cannot be widened, so it is checked in float32 and the report says why."""

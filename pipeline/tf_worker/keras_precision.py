@@ -43,8 +43,12 @@ def widen_in_place(model, inputs: list[np.ndarray], references: list[np.ndarray]
         for variable in model.weights:
             if _is_narrow(variable.dtype):
                 _widen_variable(variable)
+            _widen_regularizer(variable)
         feeds = [tf.constant(widened(x)) for x in inputs]
         outputs = tf.nest.flatten(model(keras_signature.call_inputs(model, feeds), training=False))
+        for loss in model.losses:  # regularizers run too: fit() adds them to the loss
+            if loss.dtype != tf.float64:
+                return f"a loss the model adds (a regularizer) is {loss.dtype.name}"
     except Exception as exc:  # noqa: BLE001 - any failure means: train in the model's own precision
         return f"it does not run in float64 ({type(exc).__name__}: {_first_line(exc)})"
     for index, (output, reference) in enumerate(zip(outputs, references, strict=True)):
@@ -67,6 +71,15 @@ def floatx(flavor, precision: str) -> Iterator[None]:
         yield
     finally:
         flavor.backend.set_floatx(saved)
+
+
+def _widen_regularizer(variable) -> None:
+    """A weight regularizer's float tensors widened too: some keep a tensor made when they were built
+    (OrthogonalRegularizer's factor, float32), which a float64 weight cannot be multiplied with."""
+    regularizer = getattr(variable, "regularizer", None)
+    for name, value in list(vars(regularizer).items()) if regularizer is not None else []:
+        if tf.is_tensor(value) and _is_narrow(value.dtype.name):
+            setattr(regularizer, name, tf.cast(value, tf.float64))
 
 
 def widened(array: np.ndarray) -> np.ndarray:

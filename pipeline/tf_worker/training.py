@@ -34,7 +34,8 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     outputs = [{"name": n, "rank": r.ndim - 1} for n, r in zip(names, references, strict=True)]
     setup = mapping.map_setup(compile_config.read(cfg.model, fmt, given), outputs)
     setup["dropout"] = _disable_dropout(model)
-    setup["todos"] += _regularizers(model)
+    setup["regularizers"], todos = _regularizers(model, keras_weights.recorded_paths(model, out))
+    setup["todos"] += todos
     artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
     details: dict[str, Any] = {"todos": setup["todos"], "dropout_disabled": setup["dropout"]}
     if not cfg.training_check:
@@ -152,6 +153,9 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
                 targets = tf.constant(feed(batches[key][step]))
                 # A loss given by name is a function with one value per sample: fit() averages them.
                 total += loss["weight"] * tf.reduce_mean(function(targets, outputs[loss["index"]]))
+            # fit() minimises the compiled loss plus model.losses (weight and activity regularizers,
+            # add_loss()): the check compares what Keras trains, mapped in train.py or not.
+            total += sum(tf.reduce_sum(tf.cast(extra, total.dtype)) for extra in model.losses)
         variables = model.trainable_variables
         gradients = tape.gradient(total, variables)
         if step == 0:
@@ -184,15 +188,44 @@ def _path(variable, paths: dict[int, str]) -> str:
     return paths.get(id(variable)) or getattr(variable, "path", None) or variable.name
 
 
-def _regularizers(model) -> list[str]:
-    found = []
+# The regularizers train.py adds to its loss (keras_compat.py has their formulas), with the config
+# keys each takes.
+MAPPED_REGULARIZERS = {
+    "L1": ("l1",),
+    "L2": ("l2",),
+    "L1L2": ("l1", "l2"),
+    "OrthogonalRegularizer": ("factor", "mode"),
+}
+
+
+def _regularizers(model, paths: dict[int, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each trainable variable's weight regularizer, by its path, for train.py; what train.py does
+    not add (activity regularizers, other classes, a legacy tf_keras model's) as TODOs."""
+    found, todos = [], []
+    legacy = _flavor(model).__name__ == "tf_keras"
+    for variable in [] if legacy else model.trainable_variables:
+        regularizer = getattr(variable, "regularizer", None)
+        if regularizer is None:
+            continue
+        kind, path = type(regularizer).__name__, _path(variable, paths)
+        config = {k: mapping._plain(v) for k, v in regularizer.get_config().items()}
+        keys = MAPPED_REGULARIZERS.get(kind)
+        if (
+            keys is None
+            or set(config) - set(keys)
+            or (kind == "OrthogonalRegularizer" and len(variable.shape) != 2)
+        ):
+            todos.append(f"{path} regularizer {kind}({config}): not mapped (Keras adds it to the loss)")
+            continue
+        found.append({"variable": path, "class_name": kind, "config": config, "shape": list(variable.shape)})
     for layer in keras_precision.nested_layers(model):
-        for kind in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        kinds = ("kernel_regularizer", "bias_regularizer") if legacy else ()
+        for kind in (*kinds, "activity_regularizer"):
             if getattr(layer, kind, None) is not None:
-                found.append(
+                todos.append(
                     f"{layer.name} {kind}: not mapped (Keras adds it to the loss; train.py does not)"
                 )
-    return found
+    return found, todos
 
 
 def _variables(model, paths: dict[int, str]) -> dict[str, np.ndarray]:

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import textwrap
 from typing import Any
 
+import numpy as np
+
 from pipeline import __version__
 from pipeline.common import training_mapping as mapping
+from pipeline.common import weight_layout
 from pipeline.torch_worker.training import keras_compat
 
 
@@ -35,8 +39,44 @@ def todos(setup: dict[str, Any], dropout: list[str], restored: list[str]) -> lis
     return found
 
 
+def penalties(regularizers: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[dict], list[str]]:
+    """Each Keras weight regularizer (stage tf_training lists them by variable) on the torch parameters
+    weights_map.json says hold its variable, and a TODO for each that cannot be. L1 and L2 sum over the
+    elements, so the parameters may hold them in any layout, as long as together they hold each element
+    once (a GRU's stacked bias is two parameters); the orthogonal penalty needs the Keras kernel back
+    (a parameter as it is, or transposed)."""
+    found, todos = [], []
+    for regularizer in regularizers:
+        held = [r for r in rows if r["tf"] == regularizer["variable"]]
+        if regularizer["class_name"] == "OrthogonalRegularizer":
+            fits = (
+                len(held) == 1
+                and held[0]["transform"] in ("none", "transpose")
+                and len(held[0]["shape"]) == 2
+            )
+        else:
+            zeros = np.zeros(regularizer["shape"])
+            fits = bool(held) and sum(math.prod(r["shape"]) for r in held) == zeros.size
+            fits = fits and all(
+                weight_layout.to_torch(r["transform"], zeros, tuple(r["shape"])) is not None for r in held
+            )
+        if not fits:
+            todos.append(
+                f"{regularizer['variable']} regularizer {regularizer['class_name']}({regularizer['config']}): no "
+                "torch parameter holds the variable as the penalty needs (weights_map.json); not in train.py"
+            )
+            continue
+        found += [{**regularizer, "parameter": r["torch"], "layout": r["transform"]} for r in held]
+    return found, todos
+
+
 def train_py(
-    setup: dict[str, Any], class_name: str, input_names: list[str], todos: list[str], batchnorm: bool
+    setup: dict[str, Any],
+    class_name: str,
+    input_names: list[str],
+    todos: list[str],
+    batchnorm: bool,
+    penalized: list[dict[str, Any]] = (),
 ) -> str:
     optimizer, losses = setup["optimizer"], setup["losses"]
     schedule = optimizer.get("schedule") or {}
@@ -44,6 +84,9 @@ def train_py(
     multi = _several_outputs(setup)
     loss_helpers = [h for loss in losses for h in loss["helpers"]]
     helpers = [*optimizer["helpers"], *loss_helpers, *(m["torch"] for m in setup["metrics"])]
+    helpers += (
+        ["orthogonal_penalty"] if any(p["class_name"] == "OrthogonalRegularizer" for p in penalized) else []
+    )
     helpers += ["keras_batchnorm_statistics"] if batchnorm else []
     lines = [
         f'"""Training loop for {class_name} (model.py), carried over from the Keras model\'s compile() by',
@@ -107,6 +150,8 @@ def train_py(
         *_schedule_lines(schedule),
         *_loss_lines(losses, multi),
         "",
+        "",
+        *_penalty_lines(penalized),
         "METRICS = {" + ", ".join(f"{json.dumps(m['keras'])}: {m['torch']}" for m in setup["metrics"]) + "}",
         "",
         "",
@@ -114,7 +159,7 @@ def train_py(
         "    model.train()  # BatchNorm uses and updates its batch statistics, as Keras does in fit()",
         "    optimizer.zero_grad()",
         "    outputs = model(*inputs)",
-        "    loss = loss_fn(outputs, targets)",
+        "    loss = total_loss(model, outputs, targets)",
         "    loss.backward()",
         *_clip_lines(optimizer["clip"]),
         "    optimizer.step()",
@@ -135,7 +180,7 @@ def train_py(
         "",
         "def _eval_step(model, inputs, targets):",
         "    outputs = model(*inputs)",
-        "    return loss_fn(outputs, targets), outputs",
+        "    return total_loss(model, outputs, targets), outputs",
         "",
         "",
         "def run_epoch(loader, step):",
@@ -262,6 +307,64 @@ def _loss_lines(losses: list[dict[str, Any]], multi: bool) -> list[str]:
         "",
     ]
     return lines
+
+
+def _penalty_lines(penalized: list[dict[str, Any]]) -> list[str]:
+    """`total_loss`: the compiled loss plus what Keras's weight regularizers add (model.losses)."""
+    lines = []
+    weights = [p for p in penalized if p["class_name"] != "OrthogonalRegularizer"]
+    orthogonal = [p for p in penalized if p["class_name"] == "OrthogonalRegularizer"]
+    if weights:
+        lines += [
+            "# Keras's L1, L2 and L1L2 regularizers: l1 * sum(|w|) + l2 * sum(w ** 2) of the weight they",
+            "# regularize (parameter, Keras variable, l1, l2); sums, so any layout of the same values.",
+            "WEIGHT_PENALTIES = [",
+            *(
+                f"    ({p['parameter']!r}, {p['variable']!r}, {p['config'].get('l1', 0.0)!r}, "
+                f"{p['config'].get('l2', 0.0)!r}),"
+                for p in weights
+            ),
+            "]",
+        ]
+    if orthogonal:
+        lines += [
+            "# Keras's OrthogonalRegularizer on a Dense kernel (parameter, Keras variable, whether the",
+            "# parameter is the kernel transposed, factor, mode).",
+            "ORTHOGONAL_PENALTIES = [",
+            *(
+                f"    ({p['parameter']!r}, {p['variable']!r}, {p['layout'] == 'transpose'}, "
+                f"{p['config']['factor']!r}, {p['config']['mode']!r}),"
+                for p in orthogonal
+            ),
+            "]",
+        ]
+    lines += ["", ""] if lines else []
+    lines.append("def total_loss(model, outputs, targets):")
+    if not penalized:
+        return [
+            *lines,
+            '    """What Keras\'s fit() minimises: the compiled loss (no regularizers)."""',
+            "    return loss_fn(outputs, targets)",
+            "",
+            "",
+        ]
+    lines += [
+        '    """What Keras\'s fit() minimises: the compiled loss plus the regularizers\' penalties."""',
+        "    params = dict(model.named_parameters())",
+        "    loss = loss_fn(outputs, targets)",
+    ]
+    if weights:
+        lines += [
+            "    for name, _, l1, l2 in WEIGHT_PENALTIES:",
+            "        loss = loss + l1 * params[name].abs().sum() + l2 * params[name].square().sum()",
+        ]
+    if orthogonal:
+        lines += [
+            "    for name, _, transposed, factor, mode in ORTHOGONAL_PENALTIES:",
+            "        kernel = params[name].T if transposed else params[name]  # Keras's (in, out) kernel",
+            "        loss = loss + orthogonal_penalty(kernel, factor, mode)",
+        ]
+    return [*lines, "    return loss", "", ""]
 
 
 def _kwargs(kwargs: dict[str, Any]) -> str:

@@ -166,6 +166,17 @@ class KerasAdagrad(KerasOptimizer):
                 p.sub_(group["lr"] * grad / (state["accumulator"] + group["epsilon"]).sqrt())
 
 
+def orthogonal_penalty(kernel, factor, mode):
+    """Keras's OrthogonalRegularizer on a (in, out) kernel: factor / 2 times the mean |cosine| between
+    two distinct rows (mode "rows") or columns, each normalised as keras.ops.normalize does."""
+    axis = 1 if mode == "rows" else 0
+    unit = kernel * torch.clamp(torch.rsqrt(kernel.square().sum(axis, keepdim=True)), max=1e7)
+    product = unit @ unit.T if mode == "rows" else unit.T @ unit
+    size = product.shape[0]
+    off_diagonal = product * (1.0 - torch.eye(size, dtype=product.dtype))
+    return factor * 0.5 * off_diagonal.abs().sum() / (size * (size - 1.0) / 2.0)
+
+
 def categorical_crossentropy(probabilities, targets, label_smoothing=0.0, reduction="mean"):
     """Keras's categorical cross-entropy on probabilities (from_logits=False): renormalised, clipped
     to [1e-7, 1 - 1e-7]; targets are one-hot (or class probabilities)."""

@@ -39,8 +39,10 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         return {"skipped": "no native model: stage native was skipped, so there is no model.py to train"}
     native = state["native_module"]
     batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in native.modules())
-    todos = codegen.todos(setup, setup.get("dropout", []), state.get("restored_dropouts", []))
-    text = codegen.train_py(setup, cfg.class_name, input_names, todos, batchnorm)
+    rows = artifacts.load_json(out / artifacts.WEIGHTS_MAP)
+    penalized, unpenalized = codegen.penalties(setup.get("regularizers", []), rows)
+    todos = codegen.todos(setup, setup.get("dropout", []), state.get("restored_dropouts", [])) + unpenalized
+    text = codegen.train_py(setup, cfg.class_name, input_names, todos, batchnorm, penalized)
     artifacts.save_text(out / artifacts.TRAIN_SCRIPT, text)
     details: dict[str, Any] = {
         "optimizer": {"keras": setup["optimizer"].get("keras_class"), "torch": setup["optimizer"]["class"]},
@@ -55,6 +57,9 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
             for loss in setup["losses"]
         ],
         "metrics": setup["metrics"],
+        "regularizers": [
+            {k: p[k] for k in ("variable", "class_name", "config", "parameter")} for p in penalized
+        ],
         "todos": todos,
         "dropout_disabled": setup.get("dropout", []),
     }
@@ -91,7 +96,6 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     tf_side: dict[str, np.ndarray] = {"loss": steps["loss"]}
     torch_side: dict[str, np.ndarray] = {"loss": np.asarray(losses, np.float64)}
     not_compared, compared_paths = [], set()
-    rows = artifacts.load_json(out / artifacts.WEIGHTS_MAP)
     for row in rows:
         key, path, shape = row["torch"], row["tf"], tuple(row["shape"])
         if f"update:{path}" not in steps or key not in final:
@@ -152,11 +156,12 @@ def _stored(value: np.ndarray) -> np.ndarray:
 
 
 def _first_gradients(script, model: torch.nn.Module, inputs, targets) -> dict[str, np.ndarray]:
-    """Each trainable parameter's gradient of train.py's loss at the first batch, before any update,
-    on a copy (a forward pass in train mode moves BatchNorm's running statistics)."""
+    """Each trainable parameter's gradient of train.py's total loss (regularizers included) at the first
+    batch, before any update, on a copy (a forward pass in train mode moves BatchNorm's running
+    statistics)."""
     copy = deepcopy(model)
     copy.train()
-    script.loss_fn(copy(*inputs), targets).backward()
+    script.total_loss(copy, copy(*inputs), targets).backward()
     return {
         name: (torch.zeros_like(p) if p.grad is None else p.grad.to_dense()).numpy()
         for name, p in copy.named_parameters()
