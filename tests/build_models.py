@@ -307,7 +307,7 @@ def compiled(out: Path) -> None:
     _regularized_models(keras, out)
     # Settings with no mapping: they must come out as TODOs, never silently replaced.
     odd = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
-    odd.compile(optimizer=keras.optimizers.Nadam(), loss="kl_divergence", metrics=["auc"])
+    odd.compile(optimizer=keras.optimizers.Ftrl(), loss="kl_divergence", metrics=["auc"])
     odd.save(out / "train_unmapped.keras")
 
 
@@ -342,6 +342,16 @@ def _regularized_models(keras, out: Path) -> None:
     model = keras.Model(features, layers.Dense(3, name="out")(h))
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="mse")
     model.save(out / "train_activity_regularizer.keras")
+
+    sequence = keras.Input((20, 3), name="sequence")
+    h = layers.Conv1D(8, 3, activation="relu", name="conv")(sequence)
+    h = layers.LSTM(12, name="lstm")(h)
+    regressor = keras.Model(sequence, layers.Dense(2, name="value")(h))
+    regressor.compile(
+        optimizer=keras.optimizers.Nadam(learning_rate=0.01, global_clipnorm=0.5),
+        loss=keras.losses.Huber(delta=0.5),
+    )
+    regressor.save(out / "train_conv1d_lstm_nadam.keras")
 
 
 def _issue_training_models(keras, out: Path) -> None:

@@ -28,6 +28,7 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
         "amsgrad": False,
         "weight_decay": 0.004,
     },
+    "Nadam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     "RMSprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
     "Adagrad": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
 }
@@ -187,6 +188,7 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
             "SGD": "KerasSGD",
             "Adam": "KerasAdam",
             "AdamW": "KerasAdam",
+            "Nadam": "KerasNadam",
             "RMSprop": "KerasRMSprop",
             "Adagrad": "KerasAdagrad",
         }[name]

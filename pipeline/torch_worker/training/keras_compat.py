@@ -99,6 +99,44 @@ class KerasAdam(KerasOptimizer):
                 p.sub_(m * alpha / (v.sqrt() + group["epsilon"]))
 
 
+class KerasNadam(KerasOptimizer):
+    """Nadam as Keras computes it: Adam with Nesterov momentum, whose momentum schedule
+    u_t = beta_1 * (1 - 0.5 * 0.96 ** t) multiplies into one product that every parameter shares
+    (Keras updates it once per step, before the parameters, with the Python hyper-parameters; the
+    update itself casts them as Keras casts them)."""
+
+    def __init__(self, params, lr, beta_1=0.9, beta_2=0.999, epsilon=1e-7, weight_decay=0.0):
+        defaults = dict(lr=lr, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        self.iterations, self.u_product = 0, 1.0
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        self.iterations += 1
+        t = self.iterations
+        self.u_product *= self.param_groups[0]["beta_1"] * (1.0 - 0.5 * 0.96**t)
+        decay = self.keras_cast(0.96)
+        for group in self.param_groups:
+            beta_1, beta_2 = self.keras_cast(group["beta_1"]), self.keras_cast(group["beta_2"])
+            u_t = beta_1 * (1.0 - 0.5 * decay**t)
+            u_t_1 = beta_1 * (1.0 - 0.5 * decay ** (t + 1))
+            u_product_t_1 = self.u_product * u_t_1
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(m=torch.zeros_like(p), v=torch.zeros_like(p))
+                self.decay(p, group)
+                m, v = state["m"], state["v"]
+                grad, square = self.gradients(p)
+                m.add_((grad - m) * (1 - beta_1))
+                v.add_((square - v) * (1 - beta_2))
+                m_hat = u_t_1 * m / (1 - u_product_t_1) + (1 - u_t) * grad / (1 - self.u_product)
+                v_hat = v / (1 - beta_2**t)
+                p.sub_(m_hat * group["lr"] / (v_hat.sqrt() + group["epsilon"]))
+
+
 class KerasRMSprop(KerasOptimizer):
     """RMSprop as Keras computes it: epsilon inside the square root (torch.optim.RMSprop adds it
     outside), Keras's `rho` is torch's `alpha`, and momentum accumulates the scaled step."""
