@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         "fake or hide a difference; float32 is the model's own) (config: training_precision)",
     )
     convert.add_argument(
+        "--training-allow-todos",
+        dest="training_allow_todos",
+        action="store_const",
+        const=True,
+        help="accept a train.py with TODOs (Keras settings it does not carry over); without it, a training "
+        "stage with TODOs fails with exit 1 (config: training_allow_todos)",
+    )
+    convert.add_argument(
         "--compile",
         dest="torch_compile",
         action="store_const",
@@ -298,6 +306,7 @@ def _convert(args: argparse.Namespace, pool: WorkerPool | None) -> int:
         "training": args.training,
         "training_check": args.training_check,
         "training_precision": args.training_precision,
+        "training_allow_todos": args.training_allow_todos,
     }
     cfg = api.settings(args.config, options, source="command line")
     if cfg.model is None:

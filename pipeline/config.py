@@ -280,6 +280,12 @@ class ModelConfig(_Strict):
         description="The training check's arithmetic on both sides: float64, where rounding cannot fake "
         "or hide a difference; float32, the model's own (deep networks drift apart).",
     )
+    training_allow_todos: bool = Field(
+        default=False,
+        description="Accept a train.py with TODOs (Keras settings it does not carry over): the training "
+        "stage passes with them listed. Without it such a stage fails (exit 1): a part of what Keras "
+        "trains would be left out.",
+    )
     compile: CompileSettings | None = Field(
         default=None,
         description="`{optimizer, loss, loss_weights, metrics}` to train with, as Keras compile() takes "

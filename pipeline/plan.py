@@ -248,6 +248,9 @@ VERIFY = Plan(
 
 PLANS = (CONVERT, LOCALIZE, VERIFY)
 STAGES: dict[str, Stage] = {stage.name: stage for plan in PLANS for stage in plan.stages}
+# The stage that writes train.py: its TODOs (Keras settings train.py does not carry over) fail it
+# unless the config accepts them (`training_allow_todos`).
+WRITES_TRAIN_PY = "training"
 # The model-output comparisons: the summary's columns, and the pairs localisation explains; those
 # against TF's outputs need TF's intermediate values too.
 OUTPUT_PAIRS: tuple[str, ...] = tuple(

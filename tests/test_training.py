@@ -304,9 +304,19 @@ def test_train_py_runs_on_its_own_without_this_package(models, tmp_path):
 
 
 def test_settings_without_a_mapping_are_todos_not_silent_replacements(models, tmp_path):
-    out = tmp_path / "run"
+    """A train.py with TODOs leaves out part of what Keras trains: the training stage fails (exit 1)
+    unless the user accepts the TODOs, and then the verdict says PASS with them."""
+    out = tmp_path / "refused"
     proc = run_command("convert", models / "train_unmapped.keras", "--training", "--out", out)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    stage = next(s for s in read_report(out)["stages"] if s["name"] == "training")
+    assert stage["status"] == "tolerance_fail" and "training_allow_todos: true" in stage["error"]
+    out = tmp_path / "run"
+    proc = run_command(
+        "convert", models / "train_unmapped.keras", "--training", "--training-allow-todos", "--out", out
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "verdict: PASS with 3 TODO(s) in train.py (exit 0)" in proc.stdout
     train_py = (out / "train.py").read_text()
     assert "# TODO: optimizer Ftrl" in train_py
     assert "# TODO: loss kl_divergence" in train_py

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline import plan
 from pipeline.records import Status
 
 VERDICT = {
@@ -321,7 +322,18 @@ def _layout_lines(result: dict[str, Any]) -> list[str]:
 
 
 def verdict_line(result: dict[str, Any]) -> str:
-    line = f"  verdict: {VERDICT[result['status']]} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
+    verdict = VERDICT[result["status"]]
+    todos = next(
+        (
+            len(s["details"].get("todos") or [])
+            for s in result["stages"]
+            if s["name"] == plan.WRITES_TRAIN_PY and s.get("details")
+        ),
+        0,
+    )
+    if result["status"] == Status.PASS and todos:  # accepted by training_allow_todos
+        verdict += f" with {todos} TODO(s) in train.py"
+    line = f"  verdict: {verdict} (exit {result['exit_code']}); report: {result['out_dir']}/report.md"
     warnings = result.get("warnings") or []
     if warnings:
         line += f"\n  {len(warnings)} warning(s): " + "; ".join(warnings[:3])
