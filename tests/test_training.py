@@ -589,3 +589,20 @@ def test_an_unstable_training_is_told_apart_from_a_mapping_error():
     assert _unstable_trajectory(tf_losses, [t - d for t, d in zip(tf_losses, jump, strict=True)]) is None
     # Rounding that stays rounding.
     assert _unstable_trajectory(tf_losses, [t + 1e-13 for t in tf_losses]) is None
+
+
+def test_the_training_sweep_page_lists_each_unmapped_case_once_and_its_figures_add_up():
+    """docs/training.md's "Training sweep, measured": the mapped / total figures per Keras list and
+    one row per case not mapped (what `python -m pipeline.coverage.training_sweep` checks its run
+    against) must agree."""
+    import re
+
+    from pipeline.coverage.training_sweep import LISTS, TRAINING_PAGE, known_failures
+
+    listed = known_failures()
+    section = TRAINING_PAGE.read_text()[TRAINING_PAGE.read_text().index("## Training sweep, measured") :]
+    figures = re.findall(r"^\| keras\.\S+(?: x options)? \| (\d+) / (\d+) \|$", section, flags=re.MULTILINE)
+    assert len(figures) == len(LISTS)
+    assert sum(int(total) - int(mapped) for mapped, total in figures) == len(listed)
+    assert {name.split(".")[0] for name in listed} <= set(LISTS)
+    assert all(reason.strip() for reason in listed.values())

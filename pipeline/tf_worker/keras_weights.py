@@ -62,15 +62,31 @@ def write(model, out: Path, sample: list | None = None) -> dict[str, Any]:
     return {"trainable_elements": trainable, "non_trainable_elements": non_trainable}
 
 
-def _dropouts(model, sample: list, out: Path) -> list[dict[str, Any]]:
-    """Each Dropout layer of a functional model: its rate, whether its input has other consumers,
-    and that input's value at one sample (the native stage puts nn.Dropout where model.py computes
-    that value: the inference graph has no trace of dropout)."""
-    found = [
+def recorded_dropout_names(model, out: Path) -> dict[int, str]:
+    """id(Dropout layer) -> the name tf_layers.json recorded for it: a zoo model built again after the
+    export numbers its layers anew (`dropout_1` for `dropout`), so later stages name a Dropout by its
+    place among the model's Dropouts, as the native stage knew it."""
+    path = out / artifacts.TF_LAYERS
+    recorded = [d["name"] for d in artifacts.load_json(path).get("dropouts", [])] if path.is_file() else []
+    current = _dropout_layers(model)
+    if len(recorded) != len(current):
+        return {}
+    return {id(layer): name for layer, name in zip(current, recorded, strict=True)}
+
+
+def _dropout_layers(model) -> list:
+    return [
         layer
         for layer in getattr(model, "operations", getattr(model, "layers", []))
         if type(layer).__name__ == "Dropout" and getattr(layer, "rate", 0) > 0
     ]
+
+
+def _dropouts(model, sample: list, out: Path) -> list[dict[str, Any]]:
+    """Each Dropout layer of a functional model: its rate, whether its input has other consumers,
+    and that input's value at one sample (the native stage puts nn.Dropout where model.py computes
+    that value: the inference graph has no trace of dropout)."""
+    found = _dropout_layers(model)
     if not found or not getattr(model, "inputs", None):
         return [{"name": layer.name, "rate": float(layer.rate), "restorable": False} for layer in found]
     import keras

@@ -33,7 +33,7 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     references = list(artifacts.load_arrays(out / artifacts.OUTPUTS["tf"]).values())
     outputs = [{"name": n, "rank": r.ndim - 1} for n, r in zip(names, references, strict=True)]
     setup = mapping.map_setup(compile_config.read(cfg.model, fmt, given), outputs)
-    setup["dropout"] = _disable_dropout(model)
+    setup["dropout"] = _disable_dropout(model, keras_weights.recorded_dropout_names(model, out))
     setup["regularizers"], todos = _regularizers(model, keras_weights.recorded_paths(model, out))
     setup["todos"] += todos
     artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
@@ -242,16 +242,18 @@ def _flavor(model):
     return keras
 
 
-def _disable_dropout(model) -> list[str]:
+def _disable_dropout(model, recorded: dict[int, str] | None = None) -> list[str]:
     """Dropout's random masks cannot be matched across frameworks: every rate set to 0, the RNN cells'
-    dropout and recurrent_dropout too."""
+    dropout and recurrent_dropout too. A Dropout is named as the load stage recorded it (`recorded`),
+    which the native stage's restored nn.Dropout layers carry."""
     disabled = []
+    recorded = recorded or {}
     for layer in keras_precision.nested_layers(model):
         kind = type(layer).__name__
         # Rate 0 (a MultiHeadAttention's own Dropout by default) is nothing to disable or report.
         if "Dropout" in kind and getattr(layer, "rate", 0) > 0:
             layer.rate = 0.0
-            disabled.append(f"{layer.name} ({kind})")
+            disabled.append(f"{recorded.get(id(layer), layer.name)} ({kind})")
         elif kind == "GaussianNoise" and getattr(layer, "stddev", 0) > 0:
             layer.stddev = 0.0
             disabled.append(f"{layer.name} ({kind})")
