@@ -84,6 +84,18 @@ def masked_text(out: Path) -> None:
     model.save(out / "masked_text.keras")
 
 
+def activations(out: Path) -> None:
+    """Dense layers with Keras activations that onnx2torch imports as torch.nn activation modules."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    features = keras.Input((6,), name="features")
+    h = features
+    for activation in ("softplus", "softsign", "selu", "elu", "mish", "log_softmax"):
+        h = keras.layers.Dense(6, activation=activation, name=f"dense_{activation}")(h)
+    keras.Model(features, h).save(out / "activations.keras")
+
+
 def keras2_h5(out: Path) -> None:
     import tf_keras
 
@@ -432,6 +444,7 @@ BUILDERS = (
     keras_batchnorm,
     keras_for_localization,
     masked_text,
+    activations,
     keras2_h5,
     saved_model,
     frozen_graph,

@@ -386,3 +386,14 @@ def test_zero_padding_goes_into_the_layer_after_it_where_that_computes_the_same(
     assert sorted(p.padding for p in pads) == [(0, 1, 0, 1), (1, 1, 1, 1)]  # the full conv's, the pool's
     for got, want in zip(gm(x), expected, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_every_torch_nn_activation_module_is_written_into_model_py(models, tmp_path):
+    """onnx2torch imports Softplus, Softsign, LogSoftmax (and Mish as x * tanh(softplus(x))) as
+    torch.nn modules: model.py writes each as its constructor call, not a refusal."""
+    out = tmp_path / "run"
+    proc = run_command("convert", models / "activations.keras", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    code = (out / "model.py").read_text()
+    for written in ("nn.Softplus()", "nn.Softsign()", "nn.LogSoftmax(dim=-1)", "nn.ELU()"):
+        assert written in code, code

@@ -606,3 +606,15 @@ def test_the_training_sweep_page_lists_each_unmapped_case_once_and_its_figures_a
     assert sum(int(total) - int(mapped) for mapped, total in figures) == len(listed)
     assert {name.split(".")[0] for name in listed} <= set(LISTS)
     assert all(reason.strip() for reason in listed.values())
+
+
+def test_sgd_with_nesterov_but_no_momentum_is_plain_sgd_as_in_keras():
+    """Keras's Nesterov step with momentum 0 is a plain SGD step; torch.optim.SGD refuses nesterov
+    without momentum, so train.py writes it without (the training sweep's SGD.nesterov case trains
+    as Keras does)."""
+    setup = map_setup({"optimizer": {"class_name": "SGD", "config": {"nesterov": True}}, "loss": "mse"})
+    assert setup["optimizer"]["kwargs"]["nesterov"] is False and setup["todos"] == []
+    setup = map_setup(
+        {"optimizer": {"class_name": "SGD", "config": {"nesterov": True, "momentum": 0.9}}, "loss": "mse"}
+    )
+    assert setup["optimizer"]["kwargs"]["nesterov"] is True

@@ -179,6 +179,8 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
     # Every torch optimizer, ours included, calls the learning rate `lr` (LR schedulers expect it).
     kwargs = {TORCH_NAMES.get(k, k): config[k] for k in OPTIMIZER_DEFAULTS[name]}
     kwargs["lr"] = float(learning_rate)
+    if name == "SGD" and kwargs.get("nesterov") and not kwargs.get("momentum"):
+        kwargs["nesterov"] = False  # Keras's Nesterov step without momentum is plain SGD; torch refuses it
     weight_decay = float(config.get("weight_decay") or 0.0)
     if name == "SGD" and not weight_decay:
         torch_class, helpers = "torch.optim.SGD", []

@@ -72,6 +72,16 @@ NATIVE_CLASSES = {
     nn.ZeroPad2d, nn.Dropout, nn.Flatten, nn.Identity, nn.LSTM, nn.GRU, nn.Embedding, nn.RMSNorm,
     exportable_rnn.ExportableGRU, exportable_rnn.ExportableLSTM, ZeroPadConv2d,
 }  # fmt: skip
+# Every activation module torch.nn has (Softplus, Softsign, SELU, CELU, Mish, PReLU, LogSoftmax, ...):
+# their constructor arguments are attributes of the same name, which _constructor_call writes.
+NATIVE_CLASSES |= {
+    cls
+    for cls in vars(nn.modules.activation).values()
+    if isinstance(cls, type)
+    and issubclass(cls, nn.Module)
+    and cls.__module__ == nn.modules.activation.__name__
+    and cls is not nn.MultiheadAttention
+}
 
 _OPERATORS = {
     operator.add: "+", operator.sub: "-", operator.mul: "*", operator.truediv: "/",
