@@ -72,6 +72,9 @@ _DATA_FIRST = {
     "ReduceSum",
 }
 _SHAPE_OPS = {"Shape", "Size"}
+# Above this the instrumented copy (and its serialized bytes, and a second onnxruntime session) would
+# cost more memory than the record is worth.
+MAX_INSTRUMENTED_BYTES = 512 << 20
 
 
 def record(
@@ -92,6 +95,12 @@ def record(
             f"{nested} If/Loop node(s) inside Loop or If bodies (only the top level is recorded)"
         )
     if not watched:
+        return result
+    if model.ByteSize() > MAX_INSTRUMENTED_BYTES:
+        result["not_recorded"].append(
+            f"{len(watched)} branch, loop and mask node(s): the model is over {MAX_INSTRUMENTED_BYTES >> 20} MB "
+            "and an instrumented copy would double validate's memory"
+        )
         return result
     instrumented, outputs = _instrumented(model, watched)
     try:
@@ -116,8 +125,8 @@ def record(
     return result
 
 
-def _watched(graph: onnx.GraphProto, reading: _GraphReading) -> list[tuple[onnx.NodeProto, str]]:
-    """(node, "If" / "Loop" / the mask tensor it reads) for the top level's control flow and masks:
+def _watched(graph: onnx.GraphProto, reading: _GraphReading) -> list[tuple[int, str]]:
+    """(node index, "If" / "Loop" / the mask tensor it reads) for the top level's control flow and masks:
     a mask that selects (a Where's condition, or cast to numbers for a multiply: tf2onnx writes
     TF's SelectV2 that way) and a mask a Loop reads (a masked RNN keeps its state where False)."""
     consumers: dict[str, list[onnx.NodeProto]] = {}
@@ -133,17 +142,17 @@ def _watched(graph: onnx.GraphProto, reading: _GraphReading) -> list[tuple[onnx.
                 return True
         return False
 
-    watched: list[tuple[onnx.NodeProto, str]] = []
-    for node in graph.node:
+    watched: list[tuple[int, str]] = []
+    for index, node in enumerate(graph.node):
         if node.op_type in ("If", "Loop"):
-            watched.append((node, node.op_type))
+            watched.append((index, node.op_type))
             if node.op_type == "Loop":  # its inputs, and what its body reads from this graph's scope
                 body = next(a.g for a in node.attribute if a.name == "body")
                 reads = dict.fromkeys([*node.input[2:], *_outer_reads(body)])
-                watched += [(node, t) for t in reads if t and reading.is_mask(t)]
+                watched += [(index, t) for t in reads if t and reading.is_mask(t)]
         # A Not of a mask selects the other side of the same choice: the mask itself is recorded.
         elif node.op_type != "Not":
-            watched += [(node, t) for t in node.output if t and selects(t) and reading.is_mask(t)]
+            watched += [(index, t) for t in node.output if t and selects(t) and reading.is_mask(t)]
     return watched
 
 
@@ -180,16 +189,15 @@ def _observed(node, what: str, values: list[np.ndarray], by_values: bool) -> tup
     return entry, warning
 
 
-def _instrumented(model: onnx.ModelProto, watched: list[tuple[onnx.NodeProto, str]]):
+def _instrumented(model: onnx.ModelProto, watched: list[tuple[int, str]]):
     """A copy of `model` whose graph also outputs each If's condition, each watched mask, and each
     Loop's stacked iteration numbers; [(output name, (node, what))]."""
     copy = onnx.ModelProto()
     copy.CopyFrom(model)
     graph = copy.graph
-    by_name = {id(n): i for i, n in enumerate(model.graph.node)}
     outputs = []
-    for number, (original, what) in enumerate(watched):
-        node = graph.node[by_name[id(original)]]
+    for number, (index, what) in enumerate(watched):
+        original, node = model.graph.node[index], graph.node[index]
         name = f"{_PREFIX}{number}"
         if what == "Loop":
             body = next(a.g for a in node.attribute if a.name == "body")
