@@ -237,27 +237,21 @@ def _outputs_found(module, sequence, initial, mask, loop, outputs, runs, cell) -
                 seq, h = module(x, None if states is None else states[0], keep)
                 candidates = {"sequence": seq, "last_state": h[0]}
         if keep is not None:
-            zeroed = _zeroed(candidates["sequence"], keep)
-            candidates = (
-                {"zeroed_sequence": zeroed, **candidates}
-                if cell.zeroes_masked_steps
-                else {
-                    **candidates,
-                    "zeroed_sequence": zeroed,
-                }
-            )
+            candidates["zeroed_sequence"] = _zeroed(candidates["sequence"], keep)
         recorded = run[loop.name]
         recorded = recorded if isinstance(recorded, (tuple, list)) else (recorded,)
         for index in outputs:
             value = recorded[index] if index < len(recorded) else None
             # Readings that agree on every run so far (a zeroed and a plain sequence agree on a batch
-            # that masks nothing): the first that agrees on all of them is the one written.
+            # that masks nothing).
             found = [k for k, v in candidates.items() if _equal(v, value)]
             agreeing = [k for k in mapping.get(index, found) if k in found]
             if not agreeing:
                 return None
             mapping[index] = agreeing
-    return {index: names[0] for index, names in mapping.items()}
+    # Where the samples leave two readings, the Keras layer's own setting decides.
+    preferred = "zeroed_sequence" if cell.zeroes_masked_steps else "sequence"
+    return {index: preferred if preferred in names else names[0] for index, names in mapping.items()}
 
 
 def _zeroed(sequence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
