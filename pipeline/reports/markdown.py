@@ -43,7 +43,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["## Inputs", "", "| name | dtype | shape | range | padding |", "|---|---|---|---|---|"]
         lines += [
             f"| `{i['name']}` | {i['dtype']} | {list(i['shape'])} | [{i['low']:g}, {i['high']:g}) | "
-            f"{_cell(_padding_text(i.get('padding'), i['dtype']))} |"
+            f"{_cell(_padding_text(i.get('padding')))} |"
             for i in result["inputs"]
         ]
         lines.append("")
@@ -345,7 +345,7 @@ def verdict_line(result: dict[str, Any]) -> str:
     return line
 
 
-def _padding_text(padding: dict[str, Any] | None, dtype: str) -> str:
+def _padding_text(padding: dict[str, Any] | None) -> str:
     """What the generator chose: the padded batches' row lengths, the value and where it was read."""
     if not padding:
         return "none"
