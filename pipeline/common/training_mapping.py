@@ -16,7 +16,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# Keras 3's defaults, for compile(optimizer="adam") and for keys a config leaves out.
+# Keras 3's defaults of each optimizer's own settings, for compile(optimizer="adam") and for keys a
+# config leaves out. Each maps to keras_compat.py's Keras<Name> class, which takes the same names.
 OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "SGD": {"learning_rate": 0.01, "momentum": 0.0, "nesterov": False},
     "Adam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7, "amsgrad": False},
@@ -31,24 +32,70 @@ OPTIMIZER_DEFAULTS: dict[str, dict[str, Any]] = {
     "Nadam": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
     "RMSprop": {"learning_rate": 0.001, "rho": 0.9, "momentum": 0.0, "epsilon": 1e-7, "centered": False},
     "Adagrad": {"learning_rate": 0.001, "initial_accumulator_value": 0.1, "epsilon": 1e-7},
+    "Adadelta": {"learning_rate": 0.001, "rho": 0.95, "epsilon": 1e-7},
+    "Adamax": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    "Ftrl": {
+        "learning_rate": 0.001,
+        "learning_rate_power": -0.5,
+        "initial_accumulator_value": 0.1,
+        "l1_regularization_strength": 0.0,
+        "l2_regularization_strength": 0.0,
+        "l2_shrinkage_regularization_strength": 0.0,
+        "beta": 0.0,
+    },
+    "Lamb": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7},
+    "Lion": {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.99},
+    "Adafactor": {
+        "learning_rate": 0.001,
+        "beta_2_decay": -0.8,
+        "epsilon_1": 1e-30,
+        "epsilon_2": 1e-3,
+        "clip_threshold": 1.0,
+        "relative_step": True,
+    },
+    "ScheduleFreeAdamW": {
+        "learning_rate": 0.0025,
+        "beta_1": 0.9,
+        "beta_2": 0.999,
+        "epsilon": 1e-8,
+        "warmup_steps": 0,
+    },
+    "Muon": {
+        "learning_rate": 0.001,
+        "adam_beta_1": 0.9,
+        "adam_beta_2": 0.999,
+        "adam_weight_decay": 0.004,
+        "epsilon": 1e-7,
+        "weight_decay": 0.004,
+        "muon_a": 3.4445,
+        "muon_b": -4.7750,
+        "muon_c": 2.0315,
+        "adam_lr_ratio": 1,
+        "momentum": 0.95,
+        "ns_steps": 5,
+        "nesterov": True,
+        "rms_rate": 0.2,
+    },
 }
 _OPTIMIZER_NAMES = {name.lower(): name for name in OPTIMIZER_DEFAULTS}
-# Optimizer keys that change nothing when they have these values; anything else is a TODO.
-_NEUTRAL = {
-    "name": None,
+# What Keras's Optimizer base class does around every optimizer's update (KerasOptimizer in
+# keras_compat.py does the same), with the values at which a setting changes nothing.
+SHARED_SETTINGS: dict[str, tuple] = {
     "weight_decay": (None, 0, 0.0),
     "clipnorm": (None,),
-    "global_clipnorm": (None,),
     "clipvalue": (None,),
+    "global_clipnorm": (None,),
     "use_ema": (False,),
-    "ema_momentum": None,
-    "ema_overwrite_frequency": None,
-    "loss_scale_factor": (None,),
+    "ema_momentum": (),
+    "ema_overwrite_frequency": (None,),
     "gradient_accumulation_steps": (None, 1),
-    "jit_compile": None,
-    "is_legacy_optimizer": None,
-    "decay": (None, 0, 0.0),
+    "loss_scale_factor": (None,),
 }
+# Keys that say nothing about the update.
+_IGNORED = {"name", "jit_compile", "is_legacy_optimizer"}
+# Muon's choice of the weights it steps with AdamW: recorded per variable by the TF side
+# (setup["adam_variables"]), so these need no mapping of their own.
+_CHOSEN_ON_TF_SIDE = {"exclude_layers", "exclude_embeddings"}
 # Keras optimizer key -> the key the torch optimizer's `defaults` has it under.
 TORCH_NAMES = {"learning_rate": "lr"}
 
@@ -154,6 +201,7 @@ def _losses(
 
 
 def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
+    entry, wrapper = _unwrapped(entry)
     name = _OPTIMIZER_NAMES.get(entry["class_name"].lower())
     if name is None:
         shown = ", ".join(f"{k}={v!r}" for k, v in shown_keras_settings(entry).items())
@@ -161,42 +209,40 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
             f"optimizer {entry['class_name']}({shown}): no mapping; train.py uses torch.optim.SGD(lr=0.01) "
             "until you replace it"
         )
-        return {"class": "torch.optim.SGD", "kwargs": {"lr": 0.01}, "helpers": [], "settings": [], "clip": {}}
+        return {"class": "torch.optim.SGD", "kwargs": {"lr": 0.01}, "helpers": [], "settings": []}
     given = {k: _plain(v) for k, v in entry["config"].items() if v is not None}
-    config = {**OPTIMIZER_DEFAULTS[name], **given}
+    own = OPTIMIZER_DEFAULTS[name]
+    config = {**own, **given}
     learning_rate = config["learning_rate"]
     schedule = None
     if isinstance(learning_rate, dict):  # a LearningRateSchedule
         schedule = _schedule(learning_rate, todos)
         config["learning_rate"] = learning_rate = schedule["initial"]
     for key, value in entry["config"].items():
-        known = key in OPTIMIZER_DEFAULTS[name] or key in _NEUTRAL
-        neutral = _NEUTRAL.get(key)
-        if not known or (neutral is not None and value not in neutral and key not in _CLIP_KEYS):
-            if key == "weight_decay":
-                continue  # decoupled, applied before the update as Keras does (KerasOptimizer.decay)
+        if key not in own and key not in SHARED_SETTINGS and key not in _IGNORED | _CHOSEN_ON_TF_SIDE:
             todos.append(f"optimizer {name} {key}={value!r}: not mapped")
     # Every torch optimizer, ours included, calls the learning rate `lr` (LR schedulers expect it).
-    kwargs = {TORCH_NAMES.get(k, k): config[k] for k in OPTIMIZER_DEFAULTS[name]}
+    kwargs = {TORCH_NAMES.get(k, k): config[k] for k in own}
     kwargs["lr"] = float(learning_rate)
+    shared = {
+        k: config[k]
+        for k in SHARED_SETTINGS
+        if k in config and config[k] not in SHARED_SETTINGS[k] and k not in own
+    }
+    if not shared.get("use_ema"):
+        shared.pop("ema_momentum", None)
     if name == "SGD" and kwargs.get("nesterov") and not kwargs.get("momentum"):
         kwargs["nesterov"] = False  # Keras's Nesterov step without momentum is plain SGD; torch refuses it
-    weight_decay = float(config.get("weight_decay") or 0.0)
-    if name == "SGD" and not weight_decay:
+    if name == "SGD" and not shared and not wrapper:
         torch_class, helpers = "torch.optim.SGD", []
     else:
-        # torch's weight_decay is an L2 term in the gradient; Keras's is decoupled: its own classes.
-        torch_class = {
-            "SGD": "KerasSGD",
-            "Adam": "KerasAdam",
-            "AdamW": "KerasAdam",
-            "Nadam": "KerasNadam",
-            "RMSprop": "KerasRMSprop",
-            "Adagrad": "KerasAdagrad",
-        }[name]
+        torch_class = "KerasAdam" if name == "AdamW" else f"Keras{name}"
         helpers = ["KerasOptimizer", torch_class]
-        if weight_decay or name == "AdamW":
-            kwargs["weight_decay"] = weight_decay
+        kwargs.update(shared)
+        if wrapper:
+            kwargs["skip_non_finite"] = True
+        if schedule is not None and name == "Adafactor":
+            kwargs["schedule"] = True  # Keras's relative step applies to a constant learning rate only
         if name == "Adam" and os.environ.get(FAULT_ENV) == "adam_epsilon":
             kwargs["epsilon"] = 1e-8
     settings = [
@@ -206,18 +252,37 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
             "torch": TORCH_NAMES.get(key, key),
             "torch_value": kwargs.get(TORCH_NAMES.get(key, key)),
         }
-        for key in OPTIMIZER_DEFAULTS[name]
+        for key in [*own, *(k for k in shared if k not in own)]
     ]
-    clip = {k: config[k] for k in _CLIP_KEYS if config.get(k) is not None}
+    if wrapper:
+        settings.append(wrapper)
     return {
         "keras_class": name,
         "class": torch_class,
         "kwargs": kwargs,
         "helpers": helpers,
         "settings": settings,
-        "clip": clip,
         "schedule": schedule,
     }
+
+
+def _unwrapped(entry: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A LossScaleOptimizer's inner optimizer, and the setting row that says what became of the
+    wrapper: its dynamic loss scale divides out again (float32 and float64 need none); what
+    train.py keeps is Keras's skipping of a step whose gradients are not finite."""
+    if entry.get("class_name") != "LossScaleOptimizer":
+        return entry, None
+    config = entry.get("config") or {}
+    inner = config.get("inner_optimizer") or {}
+    if isinstance(inner, str):
+        inner = {"class_name": inner, "config": {}}
+    row = {
+        "keras": "LossScaleOptimizer",
+        "keras_value": {k: config.get(k) for k in ("initial_scale", "dynamic_growth_steps")},
+        "torch": "skip_non_finite",
+        "torch_value": True,
+    }
+    return {"class_name": inner.get("class_name", "SGD"), "config": dict(inner.get("config") or {})}, row
 
 
 # Keras LearningRateSchedule -> the code of `learning_rate(step)` in train.py (step: the optimizer's
@@ -257,9 +322,6 @@ def _schedule(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
     defaults = {"alpha": 0.0, "staircase": False}
     values = {key: _plain_all(config.get(key, defaults.get(key))) for key in keys}
     return {"initial": float(initial), "class_name": class_name, "arguments": values, "code": body}
-
-
-_CLIP_KEYS = ("clipnorm", "global_clipnorm", "clipvalue")
 
 
 def _loss(entry: Any, todos: list[str], rank: int) -> dict[str, Any]:
@@ -344,10 +406,12 @@ def shown_keras_settings(entry: dict[str, Any]) -> dict[str, Any]:
     """The optimizer settings worth showing: its own keys and any other that is not at a neutral value."""
     own = OPTIMIZER_DEFAULTS.get(_OPTIMIZER_NAMES.get(entry["class_name"].lower(), ""), {})
     shown = {}
-    for key, value in entry["config"].items():
-        neutral = _NEUTRAL.get(key, ())
-        if key in own or key not in _NEUTRAL or (neutral is not None and value not in neutral):
-            shown[key] = _plain(value)
+    for key, value in (entry.get("config") or {}).items():
+        if key in _IGNORED or (key in SHARED_SETTINGS and key not in own and value in SHARED_SETTINGS[key]):
+            continue
+        if key == "ema_momentum" and not entry["config"].get("use_ema"):
+            continue
+        shown[key] = value if isinstance(value, dict) else _plain(value)
     return shown
 
 

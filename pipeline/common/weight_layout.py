@@ -63,6 +63,25 @@ def to_torch(transform: str, value: np.ndarray, shape: tuple[int, ...]) -> np.nd
     return out.reshape(shape) if out.size == int(np.prod(shape)) else None
 
 
+def keras_axes(transform: str, rank: int) -> tuple[int, ...] | None:
+    """The axes that take a parameter of this transform back to the Keras variable's order (a
+    reshape to Keras's shape follows), for the transforms that are one rearrangement of the whole
+    variable; a reordering of gate blocks (rows of a matrix) keeps its axes. None for a parameter
+    that holds part of its variable."""
+    base = transform.partition(" (")[0]
+    if base == "none" or _RESHAPE.match(base):
+        return tuple(range(rank))
+    if base in ("transpose", "reshape(in, out).transpose") and rank == 2:
+        return (1, 0)
+    if base == "reshape(kh, kw, 1, in * multiplier).permute(3, 2, 0, 1)":
+        base = "permute(3, 2, 0, 1)"
+    if match := _PERMUTE.match(base):
+        axes = [int(a) for a in match.group(1).split(",")]
+        if len(axes) == rank:
+            return tuple(axes.index(i) for i in range(rank))
+    return None
+
+
 def _gru_order(width: int) -> np.ndarray:
     """Keras's GRU gate blocks z, r, h as torch's r, z, n."""
     hidden = width // 3

@@ -164,7 +164,11 @@ def _optimizer(keras, case: dict[str, Any]):
     if name == "LossScaleOptimizer":
         return keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(learning_rate))
     if name == "MultiOptimizer":
-        return keras.optimizers.MultiOptimizer([(keras.optimizers.SGD(learning_rate), [])])
+        # SGD for every weight but the output layer's, which Adam steps.
+        choice = keras.optimizers.OptimizerMap(
+            keras.optimizers.SGD(learning_rate), {"out/.*": keras.optimizers.Adam(learning_rate)}
+        )
+        return keras.optimizers.MultiOptimizer(choice)
     return getattr(keras.optimizers, name)(learning_rate=learning_rate, **options)
 
 

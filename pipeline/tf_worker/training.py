@@ -36,6 +36,7 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     setup["dropout"] = _disable_dropout(model, keras_weights.recorded_dropout_names(model, out))
     setup["regularizers"], todos = _regularizers(model, keras_weights.recorded_paths(model, out))
     setup["todos"] += todos
+    setup["variables"] = _variable_records(model, setup, keras_weights.recorded_paths(model, out))
     artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
     details: dict[str, Any] = {"todos": setup["todos"], "dropout_disabled": setup["dropout"]}
     if not cfg.training_check:
@@ -48,7 +49,21 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     setup.update(precision)  # precision (and precision_note, when float64 could not be had)
     artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)  # the torch side trains in it too
     paths = keras_weights.recorded_paths(model, out)
-    losses, updates, gradients = _train(model, setup, batches, cfg.training_check, paths)
+    try:
+        losses, updates, gradients = _train(model, setup, batches, cfg.training_check, paths)
+    except (tf.errors.InvalidArgumentError, TypeError) as exc:
+        if setup.get("precision") != "float64":
+            raise
+        # Keras's own optimizer cannot run in float64 (Muon mixes its float32 learning rate in): the
+        # check runs in float32 on a fresh copy, and says so.
+        model = state["model"].fresh()
+        _disable_dropout(model)
+        reason = f"Keras's {setup['optimizer'].get('keras_class')} fails in float64 ({type(exc).__name__})"
+        setup.update(precision="float32", precision_note=f"float64 was asked for, but {reason}")
+        artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
+        precision = {k: setup[k] for k in ("precision", "precision_note")}
+        paths = keras_weights.recorded_paths(model, out)
+        losses, updates, gradients = _train(model, setup, batches, cfg.training_check, paths)
     artifacts.save_arrays(out / artifacts.TRAINING_BATCHES, batches)
     artifacts.save_arrays(
         out / artifacts.TF_TRAINING,
@@ -133,10 +148,10 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
     # A Keras loss computes in floatx (it casts the outputs to it), an optimizer keeps its learning
     # rate in it: in float64 both are made while floatx is float64.
     with keras_precision.floatx(flavor, setup.get("precision", "float32")):
-        optimizer = flavor.optimizers.get(
-            {"class_name": keras_setup["optimizer"]["class_name"], "config": config}
+        optimizer = _keras_object(
+            flavor.optimizers, {"class_name": keras_setup["optimizer"]["class_name"], "config": config}
         )
-        losses = [(loss, flavor.losses.get(_keras_loss(setup, loss))) for loss in setup["losses"]]
+        losses = [(loss, _keras_object(flavor.losses, _keras_loss(setup, loss))) for loss in setup["losses"]]
     names = [k for k in batches if k.startswith("input:")]
     several = len(setup["outputs"]) > 1
     # In float64 the data is too (the same values: float32 widens exactly).
@@ -156,22 +171,58 @@ def _train(model, setup: dict[str, Any], batches: dict[str, np.ndarray], steps: 
             # fit() minimises the compiled loss plus model.losses (weight and activity regularizers,
             # add_loss()): the check compares what Keras trains, mapped in train.py or not.
             total += sum(tf.reduce_sum(tf.cast(extra, total.dtype)) for extra in model.losses)
+            # fit() differentiates the loss times the optimizer's loss scale (loss_scale_factor, a
+            # LossScaleOptimizer's dynamic scale); the optimizer divides it out again.
+            scaled = optimizer.scale_loss(total) if hasattr(optimizer, "scale_loss") else total
         variables = model.trainable_variables
-        gradients = tape.gradient(total, variables)
+        gradients = tape.gradient(scaled, variables)
         if step == 0:
+            scale = float(scaled / total) if float(total) else 1.0
             first_gradients = {
                 # An embedding's gradient is IndexedSlices: densified.
                 _path(v, paths): np.zeros_like(v.numpy())
                 if g is None
-                else np.asarray(tf.convert_to_tensor(g))
+                else np.asarray(tf.convert_to_tensor(g)) / scale
                 for v, g in zip(variables, gradients, strict=True)
             }
         optimizer.apply_gradients(
             [(g, v) for g, v in zip(gradients, variables, strict=True) if g is not None]
         )
         values.append(float(total))
+    if hasattr(optimizer, "finalize_variable_values"):
+        optimizer.finalize_variable_values(model.trainable_variables)  # fit()'s last act (use_ema)
     after = _variables(model, paths)
     return values, {k: after[k] - before[k] for k in after}, first_gradients
+
+
+def _keras_object(module, entry):
+    """A Keras optimizer or loss from its name or config: `get` knows the common ones, the class
+    itself every one it exports (Lamb, CategoricalGeneralizedCrossEntropy)."""
+    try:
+        return module.get(entry)
+    except ValueError:
+        if not isinstance(entry, dict) or not hasattr(module, entry.get("class_name", "")):
+            raise
+        return getattr(module, entry["class_name"]).from_config(dict(entry.get("config") or {}))
+
+
+def _variable_records(model, setup: dict[str, Any], paths: dict[int, str]) -> dict[str, dict[str, Any]]:
+    """Each trainable variable's Keras shape, and for Muon whether Keras steps it with AdamW (its
+    own choice, by rank, path and exclude_layers): train.py's optimizer groups the parameters so."""
+    entry = setup["keras"]["optimizer"]
+    chooser = None
+    if entry.get("class_name") == "Muon":
+        try:
+            chooser = _keras_object(_flavor(model).optimizers, entry)._should_use_adamw
+        except (ValueError, TypeError, AttributeError):
+            chooser = None
+    records = {}
+    for variable in model.trainable_variables:
+        record: dict[str, Any] = {"shape": [int(d) for d in variable.shape]}
+        if chooser is not None:
+            record["adam"] = bool(chooser(variable))
+        records[_path(variable, paths)] = record
+    return records
 
 
 def _keras_loss(setup: dict[str, Any], loss: dict[str, Any]):

@@ -77,6 +77,7 @@ def train_py(
     todos: list[str],
     batchnorm: bool,
     penalized: list[dict[str, Any]] = (),
+    parameter_options: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     optimizer, losses = setup["optimizer"], setup["losses"]
     schedule = optimizer.get("schedule") or {}
@@ -141,12 +142,7 @@ def train_py(
         "",
         "",
         *preparations,
-        "def make_optimizer(model):",
-        "    # Keras updates its trainable variables only: frozen parameters stay out.",
-        "    params = [p for p in model.parameters() if p.requires_grad]",
-        f"    return {optimizer['class']}(params, {_kwargs(optimizer['kwargs'])})",
-        "",
-        "",
+        *_optimizer_lines(optimizer, parameter_options),
         *_schedule_lines(schedule),
         *_loss_lines(losses, multi),
         "",
@@ -160,9 +156,12 @@ def train_py(
         "    optimizer.zero_grad()",
         "    outputs = model(*inputs)",
         "    loss = total_loss(model, outputs, targets)",
-        "    loss.backward()",
-        *_clip_lines(optimizer["clip"]),
-        "    optimizer.step()",
+        *(
+            ["    optimizer.scale_loss(loss).backward()  # Keras's loss_scale_factor (1 when unset)"]
+            if "KerasOptimizer" in optimizer["helpers"]
+            else ["    loss.backward()"]
+        ),
+        "    optimizer.step()  # Keras's clipping, weight decay and update",
         "    if scheduler is not None:",
         "        scheduler.step()  # Keras's schedules count updates, not epochs",
         "    return loss.detach(), _detached(outputs)",
@@ -241,6 +240,11 @@ def train_py(
         "        if validation is not None:",
         '            figures |= {f"val_{k}": v for k, v in evaluate(model, validation).items()}',
         '        print(f"epoch {epoch + 1}: " + ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))',
+        *(
+            ["    optimizer.finalize()  # as fit() ends: with use_ema the weights become their averages"]
+            if optimizer["kwargs"].get("use_ema")
+            else []
+        ),
         "    save_file(model.state_dict(), args.save)",
         "",
         "",
@@ -249,6 +253,73 @@ def train_py(
         "",
     ]
     return "\n".join(lines)
+
+
+def parameter_options(setup: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[dict[str, dict], list[str]]:
+    """What the optimizer needs to know of single parameters, by torch name, and a TODO for each it
+    cannot be told: the weights Muon steps with AdamW (the TF side asked Keras's Muon which), and
+    for Adafactor, whose update of a weight of 2+ dimensions depends on which axes are its last two,
+    the Keras layout of each parameter whose layout differs beyond a transposition (the axes that
+    take the parameter to Keras's order, then Keras's shape)."""
+    name = setup["optimizer"].get("keras_class")
+    variables = setup.get("variables") or {}
+    options: dict[str, dict] = {}
+    todos: list[str] = []
+    for row in rows:
+        record = variables.get(row["tf"])
+        if record is None:
+            continue
+        if name == "Muon" and record.get("adam"):
+            options[row["torch"]] = {"adam": True}
+        elif name == "Muon" and row["transform"].startswith("row "):
+            todos.append(
+                f"{row['tf']}: Muon steps the Keras weight as one matrix; model.py holds it in parts"
+            )
+        if name != "Adafactor" or len(record["shape"]) < 2:
+            continue
+        axes = weight_layout.keras_axes(row["transform"], len(row["shape"]))
+        if axes is None:
+            todos.append(
+                f"{row['tf']}: Adafactor factors the Keras weight's last two axes; model.py holds it as "
+                f"'{row['transform']}', which train.py cannot take back to Keras's layout"
+            )
+        elif len(record["shape"]) > 2 or len(row["shape"]) > 2:
+            options[row["torch"]] = {"keras_layout": (list(axes), list(record["shape"]))}
+    return options, todos
+
+
+def _optimizer_lines(optimizer: dict[str, Any], options: dict[str, dict[str, Any]] | None) -> list[str]:
+    call = f"{optimizer['class']}(params, {_kwargs(optimizer['kwargs'])})"
+    if not options:
+        return [
+            "def make_optimizer(model):",
+            "    # Keras updates its trainable variables only: frozen parameters stay out.",
+            "    params = [p for p in model.parameters() if p.requires_grad]",
+            f"    return {call}",
+            "",
+            "",
+        ]
+    return [
+        "# What the optimizer needs to know of single parameters: the weights Muon steps with AdamW,",
+        "# or the Keras layout Adafactor factors (the axes that take the parameter to Keras's order,",
+        "# then Keras's shape).",
+        "PARAMETER_OPTIONS = {",
+        *(f"    {name!r}: {value!r}," for name, value in options.items()),
+        "}",
+        "",
+        "",
+        "def make_optimizer(model):",
+        "    # Keras updates its trainable variables only: frozen parameters stay out.",
+        "    groups = {}",
+        "    for name, p in model.named_parameters():",
+        "        if p.requires_grad:",
+        "            options = PARAMETER_OPTIONS.get(name, {})",
+        "            groups.setdefault(repr(options), (options, []))[1].append(p)",
+        '    params = [{"params": members, **options} for options, members in groups.values()]',
+        f"    return {call}",
+        "",
+        "",
+    ]
 
 
 def _preparations(optimizer: dict[str, Any], batchnorm: bool) -> list[str]:
@@ -369,25 +440,6 @@ def _penalty_lines(penalized: list[dict[str, Any]]) -> list[str]:
 
 def _kwargs(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-
-
-def _clip_lines(clip: dict[str, float]) -> list[str]:
-    lines = []
-    if "clipvalue" in clip:
-        lines.append(
-            f"    nn.utils.clip_grad_value_(model.parameters(), {clip['clipvalue']!r})  # Keras clipvalue"
-        )
-    if "clipnorm" in clip:  # Keras clips each gradient by its own norm
-        lines += [
-            "    for p in model.parameters():  # Keras clipnorm: each gradient by its own norm",
-            "        if p.grad is not None:",
-            f"            nn.utils.clip_grad_norm_([p], {clip['clipnorm']!r})",
-        ]
-    if "global_clipnorm" in clip:
-        lines.append(
-            f"    nn.utils.clip_grad_norm_(model.parameters(), {clip['global_clipnorm']!r})  # global_clipnorm"
-        )
-    return lines
 
 
 def _keras_call(entry: dict[str, Any]) -> str:

@@ -41,8 +41,10 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in native.modules())
     rows = artifacts.load_json(out / artifacts.WEIGHTS_MAP)
     penalized, unpenalized = codegen.penalties(setup.get("regularizers", []), rows)
-    todos = codegen.todos(setup, setup.get("dropout", []), state.get("restored_dropouts", [])) + unpenalized
-    text = codegen.train_py(setup, cfg.class_name, input_names, todos, batchnorm, penalized)
+    options, unplaced = codegen.parameter_options(setup, rows)
+    todos = codegen.todos(setup, setup.get("dropout", []), state.get("restored_dropouts", []))
+    todos += unpenalized + unplaced
+    text = codegen.train_py(setup, cfg.class_name, input_names, todos, batchnorm, penalized, options)
     artifacts.save_text(out / artifacts.TRAIN_SCRIPT, text)
     details: dict[str, Any] = {
         "optimizer": {"keras": setup["optimizer"].get("keras_class"), "torch": setup["optimizer"]["class"]},
@@ -91,6 +93,8 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     for inputs, targets in step_data:
         loss, _ = script.train_step(model, optimizer, inputs, targets, scheduler)
         losses.append(float(loss))
+    if hasattr(optimizer, "finalize"):
+        optimizer.finalize()  # as train.py's main() (and Keras's fit()) end
     final = model.state_dict()
     steps = artifacts.load_arrays(out / artifacts.TF_TRAINING)
     tf_side: dict[str, np.ndarray] = {"loss": steps["loss"]}
