@@ -115,6 +115,49 @@ _LOSS_NAMES = {
     "binary_crossentropy": "binary_crossentropy",
     "binarycrossentropy": "binary_crossentropy",
 }
+# Keras losses train.py computes with Keras's own formula (keras_compat.py's function of the same
+# name, reduced by keras_loss): by name (lower case, no underscores) -> (function, targets, the
+# config keys it takes with Keras's defaults).
+KERAS_FORMULAS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "hinge": ("hinge", "binary", {}),
+    "squaredhinge": ("squared_hinge", "binary", {}),
+    "categoricalhinge": ("categorical_hinge", "one_hot", {}),
+    "kldivergence": ("kl_divergence", "distribution", {}),
+    "poisson": ("poisson", "positive", {}),
+    "logcosh": ("log_cosh", "real", {}),
+    "meanabsolutepercentageerror": ("mean_absolute_percentage_error", "real", {}),
+    "meansquaredlogarithmicerror": ("mean_squared_logarithmic_error", "positive", {}),
+    "cosinesimilarity": ("cosine_similarity", "real", {"axis": -1}),
+    "dice": ("dice", "binary", {"axis": None}),
+    "tversky": ("tversky", "binary", {"alpha": 0.5, "beta": 0.5, "axis": None}),
+    "binaryfocalcrossentropy": (
+        "binary_focal_crossentropy",
+        "binary",
+        {
+            "apply_class_balancing": False,
+            "alpha": 0.25,
+            "gamma": 2.0,
+            "from_logits": False,
+            "label_smoothing": 0.0,
+        },
+    ),
+    "categoricalfocalcrossentropy": (
+        "categorical_focal_crossentropy",
+        "one_hot",
+        {"alpha": 0.25, "gamma": 2.0, "from_logits": False, "label_smoothing": 0.0},
+    ),
+    "categoricalgeneralizedcrossentropy": (
+        "categorical_generalized_cross_entropy",
+        "class_index",
+        {"q": 0.5},
+    ),
+}
+_FORMULA_ALIASES = {
+    "kld": "kldivergence",
+    "kullbackleiblerdivergence": "kldivergence",
+    "mape": "meanabsolutepercentageerror",
+    "msle": "meansquaredlogarithmicerror",
+}
 # What the targets of each loss look like (the training check draws them accordingly).
 TARGETS = {
     "mse": "real",
@@ -334,6 +377,9 @@ def _loss(entry: Any, todos: list[str], rank: int) -> dict[str, Any]:
             f"loss {entry!r}: not a loss name or a Keras loss config; train.py uses MSE until you replace it"
         )
         return {"kind": "mse", "code": "nn.MSELoss()", "helpers": [], "target": "real", "keras": entry}
+    formula = KERAS_FORMULAS.get(_FORMULA_ALIASES.get(_compact(class_name), _compact(class_name)))
+    if formula is not None:
+        return _formula_loss(class_name, config, formula, todos)
     kind = _LOSS_NAMES.get(class_name.lower())
     if kind is None:
         todos.append(f"loss {class_name} {config}: no mapping; train.py uses MSE until you replace it")
@@ -390,6 +436,47 @@ def _loss(entry: Any, todos: list[str], rank: int) -> dict[str, Any]:
         "keras": {"class_name": class_name, "config": config},
         "from_logits": from_logits,
         "label_smoothing": smoothing,
+    }
+
+
+def _compact(name: str) -> str:
+    return name.lower().replace("_", "")
+
+
+def _formula_loss(
+    class_name: str, config: dict[str, Any], formula: tuple[str, str, dict[str, Any]], todos: list[str]
+) -> dict[str, Any]:
+    """A loss train.py computes with Keras's formula: its config keys as the function's arguments."""
+    function, target, keys = formula
+    reduction = config.get("reduction", "sum_over_batch_size")
+    if reduction not in ("sum_over_batch_size", "sum", "auto", None):
+        todos.append(
+            f"loss {class_name} reduction={reduction!r}: not mapped; train.py averages over the batch"
+        )
+    options = {k: _plain_all(config.get(k, default)) for k, default in keys.items()}
+    options = {k: v for k, v in options.items() if v != keys[k]}  # Keras's defaults are the function's
+    for key, value in config.items():
+        if key == "axis" and value == -1 and "axis" not in keys:
+            continue  # the functions reduce over the last axis, as Keras's do by default
+        if key not in keys and key not in ("name", "reduction", "dtype") and value not in (None, False):
+            todos.append(f"loss {class_name} {key}={value!r}: not mapped")
+    arguments = [
+        function,
+        *(["reduction='sum'"] if reduction == "sum" else []),
+        *(f"{k}={v!r}" for k, v in options.items()),
+    ]
+    return {
+        "kind": function,
+        "code": f"keras_loss({', '.join(arguments)})",
+        "helpers": [
+            "keras_loss",
+            *(["hinge_labels"] if "hinge" in function and function != "categorical_hinge" else []),
+            function,
+        ],
+        "target": target,
+        "keras": {"class_name": class_name, "config": config},
+        "from_logits": bool(config.get("from_logits", False)),
+        "label_smoothing": float(config.get("label_smoothing", 0.0) or 0.0),
     }
 
 

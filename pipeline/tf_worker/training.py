@@ -134,6 +134,11 @@ def _targets(target: str, shape: tuple[int, ...], dtype, rng: np.random.Generato
         return rng.integers(0, shape[-1], shape[:-1]).astype(np.int64)
     if target == "binary":
         return rng.integers(0, 2, shape).astype(np.float32)
+    if target == "distribution":  # rows of class probabilities
+        weights = rng.random(shape) + 0.1
+        return (weights / weights.sum(-1, keepdims=True)).astype(dtype)
+    if target == "positive":  # counts, rates
+        return np.abs(rng.standard_normal(shape)).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
 
 

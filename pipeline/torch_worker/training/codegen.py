@@ -114,7 +114,7 @@ def train_py(
         "",
         "import argparse",
         *(["import functools"] if any("functools.partial" in loss["code"] for loss in losses) else []),
-        *(["import math"] if any(h.startswith("Keras") for h in helpers) or schedule.get("code") else []),
+        *(["import math"] if _uses_math(helpers) or "math." in (schedule.get("code") or "") else []),
         "",
         "import numpy as np",
         "import torch",
@@ -322,6 +322,10 @@ def _optimizer_lines(optimizer: dict[str, Any], options: dict[str, dict[str, Any
     ]
 
 
+def _uses_math(helpers: list[str]) -> bool:
+    return any("math." in inspect.getsource(getattr(keras_compat, h)) for h in helpers)
+
+
 def _preparations(optimizer: dict[str, Any], batchnorm: bool) -> list[str]:
     """`prepare_model(model)`: what model.py needs to train as Keras does, beyond its weights."""
     lines = []
@@ -463,4 +467,6 @@ def _target_doc(target: str) -> str:
         "one_hot": "one-hot rows, same shape as the output",
         "class_index": "integer class indices",
         "binary": "0/1 values, same shape as the output",
+        "distribution": "rows of class probabilities, same shape as the output",
+        "positive": "values >= 0 (counts, rates), same shape as the output",
     }[target]

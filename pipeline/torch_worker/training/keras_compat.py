@@ -635,6 +635,119 @@ def binary_crossentropy(outputs, targets, from_logits=False, label_smoothing=0.0
     return per_sample.sum() if reduction == "sum" else per_sample.mean()
 
 
+def keras_loss(function, reduction="mean", **options):
+    """A Keras loss as fit() reduces it: `function` gives Keras's per-sample values (Keras's loss
+    function of the same name, on (outputs, targets)), averaged ("sum_over_batch_size") or summed."""
+
+    def loss(outputs, targets):
+        values = function(outputs, targets, **options)
+        return values.sum() if reduction == "sum" else values.mean()
+
+    return loss
+
+
+def hinge_labels(targets):
+    """Keras's hinge losses take 0/1 labels as -1/1 (when every label is 0 or 1)."""
+    return 2.0 * targets - 1.0 if ((targets == 0) | (targets == 1)).all() else targets
+
+
+def hinge(outputs, targets):
+    return torch.clamp(1.0 - hinge_labels(targets) * outputs, min=0.0).mean(-1)
+
+
+def squared_hinge(outputs, targets):
+    return torch.clamp(1.0 - hinge_labels(targets) * outputs, min=0.0).square().mean(-1)
+
+
+def categorical_hinge(outputs, targets):
+    positive = (targets * outputs).sum(-1)
+    negative = ((1.0 - targets) * outputs).amax(-1)
+    return torch.clamp(negative - positive + 1.0, min=0.0)
+
+
+def kl_divergence(outputs, targets):
+    targets, outputs = targets.clamp(1e-7, 1), outputs.clamp(1e-7, 1)
+    return (targets * (targets / outputs).log()).sum(-1)
+
+
+def poisson(outputs, targets):
+    return (outputs - targets * (outputs + 1e-7).log()).mean(-1)
+
+
+def log_cosh(outputs, targets):
+    x = outputs - targets
+    return (x + torch.nn.functional.softplus(-2.0 * x) - math.log(2.0)).mean(-1)
+
+
+def mean_absolute_percentage_error(outputs, targets):
+    return 100.0 * ((targets - outputs) / torch.clamp(targets.abs(), min=1e-7)).abs().mean(-1)
+
+
+def mean_squared_logarithmic_error(outputs, targets):
+    first = (torch.clamp(outputs, min=1e-7) + 1.0).log()
+    second = (torch.clamp(targets, min=1e-7) + 1.0).log()
+    return (first - second).square().mean(-1)
+
+
+def cosine_similarity(outputs, targets, axis=-1):
+    unit = torch.nn.functional.normalize
+    return -(unit(targets, dim=axis, eps=1e-12) * unit(outputs, dim=axis, eps=1e-12)).sum(axis)
+
+
+def dice(outputs, targets, axis=None):
+    """Keras's Dice: over every element of the batch unless `axis` names some."""
+    axes = tuple(range(outputs.dim())) if axis is None else axis
+    intersection = (targets * outputs).sum(axes)
+    return 1 - 2.0 * intersection / (targets.sum(axes) + outputs.sum(axes) + 1e-7)
+
+
+def tversky(outputs, targets, alpha=0.5, beta=0.5, axis=None):
+    axes = tuple(range(outputs.dim())) if axis is None else axis
+    intersection = (targets * outputs).sum(axes)
+    false_positives = ((1 - outputs) * targets).sum(axes)
+    false_negatives = (outputs * (1 - targets)).sum(axes)
+    return 1 - intersection / (intersection + false_positives * alpha + false_negatives * beta + 1e-7)
+
+
+def binary_focal_crossentropy(
+    outputs,
+    targets,
+    apply_class_balancing=False,
+    alpha=0.25,
+    gamma=2.0,
+    from_logits=False,
+    label_smoothing=0.0,
+):
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        outputs = torch.sigmoid(outputs)
+    p = outputs.clamp(1e-7, 1 - 1e-7)
+    bce = -(targets * p.log() + (1 - targets) * (1 - p).log())
+    p_t = targets * outputs + (1 - targets) * (1 - outputs)
+    focal = (1.0 - p_t).pow(gamma) * bce
+    if apply_class_balancing:
+        focal = (targets * alpha + (1 - targets) * (1 - alpha)) * focal
+    return focal.mean(-1)
+
+
+def categorical_focal_crossentropy(
+    outputs, targets, alpha=0.25, gamma=2.0, from_logits=False, label_smoothing=0.0
+):
+    if label_smoothing:
+        targets = targets * (1.0 - label_smoothing) + label_smoothing / targets.shape[-1]
+    if from_logits:
+        outputs = torch.softmax(outputs, -1)
+    outputs = (outputs / outputs.sum(-1, keepdim=True)).clamp(1e-7, 1 - 1e-7)
+    return ((1.0 - outputs).pow(gamma) * alpha * -targets * outputs.log()).sum(-1)
+
+
+def categorical_generalized_cross_entropy(outputs, targets, q=0.5):
+    """Keras's generalized cross-entropy on probabilities; targets are class indices."""
+    p = outputs.gather(-1, targets.long().unsqueeze(-1)).squeeze(-1)
+    return (1 - p.pow(q)) / q
+
+
 def categorical_accuracy(outputs, targets):
     return (outputs.argmax(-1) == targets.argmax(-1)).float().mean()
 
