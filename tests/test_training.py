@@ -318,11 +318,11 @@ def test_settings_without_a_mapping_are_todos_not_silent_replacements(models, tm
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "verdict: PASS with 3 TODO(s) in train.py (exit 0)" in proc.stdout
     train_py = (out / "train.py").read_text()
-    assert "# TODO: optimizer Ftrl" in train_py
-    assert "# TODO: loss kl_divergence" in train_py
+    assert "# TODO: optimizer MultiOptimizer" in train_py
+    assert "# TODO: loss circle" in train_py
     assert "# TODO: metric 'auc': not mapped" in train_py
     todos = _training_stage(out)["details"]["todos"]
-    assert any("Ftrl" in t for t in todos) and any("kl_divergence" in t for t in todos)
+    assert any("MultiOptimizer" in t for t in todos) and any("circle" in t for t in todos)
 
 
 def test_a_model_saved_without_compile_says_how_to_get_a_training_setup(models, tmp_path):
@@ -601,7 +601,10 @@ def test_the_training_sweep_page_lists_each_unmapped_case_once_and_its_figures_a
 
     listed = known_failures()
     section = TRAINING_PAGE.read_text()[TRAINING_PAGE.read_text().index("## Training sweep, measured") :]
-    figures = re.findall(r"^\| keras\.\S+(?: x options)? \| (\d+) / (\d+) \|$", section, flags=re.MULTILINE)
+    # The last column: the figures of the sweep as the code stands.
+    figures = re.findall(
+        r"^\| keras\.\S+(?: x options)? \|(?: \d+ / \d+ \|)* (\d+) / (\d+) \|$", section, flags=re.MULTILINE
+    )
     assert len(figures) == len(LISTS)
     assert sum(int(total) - int(mapped) for mapped, total in figures) == len(listed)
     assert {name.split(".")[0] for name in listed} <= set(LISTS)

@@ -337,10 +337,41 @@ _SCHEDULES = {
         "return initial_learning_rate * decay_rate**exponent",
     ),
     "CosineDecay": (
-        ("initial_learning_rate", "decay_steps", "alpha"),
+        ("initial_learning_rate", "decay_steps", "alpha", "warmup_target", "warmup_steps"),
+        "if warmup_target is not None and step < warmup_steps:  # linear warmup to warmup_target\n"
+        "    return (warmup_target - initial_learning_rate) * step / warmup_steps + initial_learning_rate\n"
+        "start = initial_learning_rate if warmup_target is None else warmup_target\n"
+        "step = step if warmup_target is None else step - warmup_steps\n"
         "progress = min(step, decay_steps) / decay_steps\n"
         "cosine = 0.5 * (1 + math.cos(math.pi * progress))\n"
+        "return start * ((1 - alpha) * cosine + alpha)",
+    ),
+    "CosineDecayRestarts": (
+        ("initial_learning_rate", "first_decay_steps", "t_mul", "m_mul", "alpha"),
+        "fraction = step / first_decay_steps\n"
+        "if t_mul == 1.0:\n"
+        "    restart = math.floor(fraction)\n"
+        "    fraction -= restart\n"
+        "else:  # each period t_mul times longer than the last\n"
+        "    restart = math.floor(math.log(1.0 - fraction * (1.0 - t_mul)) / math.log(t_mul))\n"
+        "    fraction = (fraction - (1.0 - t_mul**restart) / (1.0 - t_mul)) / t_mul**restart\n"
+        "cosine = 0.5 * m_mul**restart * (1.0 + math.cos(math.pi * fraction))\n"
         "return initial_learning_rate * ((1 - alpha) * cosine + alpha)",
+    ),
+    "InverseTimeDecay": (
+        ("initial_learning_rate", "decay_steps", "decay_rate", "staircase"),
+        "progress = step / decay_steps\n"
+        "progress = math.floor(progress) if staircase else progress\n"
+        "return initial_learning_rate / (1 + decay_rate * progress)",
+    ),
+    "PolynomialDecay": (
+        ("initial_learning_rate", "decay_steps", "end_learning_rate", "power", "cycle"),
+        "if cycle:  # decay_steps grows to the next multiple past step\n"
+        "    decay_steps = decay_steps * (1.0 if step == 0 else math.ceil(step / decay_steps))\n"
+        "else:\n"
+        "    step = min(step, decay_steps)\n"
+        "progress = step / decay_steps\n"
+        "return (initial_learning_rate - end_learning_rate) * (1 - progress) ** power + end_learning_rate",
     ),
     "PiecewiseConstantDecay": (
         ("boundaries", "values"),
@@ -354,15 +385,24 @@ def _schedule(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
     class_name, config = entry.get("class_name"), dict(entry.get("config") or {})
     initial = config.get("initial_learning_rate", (config.get("values") or [0.001])[0])
     known = _SCHEDULES.get(class_name)
-    warmup = class_name == "CosineDecay" and (config.get("warmup_steps") or 0) > 0
-    if known is None or warmup or not initial:
+    if known is None or not initial:
         todos.append(
             f"learning_rate schedule {class_name} {config}: not mapped; train.py starts from its initial "
             f"learning rate {initial} and keeps it"
         )
         return {"initial": initial, "code": None}
     keys, body = known
-    defaults = {"alpha": 0.0, "staircase": False}
+    defaults = {
+        "alpha": 0.0,
+        "staircase": False,
+        "warmup_target": None,
+        "warmup_steps": 0,
+        "t_mul": 2.0,
+        "m_mul": 1.0,
+        "end_learning_rate": 0.0001,
+        "power": 1.0,
+        "cycle": False,
+    }
     values = {key: _plain_all(config.get(key, defaults.get(key))) for key in keys}
     return {"initial": float(initial), "class_name": class_name, "arguments": values, "code": body}
 
