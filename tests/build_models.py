@@ -323,6 +323,16 @@ def compiled(out: Path) -> None:
     choice = keras.optimizers.OptimizerMap(keras.optimizers.SGD(), {".*": keras.optimizers.Adam()})
     odd.compile(optimizer=keras.optimizers.MultiOptimizer(choice), loss="circle", metrics=["auc"])
     odd.save(out / "train_unmapped.keras")
+    # Mixed precision: Keras computes a layer in float16 with float32 weights.
+    mixed = keras.Sequential(
+        [
+            keras.Input((4,), name="x"),
+            keras.layers.Dense(8, activation="relu", dtype="mixed_float16", name="half"),
+            keras.layers.Dense(3, dtype="float32", name="out"),
+        ]
+    )
+    mixed.compile(optimizer="sgd", loss="mse")
+    mixed.save(out / "train_mixed_precision.keras")
 
 
 def _regularized_models(keras, out: Path) -> None:

@@ -621,3 +621,22 @@ def test_sgd_with_nesterov_but_no_momentum_is_plain_sgd_as_in_keras():
         {"optimizer": {"class_name": "SGD", "config": {"nesterov": True, "momentum": 0.9}}, "loss": "mse"}
     )
     assert setup["optimizer"]["kwargs"]["nesterov"] is True
+
+
+def test_a_mixed_precision_model_is_a_todo_never_a_silent_float32_train_py(models, write_config, tmp_path):
+    """Keras computes a mixed_float16 layer in float16 (float32 weights, a scaled loss); train.py
+    trains model.py in float32, so the training stage fails with the reason unless the TODO is
+    accepted. The float16 layer's outputs are 5e-4 from float32's, hence the loose tolerances."""
+    loose = "{atol: 1.0e-2, rtol: 1.0e-2}"
+    config = write_config(
+        "tolerances:\n"
+        + "".join(f"  {pair}: {loose}\n" for pair in ("tf_vs_onnx", "onnx_vs_torch", "tf_vs_torch"))
+    )
+    out = tmp_path / "run"
+    proc = run_command(
+        "convert", models / "train_mixed_precision.keras", "--config", config, "--training", "--out", out
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    todos = _training_stage(out)["details"]["todos"]
+    assert any(t.startswith("mixed precision mixed_float16 (1 layer(s): half)") for t in todos), todos
+    assert "# TODO: mixed precision mixed_float16" in (out / "train.py").read_text()

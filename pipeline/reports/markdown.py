@@ -120,6 +120,13 @@ def _training_markdown(stage: dict[str, Any] | None) -> list[str]:
     details = (stage or {}).get("details")
     if not details:
         return []
+    if "optimizer" not in details:  # the stage was skipped: there is no model.py to train
+        return [
+            "",
+            "## Training",
+            "",
+            f"Skipped: {details.get('skipped') or stage.get('error') or 'not run'}.",
+        ]
     optimizer = details["optimizer"]
     lines = ["", "## Training", "", f"`train.py`: Keras {optimizer['keras']} -> `{optimizer['torch']}`; "]
     losses = details.get("losses") or []

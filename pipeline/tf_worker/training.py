@@ -37,6 +37,7 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     setup["regularizers"], todos = _regularizers(model, keras_weights.recorded_paths(model, out))
     setup["todos"] += todos
     setup["variables"] = _variable_records(model, setup, keras_weights.recorded_paths(model, out))
+    setup["todos"] += _mixed_precision_todos(model)
     artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
     details: dict[str, Any] = {"todos": setup["todos"], "dropout_disabled": setup["dropout"]}
     if not cfg.training_check:
@@ -209,6 +210,24 @@ def _keras_object(module, entry):
         if not isinstance(entry, dict) or not hasattr(module, entry.get("class_name", "")):
             raise
         return getattr(module, entry["class_name"]).from_config(dict(entry.get("config") or {}))
+
+
+def _mixed_precision_todos(model) -> list[str]:
+    """Layers that Keras trains in mixed precision (float16 or bfloat16 computation, float32
+    weights, the loss scaled): train.py trains in model.py's float32, so that is a TODO, never a
+    silent change of what is trained."""
+    mixed: dict[str, list[str]] = {}
+    for layer in keras_precision.nested_layers(model):
+        policy = getattr(layer, "dtype_policy", None)
+        name = getattr(policy, "name", "") or ""
+        if name.startswith("mixed_"):
+            mixed.setdefault(name, []).append(layer.name)
+    return [
+        f"mixed precision {policy} ({len(names)} layer(s): {', '.join(names[:5])}"
+        f"{', ...' if len(names) > 5 else ''}): not mapped; train.py trains in float32 (torch.autocast "
+        f"with {policy.removeprefix('mixed_')} and a GradScaler would follow Keras)"
+        for policy, names in sorted(mixed.items())
+    ]
 
 
 def _variable_records(model, setup: dict[str, Any], paths: dict[int, str]) -> dict[str, dict[str, Any]]:
