@@ -69,10 +69,12 @@ def run_cases(cases: list[dict], models: Path, out: Path, workers: int) -> dict[
         "--workers",
         str(workers),
     ]
-    subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     summary = out / "summary.json"
     if not summary.is_file():
-        raise SystemExit("the training sweep's batch wrote no summary.json")
+        raise SystemExit(
+            f"the training sweep's batch wrote no summary.json (exit {done.returncode}):\n{done.stderr[-3000:]}"
+        )
     return {row["id"]: row for row in json.loads(summary.read_text())["models"]}
 
 
