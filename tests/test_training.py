@@ -346,6 +346,13 @@ def test_optimizer_given_by_name_gets_keras_defaults_not_torchs():
     assert setup["optimizer"]["kwargs"]["initial_accumulator_value"] == 0.1  # torch's default is 0
 
 
+def test_a_legacy_optimizers_decay_is_no_todo_at_zero_and_one_otherwise():
+    """tf_keras (.h5) optimizer configs carry `decay`, Keras 3's do not: 0 changes nothing."""
+    assert not _setup({"class_name": "Adam", "config": {"learning_rate": 0.001, "decay": 0.0}})["todos"]
+    todos = _setup({"class_name": "Adam", "config": {"learning_rate": 0.001, "decay": 0.01}})["todos"]
+    assert todos == ["optimizer Adam decay=0.01: not mapped"]
+
+
 def test_weight_decay_is_decoupled_as_keras_applies_it_for_every_optimizer():
     setup = _setup({"class_name": "AdamW", "config": {"learning_rate": 0.001, "weight_decay": 0.05}})
     assert setup["optimizer"]["kwargs"]["weight_decay"] == 0.05 and not setup["todos"]

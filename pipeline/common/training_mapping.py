@@ -93,8 +93,10 @@ SHARED_SETTINGS: dict[str, tuple] = {
 }
 # Keys that say nothing about the update.
 _IGNORED = {"name", "jit_compile", "is_legacy_optimizer"}
+# A legacy (tf_keras) optimizer's keys that change nothing at these values; other values are TODOs.
+_LEGACY_NEUTRAL = {"decay": (None, 0, 0.0)}
 # Muon's choice of the weights it steps with AdamW: recorded per variable by the TF side
-# (setup["adam_variables"]), so these need no mapping of their own.
+# (setup["variables"][path]["adam"]), so these need no mapping of their own.
 _CHOSEN_ON_TF_SIDE = {"exclude_layers", "exclude_embeddings"}
 # Keras optimizer key -> the key the torch optimizer's `defaults` has it under.
 TORCH_NAMES = {"learning_rate": "lr"}
@@ -262,6 +264,8 @@ def _optimizer(entry: dict[str, Any], todos: list[str]) -> dict[str, Any]:
         schedule = _schedule(learning_rate, todos)
         config["learning_rate"] = learning_rate = schedule["initial"]
     for key, value in entry["config"].items():
+        if value in _LEGACY_NEUTRAL.get(key, ()):
+            continue
         if key not in own and key not in SHARED_SETTINGS and key not in _IGNORED | _CHOSEN_ON_TF_SIDE:
             todos.append(f"optimizer {name} {key}={value!r}: not mapped")
     # Every torch optimizer, ours included, calls the learning rate `lr` (LR schedulers expect it).
@@ -508,11 +512,7 @@ def _formula_loss(
     return {
         "kind": function,
         "code": f"keras_loss({', '.join(arguments)})",
-        "helpers": [
-            "keras_loss",
-            *(["hinge_labels"] if "hinge" in function and function != "categorical_hinge" else []),
-            function,
-        ],
+        "helpers": ["keras_loss", function],
         "target": target,
         "keras": {"class_name": class_name, "config": config},
         "from_logits": bool(config.get("from_logits", False)),
@@ -534,7 +534,9 @@ def shown_keras_settings(entry: dict[str, Any]) -> dict[str, Any]:
     own = OPTIMIZER_DEFAULTS.get(_OPTIMIZER_NAMES.get(entry["class_name"].lower(), ""), {})
     shown = {}
     for key, value in (entry.get("config") or {}).items():
-        if key in _IGNORED or (key in SHARED_SETTINGS and key not in own and value in SHARED_SETTINGS[key]):
+        if key in _IGNORED or value in _LEGACY_NEUTRAL.get(key, ()):
+            continue
+        if key in SHARED_SETTINGS and key not in own and value in SHARED_SETTINGS[key]:
             continue
         if key == "ema_momentum" and not entry["config"].get("use_ema"):
             continue

@@ -55,14 +55,14 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     except (tf.errors.InvalidArgumentError, TypeError) as exc:
         if setup.get("precision") != "float64":
             raise
-        # Keras's own optimizer cannot run in float64 (Muon mixes its float32 learning rate in): the
-        # check runs in float32 on a fresh copy, and says so.
-        model = state["model"].fresh()
-        _disable_dropout(model)
-        reason = f"Keras's {setup['optimizer'].get('keras_class')} fails in float64 ({type(exc).__name__})"
-        setup.update(precision="float32", precision_note=f"float64 was asked for, but {reason}")
+        # Keras's own training step cannot run in float64 (Muon mixes its float32 learning rate in):
+        # the check runs in float32 on a fresh copy, and says so.
+        first_line = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
+        model, precision = _float32_copy(
+            state["model"], f"Keras's training step fails in float64 ({type(exc).__name__}: {first_line})"
+        )
+        setup.update(precision)
         artifacts.save_json(out / artifacts.TRAINING_SETUP, setup)
-        precision = {k: setup[k] for k in ("precision", "precision_note")}
         paths = keras_weights.recorded_paths(model, out)
         losses, updates, gradients = _train(model, setup, batches, cfg.training_check, paths)
     artifacts.save_arrays(out / artifacts.TRAINING_BATCHES, batches)
@@ -87,6 +87,11 @@ def _in_precision(cfg: ModelConfig, loaded, model, batches, input_names, referen
     reason = keras_precision.widen_in_place(model, sample, [r[0] for r in references])
     if reason is None:
         return model, {"precision": "float64"}
+    return _float32_copy(loaded, reason)
+
+
+def _float32_copy(loaded, reason: str):
+    """The model as the file has it (float32), its dropout disabled, and the note that says why."""
     fresh = loaded.fresh()
     _disable_dropout(fresh)
     return fresh, {"precision": "float32", "precision_note": f"float64 was asked for, but {reason}"}

@@ -5,6 +5,7 @@ only. The training check (torch_worker/training/stage.py) imports this same file
 
 from __future__ import annotations
 
+import ast
 import inspect
 import json
 import math
@@ -114,7 +115,11 @@ def train_py(
         "",
         "import argparse",
         *(["import functools"] if any("functools.partial" in loss["code"] for loss in losses) else []),
-        *(["import math"] if _uses_math(helpers) or "math." in (schedule.get("code") or "") else []),
+        *(
+            ["import math"]
+            if _uses_math(_with_dependencies(helpers)) or "math." in (schedule.get("code") or "")
+            else []
+        ),
         "",
         "import numpy as np",
         "import torch",
@@ -136,7 +141,7 @@ def train_py(
         for todo in todos:
             wrapped = textwrap.wrap(todo, 100)
             lines += [f"# TODO: {wrapped[0]}", *(f"#       {more}" for more in wrapped[1:])]
-    for helper in dict.fromkeys(helpers):
+    for helper in _with_dependencies(helpers):
         lines += ["", "", inspect.getsource(getattr(keras_compat, helper)).rstrip()]
     lines += [
         "",
@@ -320,6 +325,36 @@ def _optimizer_lines(optimizer: dict[str, Any], options: dict[str, dict[str, Any
         "",
         "",
     ]
+
+
+def _with_dependencies(helpers: list[str]) -> list[str]:
+    """The helpers to paste, each after the keras_compat functions and classes its source names (a
+    base class, a function it calls), once each."""
+    ordered: dict[str, None] = {}
+    seen: set[str] = set()
+
+    def add(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(keras_compat, name))))
+        names = (node.id for node in ast.walk(tree) if isinstance(node, ast.Name))  # code, not docstrings
+        for used in dict.fromkeys(names):
+            if used != name and used in _PASTEABLE:
+                add(used)
+        ordered[name] = None
+
+    for helper in helpers:
+        add(helper)
+    return list(ordered)
+
+
+# What keras_compat.py defines itself (its imports, torch and math, are no helpers).
+_PASTEABLE = {
+    name
+    for name, value in vars(keras_compat).items()
+    if (inspect.isfunction(value) or inspect.isclass(value)) and value.__module__ == keras_compat.__name__
+}
 
 
 def _uses_math(helpers: list[str]) -> bool:

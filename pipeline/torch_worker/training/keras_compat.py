@@ -74,7 +74,7 @@ class KerasOptimizer(torch.optim.Optimizer):
         entries = [(p, group) for group in self.param_groups for p in group["params"] if p.grad is not None]
         grads = [p.grad / self.loss_scale_factor if self.loss_scale_factor else p.grad for p, _ in entries]
         if self.skip_non_finite and not all(
-            torch.isfinite(self.rows(g, lambda v: v)._values() if g.is_sparse else g).all() for g in grads
+            torch.isfinite(g._values() if g.is_sparse else g).all() for g in grads
         ):
             return  # Keras's LossScaleOptimizer skips the step (it would lower its loss scale)
         for p, group in entries:
@@ -123,12 +123,7 @@ class KerasOptimizer(torch.optim.Optimizer):
         if self.global_clipnorm and self.global_clipnorm > 0:
             norm = (
                 torch.stack(
-                    [
-                        self.rows(g, lambda v: v).coalesce().values().square().sum()
-                        if g.is_sparse
-                        else g.square().sum()
-                        for g in grads
-                    ]
+                    [g.coalesce().values().square().sum() if g.is_sparse else g.square().sum() for g in grads]
                 )
                 .sum()
                 .sqrt()
