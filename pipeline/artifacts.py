@@ -62,6 +62,10 @@ LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 TF_WEIGHTS = "tf_weights.npz"
 TF_LAYERS = "tf_layers.json"
 DROPOUT_INPUTS = "dropout_inputs.npz"  # each Keras Dropout layer's input at sample 0 (native: nn.Dropout)
+# The marked export (tf_worker/marked_export.py): the model exported with each trainable variable
+# marked by a value of its own, and its TF_WEIGHTS, TF_LAYERS and DROPOUT_INPUTS, all in this folder.
+MARKED_DIR = "marked"
+MARKED_FILES = tuple(f"{MARKED_DIR}/{name}" for name in ("model.onnx", TF_WEIGHTS, DROPOUT_INPUTS))
 # The native PyTorch model (pipeline/torch_worker/native/): its code, weights, TF variable map, torch.export program.
 NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
@@ -89,6 +93,7 @@ MODEL_FILES = (
     DROPOUT_INPUTS,
     LOCALIZE_TF_VALUES,
     TF_TRAINING,
+    *MARKED_FILES,
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,8 +14,10 @@ import onnx
 from pipeline import artifacts
 from pipeline.common import inputs, onnx_files
 from pipeline.config import ModelConfig
-from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError, UsageError
-from pipeline.tf_worker import compat, layout, tf2onnx_handlers, tf_models
+from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError, UsageError, first_line
+from pipeline.tf_worker import compat, layout, marked_export, tf2onnx_handlers, tf_models
+
+log = logging.getLogger("tf2torch.export")
 
 compat.patch_numpy_for_tf2onnx()
 compat.patch_tf2onnx_node_update_proto()
@@ -37,7 +41,8 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     # Only the native passes read the variables; a Keras model's copy can be gigabytes.
     weights = None
     if cfg.native and hasattr(model, "write_weights"):
-        weights = model.write_weights(out, [feeds[i.name][0] for i in model.inputs])
+        state["weight_sample"] = [feeds[i.name][0] for i in model.inputs]
+        weights = model.write_weights(out, state["weight_sample"])
     return {
         "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,
@@ -111,19 +116,51 @@ def _refuse_nonfinite(outputs: dict[str, np.ndarray]) -> None:
 def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     model = state["model"]
     nchw_inputs, nchw_outputs = state["nchw"]
+    shutil.rmtree(out / artifacts.MARKED_DIR, ignore_errors=True)  # never a stale one from a rerun
+    # train.py trains model.py's parameters: each must be tied to its Keras variable whatever its
+    # value, which the marked export makes possible (first: the real export frees the model).
+    marked = None
+    if cfg.writes_train_py and "weight_sample" in state:
+        marked = _marked_export(cfg, model, out, state)
     proto = model.to_onnx(cfg.opset, nchw_inputs, nchw_outputs)
-    leftover = unknown_onnx_ops(proto.graph, cfg.opset)
-    if leftover:
-        raise UnsupportedOpsError("export", "tf2onnx", leftover)
-    order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
-    fill_output_ranks(proto, state.get("output_ranks", {}))
+    _finish(proto, model, state, cfg.opset)
     saved = onnx_files.save(proto, out / artifacts.ONNX_MODEL, cfg.external_data_threshold_mb)
     return {
         **saved,
         "opset": cfg.opset,
         "nodes": len(proto.graph.node),
         "op_types": dict(Counter(n.op_type for n in proto.graph.node)),
+        **({"marked_export": marked} if marked else {}),
     }
+
+
+def _finish(proto: onnx.ModelProto, model, state: dict[str, Any], opset: int) -> None:
+    leftover = unknown_onnx_ops(proto.graph, opset)
+    if leftover:
+        raise UnsupportedOpsError("export", "tf2onnx", leftover)
+    order_graph_io(proto, [i.name for i in model.inputs], model.outputs)
+    fill_output_ranks(proto, state.get("output_ranks", {}))
+
+
+def _marked_export(cfg: ModelConfig, model, out: Path, state: dict[str, Any]) -> dict[str, Any] | None:
+    """marked_export.py's export into MARKED_DIR; a failure leaves the native passes their ties by
+    value and is reported (the training check then names any variable left without a parameter)."""
+    target = out / artifacts.MARKED_DIR
+    try:
+        with marked_export.marked(model.model, cfg.seed) as count:
+            if not count:
+                return None
+            target.mkdir(parents=True)
+            model.write_weights(target, state["weight_sample"])
+            proto = model.to_onnx(cfg.opset, *state["nchw"], every_variable=True, drop_model=False)
+        _finish(proto, model, state, cfg.opset)
+        onnx_files.save(proto, target / "model.onnx", cfg.external_data_threshold_mb)
+    except Exception as exc:  # noqa: BLE001 - any failure of this second export is reported, not fatal
+        shutil.rmtree(target, ignore_errors=True)
+        reason = f"{type(exc).__name__}: {first_line(exc)}"
+        log.warning("the marked export failed (%s); parameters are tied by value", reason)
+        return {"status": "failed", "reason": reason}
+    return {"status": "written", "variables_marked": count, "nodes": len(proto.graph.node)}
 
 
 def unknown_onnx_ops(graph: onnx.GraphProto, opset: int) -> Counter:

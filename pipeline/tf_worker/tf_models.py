@@ -154,8 +154,10 @@ class KerasModel:
 
         return _tape_gradients(call, feeds, names, self.outputs, project)
 
-    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=()):
-        graph = self.frozen_graph(drop_model=True)
+    def to_onnx(self, opset, nchw_inputs=(), nchw_outputs=(), every_variable=False, drop_model=True):
+        """`every_variable`: see tf_to_onnx.freeze_function; `drop_model`: free the Keras model once
+        its call is frozen (a later stage reloads it)."""
+        graph = self.frozen_graph(drop_model, every_variable)
         return graph_to_onnx(graph, opset, _positions(self, nchw_inputs, nchw_outputs))
 
     def write_weights(self, out: Path, sample: list | None = None) -> dict:
@@ -164,10 +166,9 @@ class KerasModel:
 
         return keras_weights.write(self.model, out, sample)
 
-    def frozen_graph(self, drop_model: bool = False):
-
+    def frozen_graph(self, drop_model: bool = False, every_variable: bool = False):
         try:
-            frozen = self._frozen_call()
+            frozen = self._frozen_call(every_variable)
         except Exception as exc:  # noqa: BLE001 - TensorFlow's freezer raises many types
             log.warning(
                 "freezing the Keras model's call in memory failed (%s: %s); freezing its SavedModel "
@@ -181,11 +182,13 @@ class KerasModel:
             with tempfile.TemporaryDirectory(prefix="tf2torch-export-") as tmp:
                 self.model.export(tmp)  # prints a summary to stdout; the worker sends that to the log
                 self._drop(drop_model)
-                return saved_model_graph(tmp, "serving_default", [i.name for i in self.inputs], self.outputs)
+                return saved_model_graph(
+                    tmp, "serving_default", [i.name for i in self.inputs], self.outputs, every_variable
+                )
         self._drop(drop_model)  # the frozen weights are the only copy from here on
         return optimized_graph(frozen, [i.name for i in self.inputs], self.outputs)
 
-    def _frozen_call(self):
+    def _frozen_call(self, every_variable: bool = False):
         """The model's inference call traced and frozen in this process (graph_def, weights, input and
         output tensors): no SavedModel written and loaded again, which holds the weights twice more."""
         from pipeline.tf_worker import tf_to_onnx
@@ -193,7 +196,7 @@ class KerasModel:
         model = self.model
         specs = [tf.TensorSpec(i.shape, i.dtype, name=_node_name(i.name)) for i in self.inputs]
         call = tf.function(lambda *args: model(keras_signature.call_inputs(model, args), training=False))
-        return tf_to_onnx.freeze_function(call.get_concrete_function(*specs))
+        return tf_to_onnx.freeze_function(call.get_concrete_function(*specs), every_variable)
 
     def _drop(self, drop_model: bool) -> None:
         if drop_model and self._reload is not None:
@@ -346,13 +349,18 @@ def _signature_tensor_names(path: Path, signature: str) -> dict[str, tuple[str, 
 
 
 def saved_model_graph(
-    path: str, signature: str, input_order: list[str], output_order: list[str]
+    path: str,
+    signature: str,
+    input_order: list[str],
+    output_order: list[str],
+    every_variable: bool = False,
 ) -> FrozenTFGraph:
-    """Freeze one signature; the ONNX graph's inputs and outputs are named after the signature's keys."""
+    """Freeze one signature; the ONNX graph's inputs and outputs are named after the signature's keys.
+    `every_variable`: see tf_to_onnx.freeze_function."""
     from pipeline.tf_worker import tf_to_onnx
 
     graph_def, weights, in_tensors, out_tensors, renames, tables = tf_to_onnx.freeze_saved_model(
-        path, signature
+        path, signature, every_variable
     )
     keys_in = sorted(renames.get(t, t) for t in in_tensors)
     keys_out = sorted(renames.get(t, t) for t in out_tensors)

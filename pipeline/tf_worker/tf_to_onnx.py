@@ -54,11 +54,12 @@ Weights = dict  # node name -> np.ndarray
 _TAG = b"tf2torch-weight:"
 
 
-def freeze_saved_model(path: str, signature: str):
-    """Return (graph_def, weights, input tensors, output tensors, tensor renames, initialized tables)."""
+def freeze_saved_model(path: str, signature: str, every_variable: bool = False):
+    """Return (graph_def, weights, input tensors, output tensors, tensor renames, initialized tables).
+    `every_variable`: see `freeze_function`."""
     from tf2onnx import tf_loader
 
-    with _weights_kept_apart() as tagged:
+    with _weights_kept_apart(every_variable) as tagged:
         graph_def, in_tensors, out_tensors, tables, renames = tf_loader.from_saved_model(
             path,
             None,
@@ -76,15 +77,20 @@ def freeze_saved_model(path: str, signature: str):
     return graph_def, weights, in_tensors, out_tensors, renames, tables
 
 
-def freeze_function(func):
+def freeze_function(func, every_variable: bool = False):
     """(graph_def, weights, input tensors, output tensors) of a concrete function, its variables and
-    captured constants frozen: the in-memory counterpart of `freeze_saved_model`."""
+    captured constants frozen: the in-memory counterpart of `freeze_saved_model`.
+
+    `every_variable`: every float variable, however small, travels as a weight (a placeholder for
+    grappler), so that no graph optimisation folds it into another constant or drops it for its value
+    (an all-zero bias, a BatchNorm folded into the conv before it): the marked export needs each
+    variable where the model uses it (marked_export.py)."""
     from tf2onnx import tf_loader
 
     captured = {t.name for t in func.graph.internal_captures}
     in_tensors = [t.name for t in func.inputs if t.dtype != tf.resource and t.name not in captured]
     out_tensors = [t.name for t in func.outputs]
-    with _weights_kept_apart() as tagged:
+    with _weights_kept_apart(every_variable) as tagged:
         graph_def = tf_loader.from_function(func, in_tensors, out_tensors, large_model=True)
     graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
     _drop_frozen_state_writes(graph_def)
@@ -128,9 +134,10 @@ def _drop_writes_in(nodes) -> set[str]:
 
 
 @contextlib.contextmanager
-def _weights_kept_apart():
-    """While TensorFlow turns variables into constants, each large value becomes a tagged empty
-    TensorProto and the array itself is kept (no copy) in the yielded dict, tag -> array."""
+def _weights_kept_apart(every_float: bool = False):
+    """While TensorFlow turns variables into constants, each large value (with `every_float`, each
+    float value) becomes a tagged empty TensorProto and the array itself is kept (no copy) in the
+    yielded dict, tag -> array."""
     from tensorflow.core.framework import tensor_pb2
     from tensorflow.python.framework import convert_to_constants, tensor_util
 
@@ -140,8 +147,10 @@ def _weights_kept_apart():
     active = False
 
     def make_tensor_proto(values, dtype=None, shape=None, verify_shape=False, allow_broadcast=False):
-        large = isinstance(values, np.ndarray) and values.nbytes > LARGE_CONSTANT_BYTES
-        if active and large and values.dtype.kind in "biufc":  # numbers: bfloat16 and strings go in
+        array = isinstance(values, np.ndarray)
+        large = array and values.nbytes > LARGE_CONSTANT_BYTES
+        floats = every_float and array and values.size and values.dtype.kind in "fc"
+        if active and (large or floats) and values.dtype.kind in "biufc":  # bfloat16, strings go in
             tag = _TAG + str(len(tagged)).encode()
             tagged[tag] = values
             return tensor_pb2.TensorProto(

@@ -16,6 +16,7 @@ import torch
 from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import ConversionError, first_line
+from pipeline.torch_worker import marked_ties
 from pipeline.torch_worker.native import codegen, control_flow, driver, layers
 from pipeline.torch_worker.native.context import KerasDropout, PassContext, TFVariable, with_extra_row
 from pipeline.torch_worker.outputs import save_module_outputs, second_shape_inputs
@@ -40,15 +41,25 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
         }
     tf_variables, tf_summary = _tf_variables(out)
     first = [s.numpy() for s in samples[0]]
-    second = second_shape_inputs(out, input_names) or with_extra_row(first)
-    ctx = PassContext(
-        samples[0],
-        [torch.from_numpy(a) for a in second],
-        tf_variables,
-        other_samples=samples[1:],
-        dropouts=_keras_dropouts(out, tf_summary),
-    )
-    module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
+    second = [torch.from_numpy(a) for a in second_shape_inputs(out, input_names) or with_extra_row(first)]
+
+    def make_ctx(folder: Path) -> PassContext:
+        variables, summary = _tf_variables(folder)
+        return PassContext(
+            samples[0],
+            second,
+            variables,
+            other_samples=samples[1:],
+            dropouts=_keras_dropouts(folder, summary),
+        )
+
+    details: dict[str, Any] = {}
+    marked = _on_marked_export(out, cfg, samples, output_names, make_ctx, tf_variables, references, details)
+    if marked is not None:
+        module, passes, ctx = marked.module, marked.passes, marked.ctx
+    else:
+        ctx = make_ctx(out)
+        module, passes = driver.run_passes(state["torch_module"], ctx, samples, references, output_names, cfg)
     module.eval()
 
     leftover = sorted(
@@ -58,7 +69,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
             if type(m) not in codegen.NATIVE_CLASSES and not control_flow.is_control_flow(m)
         }
     )
-    details: dict[str, Any] = {"passes": passes, "left_as_onnx2torch": leftover}
+    details.update(passes=passes, left_as_onnx2torch=leftover)
     restored = [m.__dict__.get(layers.LAYER) for m in module.modules() if isinstance(m, torch.nn.Dropout)]
     if ctx.dropouts:
         details["dropouts_restored"] = restored
@@ -103,6 +114,22 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     save_module_outputs(runnable, "native", out, input_names, output_names)
     details["tolerance"] = resolve_tolerance(cfg.tolerances, "onnx_vs_torch", output_names[0]).model_dump()
     return details
+
+
+def _on_marked_export(out, cfg, samples, output_names, make_ctx, tf_variables, references, details):
+    """The passes on the marked export when the export stage wrote one (marked_ties.py); None (the
+    passes run on the real export, ties by value) without one or when it fails, which `details` says."""
+    folder = marked_ties.marked_dir(out)
+    if folder is None or tf_variables is None:
+        return None
+    try:
+        marked = marked_ties.run(folder, cfg, samples, output_names, make_ctx, tf_variables, references)
+    except Exception as exc:  # noqa: BLE001 - onnx2torch, onnxruntime or a tie: any failure falls back
+        reason = str(exc) if isinstance(exc, marked_ties.MarkedTiesFailed) else f"{type(exc).__name__}: {exc}"
+        details["ties"] = f"by value: the marked export could not be used ({first_line(reason)})"
+        return None
+    details["ties"] = f"by identity: {marked.tied} tensors tied on the marked export, real values loaded"
+    return marked
 
 
 def load_native(out: Path, class_name: str) -> torch.nn.Module:

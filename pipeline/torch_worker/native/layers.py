@@ -103,7 +103,7 @@ def batchnorm(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
     layers = ctx.layer_variables(_BATCHNORM)
     if not layers:
         return []
-    a, _ = ctx.values(gm)
+    a = dict(ctx.values(gm)[0])  # a BatchNorm's module gets its output's value: the next one reads it
     used: set[str] = set()
     notes, done = [], 0
     for node in list(gm.graph.nodes):
@@ -135,6 +135,7 @@ def batchnorm(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         with gm.graph.inserting_before(add):
             call = gm.graph.call_module(name, (data,))
         add.replace_all_uses_with(call)
+        a[call.name] = a.get(add.name)
         done += 1
     fxutil.tidy(gm)
     ctx.count("batchnorm", done)
