@@ -194,6 +194,12 @@ class ModelConfig(_Strict):
         "(protobuf's limit is 2 GB).",
     )
     seed: int = Field(default=0, description="Seeds the random inputs.")
+    zoo_weights: Literal["redrawn", "initial"] = Field(
+        default="redrawn",
+        description="A zoo id's weights: `redrawn` draws the ones Keras initialises to constants (biases, "
+        "BatchNorm statistics) from the seed, so that no folding of a zero or a one can hide a bug; "
+        "`initial` keeps Keras's own initial values, the never-fitted model a person trains from scratch.",
+    )
     samples: int = Field(default=3, ge=1, description="Random input batches compared per stage.")
     batch_size: int = Field(
         default=2, ge=1, description="Fills a dynamic (None) leading dimension when `inputs` gives no shape."

@@ -317,6 +317,7 @@ def compiled(out: Path) -> None:
     lstm.save(out / "train_lstm.keras")
     _issue_training_models(keras, out)
     _regularized_models(keras, out)
+    _fresh_models(keras, out)
     # Settings with no mapping: they must come out as TODOs, never silently replaced.
     odd = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="softmax")])
     # Still without a mapping (docs/training.md's sweep table): a MultiOptimizer, the Circle loss.
@@ -376,6 +377,28 @@ def _regularized_models(keras, out: Path) -> None:
         loss=keras.losses.Huber(delta=0.5),
     )
     regressor.save(out / "train_conv1d_lstm_nadam.keras")
+
+
+def _fresh_models(keras, out: Path) -> None:
+    """Issue 32's reproducers: freshly compiled models whose parameters start at Keras's constants
+    (LayerNormalization beta 0, BatchNormalization gamma 1 and beta 0, attention biases 0), which
+    the export's graph optimisers fold away unless every variable is tied by identity."""
+    layers = keras.layers
+    keras.utils.set_random_seed(0)
+
+    def compiled_model(x, h, name):
+        model = keras.Model(x, layers.Dense(4)(layers.GlobalMaxPooling2D()(h) if len(h.shape) == 4 else h))
+        model.compile(optimizer="rmsprop", loss="mse")
+        model.save(out / name)
+
+    x = keras.Input((14, 14, 1), name="image")
+    compiled_model(x, layers.LayerNormalization()(layers.Conv2D(6, 3)(x)), "train_fresh_layernorm.keras")
+    x = keras.Input((14, 14, 1), name="image")
+    h = layers.BatchNormalization()(layers.BatchNormalization()(layers.Conv2D(6, 3)(x)))
+    compiled_model(x, h, "train_fresh_two_batchnorms.keras")
+    x = keras.Input((5, 8), name="tokens")
+    h = layers.LayerNormalization()(layers.MultiHeadAttention(2, 4)(x, x))
+    compiled_model(x, layers.GlobalAveragePooling1D()(h), "train_fresh_attention.keras")
 
 
 def _issue_training_models(keras, out: Path) -> None:

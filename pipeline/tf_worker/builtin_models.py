@@ -3,7 +3,8 @@ keras.applications and KerasHub backbones (pipeline/tf_worker/kerashub.py).
 
 Models are built from code with seeded initialisers (no weights can be downloaded). Weights that
 Keras initialises to constants (biases, BatchNorm statistics) are re-drawn from the same seed so that
-a conversion bug cannot hide behind zeros and ones.
+a conversion bug cannot hide behind zeros and ones; `zoo_weights: initial` keeps Keras's initial values
+instead (and the residual scales below), the never-fitted model a person trains from scratch.
 
 The scale at the end of each residual branch (the BatchNorm or ConvNeXt LayerScale whose output is
 added back to the trunk) is drawn from U(0.1, 0.3), as trained residual networks end up and as
@@ -72,7 +73,8 @@ def known_ids() -> list[str]:
     return sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(apps) + kerashub.known_ids()
 
 
-def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0):
+def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0, redraw: bool = True):
+    """`redraw`: the weights Keras initialises to constants drawn from the seed (config: zoo_weights)."""
     import keras
 
     from pipeline.tf_worker.families import BUILDERS as FAMILY_BUILDERS
@@ -98,8 +100,9 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
     if isinstance(model, bytes):
         return model
     rng = np.random.default_rng(seed)
-    _randomize_constant_weights(model, rng)
-    _scale_residual_branches(model, rng)
+    if redraw:
+        _randomize_constant_weights(model, rng)
+        _scale_residual_branches(model, rng)
     return model
 
 

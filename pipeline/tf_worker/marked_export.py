@@ -42,9 +42,13 @@ def marked(keras_model, seed: int) -> Iterator[int]:
 
 
 def mark(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    spread = float(np.std(value)) or float(np.max(np.abs(value), initial=0.0)) or 1.0
+    wide = value.astype(np.float64)
+    magnitude = float(np.max(np.abs(wide), initial=0.0))
+    # A constant variable's std is rounding noise (1e-22 for ConvNeXt's 1e-6 layer scales): at least
+    # a hundredth of the variable's size, so that the mark survives the cast back to its dtype.
+    spread = max(float(np.std(wide)), 0.01 * magnitude) or 1.0
     noise = rng.uniform(-1.0, 1.0, value.shape) * (_NOISE * spread)
-    return (value.astype(np.float64) + noise).astype(value.dtype)
+    return (wide + noise).astype(value.dtype)
 
 
 def _is_float(variable) -> bool:

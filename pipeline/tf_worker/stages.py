@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,7 @@ def _marked_export(cfg: ModelConfig, model, out: Path, state: dict[str, Any]) ->
     """marked_export.py's export into MARKED_DIR; a failure leaves the native passes their ties by
     value and is reported (the training check then names any variable left without a parameter)."""
     target = out / artifacts.MARKED_DIR
+    started = time.perf_counter()
     try:
         with marked_export.marked(model.model, cfg.seed) as count:
             if not count:
@@ -160,7 +162,12 @@ def _marked_export(cfg: ModelConfig, model, out: Path, state: dict[str, Any]) ->
         reason = f"{type(exc).__name__}: {first_line(exc)}"
         log.warning("the marked export failed (%s); parameters are tied by value", reason)
         return {"status": "failed", "reason": reason}
-    return {"status": "written", "variables_marked": count, "nodes": len(proto.graph.node)}
+    return {
+        "status": "written",
+        "variables_marked": count,
+        "nodes": len(proto.graph.node),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def unknown_onnx_ops(graph: onnx.GraphProto, opset: int) -> Counter:

@@ -593,19 +593,21 @@ def load(fmt: str, cfg: ModelConfig, workdir: Path) -> TFModel:
         "saved_model": lambda: SavedModel(Path(model), cfg.signature),
         "frozen_graph": lambda: FrozenGraph(Path(model), cfg.inputs, cfg.outputs),
         "tflite": lambda: TFLiteModel(Path(model)),
-        "zoo": lambda: _load_zoo(model, cfg.inputs, cfg.seed, workdir),
+        "zoo": lambda: _load_zoo(model, cfg.inputs, cfg.seed, workdir, cfg.zoo_weights == "redrawn"),
     }
     return loaders[fmt]()
 
 
-def _load_zoo(model_id: str, inputs: list[InputSpec] | None, seed: int, workdir: Path) -> TFModel:
+def _load_zoo(
+    model_id: str, inputs: list[InputSpec] | None, seed: int, workdir: Path, redraw: bool = True
+) -> TFModel:
     from pipeline.tf_worker.builtin_models import build
 
     # For zoo models the configured input shape (without the batch dimension) chooses the build shape.
     shape = tuple(inputs[0].shape[1:]) if inputs and inputs[0].shape else None
-    built = build(model_id, shape, seed)
+    built = build(model_id, shape, seed, redraw)
     if isinstance(built, bytes):  # a quantized family: the bytes of a .tflite file, kept as an artifact
         path = workdir / "source.tflite"
         path.write_bytes(built)
         return TFLiteModel(path)
-    return KerasModel(built, reload=lambda: build(model_id, shape, seed))
+    return KerasModel(built, reload=lambda: build(model_id, shape, seed, redraw))

@@ -69,6 +69,13 @@ def run(
         raise MarkedTiesFailed(f"onnx2torch's module of it is {start['max_abs_diff']:.3g} from onnxruntime")
     ctx: PassContext = make_ctx(folder)
     module, passes = driver.run_passes(module, ctx, samples, marked_references, output_names, cfg)
+    # A marked variable no tie holds may sit in a constant computed from it (folded into another
+    # weight): that constant keeps its marked value, and its effect on the outputs can be smaller than
+    # any tolerance (ConvNeXt's 1e-6 layer scales). Every trainable variable must be tied.
+    untied = sorted({v.path for v in ctx.tf_variables or [] if v.trainable} - tied_paths(module, ctx))
+    if untied:
+        shown = ", ".join(untied[:3]) + (f" and {len(untied) - 3} more" if len(untied) > 3 else "")
+        raise MarkedTiesFailed(f"no parameter holds the trainable variable(s) {shown}")
     tied = load_real_values(module, ctx, {v.path: v for v in real_variables})
     found = driver.verify_start(module, samples, references, output_names, cfg)
     if not found["passed"]:
@@ -80,26 +87,36 @@ def run(
     return Marked(module.eval(), passes, ctx, tied)
 
 
-def load_real_values(module: torch.nn.Module, ctx: PassContext, real: dict[str, TFVariable]) -> int:
-    """Each tied tensor (a module's SOURCE entries, the root-level ctx.sources) given its variable's
-    real value in the tie's layout; returns how many."""
-    ties = [
+def ties(module: torch.nn.Module, ctx: PassContext) -> list[tuple[torch.Tensor, str, str]]:
+    """(tensor, TF variable path, transform) of each tied tensor: a module's SOURCE entries and the
+    root-level ctx.sources."""
+    found = [
         (getattr(child, name), path, transform)
         for child in module.modules()
         for name, (path, transform) in child.__dict__.get(layers.SOURCE, {}).items()
     ]
-    ties += [
+    found += [
         (getattr(module, key), path, transform)
         for key, (path, transform) in ctx.sources.items()
         if hasattr(module, key)  # a source recorded by a pass the driver reverted
     ]
+    return found
+
+
+def tied_paths(module: torch.nn.Module, ctx: PassContext) -> set[str]:
+    return {path for _, path, _ in ties(module, ctx)}
+
+
+def load_real_values(module: torch.nn.Module, ctx: PassContext, real: dict[str, TFVariable]) -> int:
+    """Each tied tensor given its variable's real value in the tie's layout; returns how many."""
+    found = ties(module, ctx)
     with torch.no_grad():
-        for tensor, path, transform in ties:
+        for tensor, path, transform in found:
             value = weight_layout.to_torch(transform, real[path].value, tuple(tensor.shape))
             if value is None:
                 raise MarkedTiesFailed(f"no real value of {path} in the layout '{transform}'")
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)).to(tensor.dtype))
-    return len(ties)
+    return len(found)
 
 
 def _feed(names: list[str], args: list[torch.Tensor]) -> dict[str, np.ndarray]:

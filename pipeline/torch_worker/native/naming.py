@@ -86,6 +86,8 @@ def _tf_source(value, trainable) -> tuple[str, str] | None:
     if not isinstance(value, torch.Tensor) or not value.is_floating_point():
         return None
     array = value.detach().numpy()
+    if np.all(array == array.flat[0]):
+        return None  # all one value (a fresh layer scale, a zero bias) tells no variable from another
     for candidate, path in trainable:
         if candidate.size == array.size > 1 and np.array_equal(candidate.reshape(array.shape), array):
             same_shape = candidate.shape == array.shape
