@@ -86,7 +86,7 @@ sweep: setup
 	$(BIN)/python -m pipeline.coverage.export_sweep
 
 # train.py against Keras's own lists (optimizers x options, losses, regularizers, schedules); fails on
-# a case docs/training.md does not list. Not in CI yet (~6 minutes).
+# a case docs/training.md does not list. CI runs it (tests/test_training_sweep.py, ~4 minutes).
 sweep-training: setup
 	$(BIN)/python -m pipeline.coverage.training_sweep
 

@@ -62,10 +62,14 @@ LOCALIZE_TF_VALUES = "localize/tf_values.npz"
 TF_WEIGHTS = "tf_weights.npz"
 TF_LAYERS = "tf_layers.json"
 DROPOUT_INPUTS = "dropout_inputs.npz"  # each Keras Dropout layer's input at sample 0 (native: nn.Dropout)
+# each Keras layer with an activity regularizer: its output at sample 0 (native: where train.py reads it)
+ACTIVITY_OUTPUTS = "activity_outputs.npz"
 # The marked export (tf_worker/marked_export.py): the model exported with each trainable variable
 # marked by a value of its own, and its TF_WEIGHTS, TF_LAYERS and DROPOUT_INPUTS, all in this folder.
 MARKED_DIR = "marked"
-MARKED_FILES = tuple(f"{MARKED_DIR}/{name}" for name in ("model.onnx", TF_WEIGHTS, DROPOUT_INPUTS))
+MARKED_FILES = tuple(
+    f"{MARKED_DIR}/{name}" for name in ("model.onnx", TF_WEIGHTS, DROPOUT_INPUTS, ACTIVITY_OUTPUTS)
+)
 # The native PyTorch model (pipeline/torch_worker/native/): its code, weights, TF variable map, torch.export program.
 NATIVE_CODE = "model.py"
 NATIVE_WEIGHTS = "model.safetensors"
@@ -91,6 +95,7 @@ MODEL_FILES = (
     EXPORTED_PROGRAM,
     TF_WEIGHTS,
     DROPOUT_INPUTS,
+    ACTIVITY_OUTPUTS,
     LOCALIZE_TF_VALUES,
     TF_TRAINING,
     *MARKED_FILES,

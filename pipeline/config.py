@@ -271,6 +271,15 @@ class ModelConfig(_Strict):
         "parameter learns.",
     )
     train_check_lr: float = Field(default=0.01, gt=0, description="The train check's SGD learning rate.")
+    marked_export: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Keras models: export once more with each trainable variable marked by a value of "
+        "its own, and tie model.py's parameters to the variables on that export (by identity: a zero "
+        "bias, a unit gamma, two equal variables), then load the real values. `auto`: when train.py is "
+        "written (training, training_check); `always`: for every model.py; `never`: ties by value only "
+        "(a variable at Keras's initial constant can then be left without a parameter). About half the "
+        "export stage's time again.",
+    )
     training: bool = Field(
         default=False, description="Write train.py beside model.py from the Keras model's compile() settings."
     )
@@ -336,6 +345,12 @@ class ModelConfig(_Strict):
         if self.writes_train_py and not self.native:
             raise ValueError("training needs `native: true` (train.py trains model.py)")
         return self
+
+    @property
+    def wants_marked_export(self) -> bool:
+        return self.native and (
+            self.marked_export == "always" or (self.marked_export == "auto" and self.writes_train_py)
+        )
 
     @property
     def writes_train_py(self) -> bool:

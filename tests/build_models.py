@@ -360,13 +360,37 @@ def _regularized_models(keras, out: Path) -> None:
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, clipnorm=1.0), loss="mse")
     model.save(out / "train_regularized_adamw.keras")
 
+    # An activity regularizer train.py cannot add: its layer sits in a nested model, whose output
+    # tensor is no tensor of the outer model, so no node of model.py is known to compute it.
+    features = keras.Input((12,), name="features")
+    block = keras.Sequential(
+        [
+            keras.Input((12,)),
+            layers.Dense(16, activation="relu", activity_regularizer=regularizers.L2(0.05), name="hidden"),
+        ],
+        name="block",
+    )
+    model = keras.Model(features, layers.Dense(3, name="out")(block(features)))
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="mse")
+    model.save(out / "train_activity_regularizer.keras")
+
+    # Activity regularizers train.py adds: on a Dense after its activation (and before a Dropout), on
+    # a Dense without one, on a Conv2D's channels-first output.
     features = keras.Input((12,), name="features")
     h = layers.Dense(16, activation="relu", activity_regularizer=regularizers.L2(0.05), name="hidden")(
         features
     )
+    h = layers.Dense(8, activity_regularizer=regularizers.L1L2(0.01, 0.02), name="mid")(
+        layers.Dropout(0.3)(h)
+    )
     model = keras.Model(features, layers.Dense(3, name="out")(h))
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.05), loss="mse")
-    model.save(out / "train_activity_regularizer.keras")
+    model.save(out / "train_activity_penalties.keras")
+    image = keras.Input((10, 10, 2), name="image")
+    h = layers.Conv2D(4, 3, activity_regularizer=regularizers.L1(0.01), name="conv")(image)
+    model = keras.Model(image, layers.Dense(2, name="out")(layers.GlobalAveragePooling2D()(h)))
+    model.compile(optimizer="adam", loss="mse")
+    model.save(out / "train_activity_conv.keras")
 
     sequence = keras.Input((20, 3), name="sequence")
     h = layers.Conv1D(8, 3, activation="relu", name="conv")(sequence)

@@ -138,12 +138,46 @@ def test_weight_regularizers_are_in_train_py_and_on_both_sides_of_the_check(mode
     assert "def orthogonal_penalty(" in train_py and "loss = total_loss(model, outputs, targets)" in train_py
     assert "TODO" not in train_py
     np.testing.assert_allclose(details["torch_losses"], details["tf_losses"], rtol=1e-6)
+    # report.md says, per Keras setting, what train.py does with it: all mapped here.
+    report = (out / "report.md").read_text()
+    assert "| learning_rate schedule | CosineDecay(initial_learning_rate=0.01, decay_steps=10" in report
+    assert "| regularizer mid/kernel | L1L2(l1=0.003, l2=0.004) | penalty on mid.weight | mapped |" in report
+    assert "| optimizer clipnorm | 1.0 | clipnorm=1.0 | mapped |" in report
+    assert "not mapped" not in report
+
+
+@pytest.mark.parametrize("model", ["train_activity_penalties.keras", "train_activity_conv.keras"])
+def test_activity_regularizers_penalise_the_layer_output_model_py_names(models, tmp_path, model):
+    """Keras adds an activity regularizer's penalty on the layer's output (after its activation),
+    divided by the batch size: model.py returns that output from an nn.Identity named after the
+    layer (placed by value on the marked export), train.py reads it with a forward hook, and 5 steps
+    agree with Keras's, whose loss includes the penalties."""
+    out = tmp_path / "run"
+    proc = run_command("convert", models / model, "--training-check", "5", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    details = _training_stage(out)["details"]
+    layers = {"train_activity_penalties.keras": ["hidden", "mid"], "train_activity_conv.keras": ["conv"]}[
+        model
+    ]
+    assert details["todos"] == []
+    assert [(r["variable"], r["parameter"]) for r in details["regularizers"]] == [
+        (f"{layer} output", f"{layer}_output output") for layer in layers
+    ]
+    model_py, train_py = (out / "model.py").read_text(), (out / "train.py").read_text()
+    for layer in layers:
+        assert f"self.{layer}_output = nn.Identity()" in model_py
+        assert f"({layer + '_output'!r}, {layer!r}, " in train_py
+    if "hidden" in layers:  # Keras regularizes the output, then drops: the Dropout reads the Identity
+        forward = model_py[model_py.index("def forward") :]
+        assert forward.index("self.hidden_output(") < forward.index("self.dropout")
+    np.testing.assert_allclose(details["torch_losses"], details["tf_losses"], rtol=1e-6)
 
 
 def test_a_regularizer_train_py_does_not_add_fails_the_check_instead_of_passing(models, tmp_path):
-    """An activity regularizer is not mapped: it is a TODO, and since the TF side trains what fit()
-    trains (model.losses included), the check fails on the losses rather than compare something
-    Keras does not train."""
+    """An activity regularizer train.py cannot add (its layer's output is no tensor of the model: the
+    layer sits in a nested model) is a TODO, and since the TF side trains what fit() trains
+    (model.losses included), the check fails on the losses rather than compare something Keras does
+    not train."""
     out = tmp_path / "run"
     proc = run_command(
         "convert", models / "train_activity_regularizer.keras", "--training-check", "3", "--out", out
@@ -151,7 +185,10 @@ def test_a_regularizer_train_py_does_not_add_fails_the_check_instead_of_passing(
     assert proc.returncode == 1, proc.stdout + proc.stderr
     stage = _training_stage(out)
     assert stage["status"] == "tolerance_fail"
-    assert any("hidden activity_regularizer: not mapped" in t for t in stage["details"]["todos"])
+    assert any(
+        t.startswith("hidden activity_regularizer L2") and "no node of model.py computes" in t
+        for t in stage["details"]["todos"]
+    )
     losses = next(c for c in stage["comparisons"] if c["output"] == "loss")
     assert not losses["passed"]
     tf_losses, torch_losses = stage["details"]["tf_losses"], stage["details"]["torch_losses"]
@@ -334,6 +371,8 @@ def test_settings_without_a_mapping_are_todos_not_silent_replacements(models, tm
     assert "# TODO: metric 'auc': not mapped" in train_py
     todos = _training_stage(out)["details"]["todos"]
     assert any("MultiOptimizer" in t for t in todos) and any("circle" in t for t in todos)
+    report = (out / "report.md").read_text()
+    assert report.count("| - | - | TODO in train.py | not mapped: ") == 3
 
 
 def test_a_model_saved_without_compile_says_how_to_get_a_training_setup(models, tmp_path):

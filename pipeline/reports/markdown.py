@@ -136,13 +136,7 @@ def _training_markdown(stage: dict[str, Any] | None) -> list[str]:
         lines[-1] += (
             "losses " + ", ".join(f"{x['output']}: `{x['torch']}` x {x['weight']:g}" for x in losses) + "."
         )
-    lines += ["", "| Keras setting | Keras value | torch argument | torch value |", "|---|---|---|---|"]
-    lines += [
-        f"| {r['keras']} | {r['keras_value']} | {r['torch']} | {r['torch_value']} |"
-        for r in details["settings"]
-    ]
-    if details["todos"]:
-        lines += ["", "Not mapped (TODO in train.py):", ""] + [f"- {_cell(t)}" for t in details["todos"]]
+    lines += ["", *_training_settings_table(details)]
     if details.get("dropout_disabled"):
         lines += ["", f"Dropout disabled for the check: {', '.join(details['dropout_disabled'])}."]
     if "tf_losses" not in details:
@@ -171,6 +165,53 @@ def _training_markdown(stage: dict[str, Any] | None) -> list[str]:
         lines += ["", "Optimizer settings that differ from Keras's:", ""]
         lines += [f"- {d}" for d in details["optimizer_differences"]]
     return lines
+
+
+def _training_settings_table(details: dict[str, Any]) -> list[str]:
+    """Every Keras setting train.py carries: the optimizer's, its schedule, each loss and each weight
+    regularizer, mapped; every TODO, not mapped (with its reason)."""
+    rows = [
+        (f"optimizer {r['keras']}", r["keras_value"], f"{r['torch']}={r['torch_value']}", "mapped")
+        for r in details["settings"]
+    ]
+    schedule = details.get("schedule")
+    if schedule:
+        arguments = ", ".join(f"{k}={v}" for k, v in schedule["arguments"].items())
+        rows.append(
+            ("learning_rate schedule", f"{schedule['class_name']}({arguments})", "make_scheduler", "mapped")
+        )
+    rows += [
+        (f"loss ({x['output']})", _keras_name(x["keras"]), f"{x['torch']} x {x['weight']:g}", "mapped")
+        for x in details.get("losses") or []
+    ]
+    rows += [
+        (
+            f"regularizer {r['variable']}",
+            f"{r['class_name']}({_arguments(r['config'])})",
+            f"penalty on {r['parameter']}",
+            "mapped",
+        )
+        for r in details.get("regularizers") or []
+    ]
+    rows += [("-", "-", "TODO in train.py", f"not mapped: {t}") for t in details.get("todos") or []]
+    return [
+        "| Keras setting | Keras value | train.py | status |",
+        "|---|---|---|---|",
+        *(
+            f"| {_cell(str(a))} | {_cell(str(b))} | {_cell(str(c))} | {_cell(str(d))} |"
+            for a, b, c, d in rows
+        ),
+    ]
+
+
+def _keras_name(keras: Any) -> str:
+    if isinstance(keras, dict):
+        return f"{keras.get('class_name')}({_arguments(keras.get('config') or {})})"
+    return str(keras)
+
+
+def _arguments(config: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in config.items() if k != "name" and v is not None)
 
 
 def _port_problems(port: dict[str, Any]) -> list[str]:

@@ -58,6 +58,7 @@ def write(model, out: Path, sample: list | None = None) -> dict[str, Any]:
     summary = {"layers": layers, "trainable_elements": trainable, "non_trainable_elements": non_trainable}
     if sample is not None:
         summary["dropouts"] = _dropouts(model, sample, out)
+        summary["activity_outputs"] = _activity_outputs(model, sample, out)
     artifacts.save_json(out / artifacts.TF_LAYERS, summary)
     return {"trainable_elements": trainable, "non_trainable_elements": non_trainable}
 
@@ -87,27 +88,60 @@ def _dropouts(model, sample: list, out: Path) -> list[dict[str, Any]]:
     and that input's value at one sample (the native stage puts nn.Dropout where model.py computes
     that value: the inference graph has no trace of dropout)."""
     found = _dropout_layers(model)
-    if not found or not getattr(model, "inputs", None):
+    values = _layer_values(model, [layer.input for layer in found], sample)
+    if values is None:
         return [{"name": layer.name, "rate": float(layer.rate), "restorable": False} for layer in found]
+    consumers = _consumer_counts(model)
+    arrays, rows = {}, []
+    for layer, value in zip(found, values, strict=True):
+        arrays[layer.name] = value
+        shared = consumers.get(id(layer.input), 0) > 1
+        rows.append({"name": layer.name, "rate": float(layer.rate), "restorable": not shared})
+    artifacts.save_arrays(out / artifacts.DROPOUT_INPUTS, arrays)
+    return rows
+
+
+def _activity_outputs(model, sample: list, out: Path) -> list[dict[str, Any]]:
+    """Each layer with an activity regularizer: its output's value at one sample (the native stage
+    names the node of model.py that computes it, where train.py reads the layer's output), or
+    `placeable: false` for a layer whose output is no one tensor of a functional model."""
+    found = [
+        layer for layer in _leaf_layers(model) if getattr(layer, "activity_regularizer", None) is not None
+    ]
+    values = _layer_values(model, [_single_output(layer) for layer in found], sample)
+    if values is None:
+        return [{"name": layer.name, "placeable": False} for layer in found]
+    artifacts.save_arrays(
+        out / artifacts.ACTIVITY_OUTPUTS, {layer.name: v for layer, v in zip(found, values, strict=True)}
+    )
+    return [{"name": layer.name, "placeable": True} for layer in found]
+
+
+def _single_output(layer):
+    try:
+        output = layer.output
+    except (AttributeError, ValueError):  # a layer called twice, a subclassed model's layer
+        return None
+    return output if not isinstance(output, list | tuple | dict) else None
+
+
+def _layer_values(model, tensors: list, sample: list) -> list[np.ndarray] | None:
+    """The values of these symbolic tensors of a functional model at one sample; None when there are
+    none or one cannot be read (a layer called twice, a subclassed model: no one tensor)."""
+    if not tensors or any(t is None for t in tensors) or not getattr(model, "inputs", None):
+        return None
     import keras
     from keras import ops
 
     from pipeline.tf_worker import keras_signature
 
     try:
-        probe = keras.Model(model.inputs, [layer.input for layer in found])
+        probe = keras.Model(model.inputs, list(tensors))
         values = probe(keras_signature.call_inputs(probe, [ops.convert_to_tensor(a) for a in sample]))
-    except Exception:  # noqa: BLE001 - a layer called twice, a subclassed model: no one input tensor
-        return [{"name": layer.name, "rate": float(layer.rate), "restorable": False} for layer in found]
+    except Exception:  # noqa: BLE001 - no one tensor, or a model Keras cannot cut there
+        return None
     values = values if isinstance(values, list | tuple) else [values]
-    consumers = _consumer_counts(model)
-    arrays, rows = {}, []
-    for layer, value in zip(found, values, strict=True):
-        arrays[layer.name] = np.asarray(value)
-        shared = consumers.get(id(layer.input), 0) > 1
-        rows.append({"name": layer.name, "rate": float(layer.rate), "restorable": not shared})
-    artifacts.save_arrays(out / artifacts.DROPOUT_INPUTS, arrays)
-    return rows
+    return [np.asarray(v) for v in values]
 
 
 def _consumer_counts(model) -> dict[int, int]:
@@ -134,6 +168,21 @@ def recorded_paths(model, out: Path) -> dict[int, str]:
     if len(recorded) != len(current):
         return {}
     return {id(variable): path for variable, path in zip(current, recorded, strict=True)}
+
+
+def recorded_activity_names(model, out: Path) -> dict[int, str]:
+    """id(layer) -> the name tf_layers.json recorded for each layer with an activity regularizer (by
+    its place among them: a rebuilt zoo model numbers its layers anew)."""
+    path = out / artifacts.TF_LAYERS
+    recorded = (
+        [a["name"] for a in artifacts.load_json(path).get("activity_outputs", [])] if path.is_file() else []
+    )
+    current = [
+        layer for layer in _leaf_layers(model) if getattr(layer, "activity_regularizer", None) is not None
+    ]
+    if len(recorded) != len(current):
+        return {}
+    return {id(layer): name for layer, name in zip(current, recorded, strict=True)}
 
 
 def _leaf_layers(model):

@@ -119,9 +119,10 @@ def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     nchw_inputs, nchw_outputs = state["nchw"]
     shutil.rmtree(out / artifacts.MARKED_DIR, ignore_errors=True)  # never a stale one from a rerun
     # train.py trains model.py's parameters: each must be tied to its Keras variable whatever its
-    # value, which the marked export makes possible (first: the real export frees the model).
+    # value, which the marked export makes possible (config marked_export; first, because the real
+    # export frees the model).
     marked = None
-    if cfg.writes_train_py and "weight_sample" in state:
+    if cfg.wants_marked_export and "weight_sample" in state:
         marked = _marked_export(cfg, model, out, state)
     proto = model.to_onnx(cfg.opset, nchw_inputs, nchw_outputs)
     _finish(proto, model, state, cfg.opset)

@@ -34,7 +34,9 @@ def tf_training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) ->
     outputs = [{"name": n, "rank": r.ndim - 1} for n, r in zip(names, references, strict=True)]
     setup = mapping.map_setup(compile_config.read(cfg.model, fmt, given), outputs)
     setup["dropout"] = _disable_dropout(model, keras_weights.recorded_dropout_names(model, out))
-    setup["regularizers"], todos = _regularizers(model, keras_weights.recorded_paths(model, out))
+    setup["regularizers"], todos = _regularizers(
+        model, keras_weights.recorded_paths(model, out), keras_weights.recorded_activity_names(model, out)
+    )
     setup["todos"] += todos
     setup["variables"] = _variable_records(model, setup, keras_weights.recorded_paths(model, out))
     setup["todos"] += _mixed_precision_todos(model)
@@ -278,9 +280,16 @@ MAPPED_REGULARIZERS = {
 }
 
 
-def _regularizers(model, paths: dict[int, str]) -> tuple[list[dict[str, Any]], list[str]]:
-    """Each trainable variable's weight regularizer, by its path, for train.py; what train.py does
-    not add (activity regularizers, other classes, a legacy tf_keras model's) as TODOs."""
+# Activity regularizers train.py adds (a penalty on a layer's output, divided by its batch size).
+MAPPED_ACTIVITY_REGULARIZERS = ("L1", "L2", "L1L2")
+
+
+def _regularizers(
+    model, paths: dict[int, str], activity_names: dict[int, str] | None = None
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each trainable variable's weight regularizer, by its path, and each layer's activity
+    regularizer, by the layer's name as the load stage recorded it, for train.py; what train.py does
+    not add (other classes, a legacy tf_keras model's) as TODOs."""
     found, todos = [], []
     legacy = _flavor(model).__name__ == "tf_keras"
     for variable in [] if legacy else model.trainable_variables:
@@ -299,12 +308,34 @@ def _regularizers(model, paths: dict[int, str]) -> tuple[list[dict[str, Any]], l
             continue
         found.append({"variable": path, "class_name": kind, "config": config, "shape": list(variable.shape)})
     for layer in keras_precision.nested_layers(model):
-        kinds = ("kernel_regularizer", "bias_regularizer") if legacy else ()
-        for kind in (*kinds, "activity_regularizer"):
+        kinds = ("kernel_regularizer", "bias_regularizer", "activity_regularizer") if legacy else ()
+        for kind in kinds:
             if getattr(layer, kind, None) is not None:
                 todos.append(
                     f"{layer.name} {kind}: not mapped (Keras adds it to the loss; train.py does not)"
                 )
+    if not legacy:
+        activity = _activity_regularizers(model, activity_names or {})
+        found += activity[0]
+        todos += activity[1]
+    return found, todos
+
+
+def _activity_regularizers(model, names: dict[int, str]) -> tuple[list[dict[str, Any]], list[str]]:
+    found, todos = [], []
+    for layer in keras_precision.nested_layers(model):
+        regularizer = getattr(layer, "activity_regularizer", None)
+        if regularizer is None:
+            continue
+        kind, name = type(regularizer).__name__, names.get(id(layer), layer.name)
+        config = {k: mapping._plain(v) for k, v in regularizer.get_config().items()}
+        if kind not in MAPPED_ACTIVITY_REGULARIZERS or set(config) - set(MAPPED_REGULARIZERS[kind]):
+            todos.append(
+                f"{name} activity_regularizer {kind}({config}): not mapped (Keras adds it to the loss; "
+                "train.py does not)"
+            )
+            continue
+        found.append({"layer": name, "class_name": kind, "config": config, "activity": True})
     return found, todos
 
 

@@ -17,8 +17,14 @@ from pipeline import __version__, artifacts
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import ConversionError, first_line
 from pipeline.torch_worker import marked_ties
-from pipeline.torch_worker.native import codegen, control_flow, driver, layers
-from pipeline.torch_worker.native.context import KerasDropout, PassContext, TFVariable, with_extra_row
+from pipeline.torch_worker.native import activity, codegen, control_flow, driver, layers
+from pipeline.torch_worker.native.context import (
+    KerasActivity,
+    KerasDropout,
+    PassContext,
+    TFVariable,
+    with_extra_row,
+)
 from pipeline.torch_worker.outputs import save_module_outputs, second_shape_inputs
 
 
@@ -51,6 +57,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
             variables,
             other_samples=samples[1:],
             dropouts=_keras_dropouts(folder, summary),
+            activities=_keras_activities(folder, summary),
         )
 
     details: dict[str, Any] = {}
@@ -74,6 +81,9 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     if ctx.dropouts:
         details["dropouts_restored"] = restored
     state["restored_dropouts"] = restored
+    state["activity_modules"] = activity.activity_modules(module)
+    if ctx.activities:
+        details["activity_outputs"] = state["activity_modules"]
     details.update(_parameter_counts(module, tf_summary))
     weights_map = _weights_map(module, ctx)
     artifacts.save_json(out / artifacts.WEIGHTS_MAP, weights_map)
@@ -120,7 +130,10 @@ def _on_marked_export(out, cfg, samples, output_names, make_ctx, tf_variables, r
     """The passes on the marked export when the export stage wrote one (marked_ties.py); None (the
     passes run on the real export, ties by value) without one or when it fails, which `details` says."""
     folder = marked_ties.marked_dir(out)
-    if folder is None or tf_variables is None:
+    if tf_variables is None:
+        return None
+    if folder is None:
+        details["ties"] = "by value: no marked export (config marked_export; the export stage says why)"
         return None
     try:
         marked = marked_ties.run(folder, cfg, samples, output_names, make_ctx, tf_variables, references)
@@ -182,6 +195,13 @@ def _keras_dropouts(out: Path, tf_summary: dict[str, Any] | None) -> list[KerasD
         KerasDropout(row["name"], row["rate"], values.get(row["name"]) if row["restorable"] else None)
         for row in rows
     ]
+
+
+def _keras_activities(out: Path, tf_summary: dict[str, Any] | None) -> list[KerasActivity]:
+    rows = (tf_summary or {}).get("activity_outputs") or []
+    path = out / artifacts.ACTIVITY_OUTPUTS
+    values = artifacts.load_arrays(path) if any(r["placeable"] for r in rows) and path.is_file() else {}
+    return [KerasActivity(row["name"], values.get(row["name"])) for row in rows]
 
 
 def _parameter_counts(module: torch.nn.Module, tf_summary: dict[str, Any] | None) -> dict[str, Any]:

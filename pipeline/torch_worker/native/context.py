@@ -31,6 +31,12 @@ class KerasDropout:
 
 
 @dataclass
+class KerasActivity:
+    layer: str  # a Keras layer with an activity regularizer
+    value: np.ndarray | None  # its output at sample 0, in Keras's layout; None: no one tensor
+
+
+@dataclass
 class PassContext:
     inputs_a: list[torch.Tensor] | None  # one sample of inputs.npz (None: a body the samples never ran)
     inputs_b: list[torch.Tensor] | None  # the same at the second input shape
@@ -46,6 +52,8 @@ class PassContext:
     other_samples: list[list[torch.Tensor]] = field(default_factory=list)
     # The Keras model's Dropout layers (stage load records them): model.py gets them back.
     dropouts: list[KerasDropout] = field(default_factory=list)
+    # The Keras layers with an activity regularizer: model.py names where it computes their outputs.
+    activities: list[KerasActivity] = field(default_factory=list)
 
     # The last recording and the code it was made for: passes that find nothing to change leave the
     # code as it was, and the next pass reads the same values (two forward passes saved per pass).

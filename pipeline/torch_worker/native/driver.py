@@ -16,6 +16,7 @@ from torch import fx
 from pipeline.compare import compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.torch_worker.native import (
+    activity,
     control_flow,
     dropout,
     fold,
@@ -64,6 +65,7 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("fold_padding", tidy_ops.fold_padding),  # after clamps: a pad before a max pool reads its ReLU6
     ("contiguous_inputs", tidy_ops.contiguous_inputs),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),
+    ("activity_outputs", activity.activity_outputs),  # before dropouts: Keras drops after the penalty
     ("dropouts", dropout.dropouts),
     # After every pass that records intermediate values: an in-place activation overwrites its input.
     ("inplace_activations", tidy_ops.inplace_activations),
@@ -87,6 +89,7 @@ GROUPS: tuple[tuple[str, ...], ...] = (
         "fold_padding",
         "contiguous_inputs",
         "scalars_and_operators",
+        "activity_outputs",
         "dropouts",
     ),
     ("inplace_activations", "parameters_and_names"),

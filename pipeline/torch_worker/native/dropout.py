@@ -28,7 +28,7 @@ def dropouts(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         if dropout.value is None:
             notes.append(f"{dropout.layer}: its input has other consumers too; not restored")
             continue
-        node = _last_node_with(nodes, values, dropout.value)
+        node = last_node_with(nodes, values, dropout.value)
         if node is None:
             notes.append(f"{dropout.layer}: no node of model.py computes its input; not restored")
             continue
@@ -49,7 +49,7 @@ def _same(value: torch.Tensor, expected: torch.Tensor) -> bool:
     return value.shape == expected.shape and torch.allclose(value, expected, rtol=1e-5, atol=1e-6)
 
 
-def _last_node_with(nodes: list[fx.Node], values: dict, expected: np.ndarray) -> fx.Node | None:
+def last_node_with(nodes: list[fx.Node], values: dict, expected: np.ndarray) -> fx.Node | None:
     wanted = [torch.from_numpy(np.ascontiguousarray(expected))]
     if expected.ndim >= 3:  # channels first, as model.py computes images and sequences of features
         wanted.append(wanted[0].movedim(-1, 1))

@@ -40,14 +40,36 @@ def todos(setup: dict[str, Any], dropout: list[str], restored: list[str]) -> lis
     return found
 
 
-def penalties(regularizers: list[dict[str, Any]], rows: list[dict[str, Any]]) -> tuple[list[dict], list[str]]:
+def penalties(
+    regularizers: list[dict[str, Any]],
+    rows: list[dict[str, Any]],
+    activity_modules: dict[str, str] | None = None,
+) -> tuple[list[dict], list[str]]:
     """Each Keras weight regularizer (stage tf_training lists them by variable) on the torch parameters
     weights_map.json says hold its variable, and a TODO for each that cannot be. L1 and L2 sum over the
     elements, so the parameters may hold them in any layout, as long as together they hold each element
     once (a GRU's stacked bias is two parameters); the orthogonal penalty needs the Keras kernel back
-    (a parameter as it is, or transposed)."""
+    (a parameter as it is, or transposed). An activity regularizer goes on the output of the module
+    that returns its layer's output (`activity_modules`: the native stage's nn.Identity, by layer)."""
     found, todos = [], []
     for regularizer in regularizers:
+        if regularizer.get("activity"):
+            module = (activity_modules or {}).get(regularizer["layer"])
+            if module is None:
+                todos.append(
+                    f"{regularizer['layer']} activity_regularizer {regularizer['class_name']}"
+                    f"({regularizer['config']}): no node of model.py computes the layer's output; not in train.py"
+                )
+                continue
+            found.append(
+                {
+                    **regularizer,
+                    "variable": f"{regularizer['layer']} output",
+                    "parameter": f"{module} output",
+                    "module": module,
+                }
+            )
+            continue
         held = [r for r in rows if r["tf"] == regularizer["variable"]]
         if regularizer["class_name"] == "OrthogonalRegularizer":
             fits = (
@@ -82,7 +104,7 @@ def train_py(
 ) -> str:
     optimizer, losses = setup["optimizer"], setup["losses"]
     schedule = optimizer.get("schedule") or {}
-    preparations = _preparations(optimizer, batchnorm)
+    preparations = _preparations(optimizer, batchnorm, any(p.get("activity") for p in penalized))
     multi = _several_outputs(setup)
     loss_helpers = [h for loss in losses for h in loss["helpers"]]
     helpers = [*optimizer["helpers"], *loss_helpers, *(m["torch"] for m in setup["metrics"])]
@@ -361,9 +383,16 @@ def _uses_math(helpers: list[str]) -> bool:
     return any("math." in inspect.getsource(getattr(keras_compat, h)) for h in helpers)
 
 
-def _preparations(optimizer: dict[str, Any], batchnorm: bool) -> list[str]:
+def _preparations(optimizer: dict[str, Any], batchnorm: bool, activity: bool = False) -> list[str]:
     """`prepare_model(model)`: what model.py needs to train as Keras does, beyond its weights."""
     lines = []
+    if activity:
+        lines += [
+            "    for name, *_ in ACTIVITY_PENALTIES:  # the layer outputs activity regularizers read",
+            "        model.get_submodule(name).register_forward_hook(",
+            "            lambda module, args, output, name=name: LAYER_OUTPUTS.__setitem__(name, output.clone())",
+            "        )",
+        ]
     if "KerasOptimizer" in optimizer["helpers"]:
         lines += [
             "    for module in model.modules():  # per-token embedding gradients, as Keras squares them",
@@ -420,9 +449,11 @@ def _loss_lines(losses: list[dict[str, Any]], multi: bool) -> list[str]:
 
 
 def _penalty_lines(penalized: list[dict[str, Any]]) -> list[str]:
-    """`total_loss`: the compiled loss plus what Keras's weight regularizers add (model.losses)."""
+    """`total_loss`: the compiled loss plus what Keras's weight and activity regularizers add
+    (model.losses)."""
     lines = []
-    weights = [p for p in penalized if p["class_name"] != "OrthogonalRegularizer"]
+    activity = [p for p in penalized if p.get("activity")]
+    weights = [p for p in penalized if p["class_name"] != "OrthogonalRegularizer" and not p.get("activity")]
     orthogonal = [p for p in penalized if p["class_name"] == "OrthogonalRegularizer"]
     if weights:
         lines += [
@@ -447,6 +478,20 @@ def _penalty_lines(penalized: list[dict[str, Any]]) -> list[str]:
                 for p in orthogonal
             ),
             "]",
+        ]
+    if activity:
+        lines += [
+            "# Keras's activity regularizers: l1 * sum(|y|) + l2 * sum(y ** 2) of a layer's output y, divided",
+            "# by its batch size (model.py module returning the Keras layer's output, Keras layer, l1, l2);",
+            "# prepare_model's forward hooks keep each output of the last forward here.",
+            "ACTIVITY_PENALTIES = [",
+            *(
+                f"    ({p['module']!r}, {p['layer']!r}, {p['config'].get('l1', 0.0)!r}, "
+                f"{p['config'].get('l2', 0.0)!r}),"
+                for p in activity
+            ),
+            "]",
+            "LAYER_OUTPUTS = {}",
         ]
     lines += ["", ""] if lines else []
     lines.append("def total_loss(model, outputs, targets):")
@@ -473,6 +518,12 @@ def _penalty_lines(penalized: list[dict[str, Any]]) -> list[str]:
             "    for name, _, transposed, factor, mode in ORTHOGONAL_PENALTIES:",
             "        kernel = params[name].T if transposed else params[name]  # Keras's (in, out) kernel",
             "        loss = loss + orthogonal_penalty(kernel, factor, mode)",
+        ]
+    if activity:
+        lines += [
+            "    for name, _, l1, l2 in ACTIVITY_PENALTIES:",
+            "        output = LAYER_OUTPUTS[name]",
+            "        loss = loss + (l1 * output.abs().sum() + l2 * output.square().sum()) / output.shape[0]",
         ]
     return [*lines, "    return loss", "", ""]
 

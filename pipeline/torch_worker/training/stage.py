@@ -32,6 +32,12 @@ from pipeline.torch_worker.native_stage import load_native
 from pipeline.torch_worker.training import codegen
 
 
+def _schedule_row(schedule: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not schedule:
+        return None
+    return {"class_name": schedule["class_name"], "arguments": schedule.get("arguments", {})}
+
+
 def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
     setup = artifacts.load_json(out / artifacts.TRAINING_SETUP)
     input_names = state["input_names"]
@@ -40,7 +46,9 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     native = state["native_module"]
     batchnorm = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in native.modules())
     rows = artifacts.load_json(out / artifacts.WEIGHTS_MAP)
-    penalized, unpenalized = codegen.penalties(setup.get("regularizers", []), rows)
+    penalized, unpenalized = codegen.penalties(
+        setup.get("regularizers", []), rows, state.get("activity_modules", {})
+    )
     options, unplaced = codegen.parameter_options(setup, rows)
     todos = codegen.todos(setup, setup.get("dropout", []), state.get("restored_dropouts", []))
     todos += unpenalized + unplaced
@@ -49,6 +57,7 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
     details: dict[str, Any] = {
         "optimizer": {"keras": setup["optimizer"].get("keras_class"), "torch": setup["optimizer"]["class"]},
         "settings": setup["optimizer"]["settings"],
+        "schedule": _schedule_row(setup["optimizer"].get("schedule")),
         "losses": [
             {
                 "output": loss["output"],
