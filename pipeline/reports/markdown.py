@@ -136,6 +136,8 @@ def _training_markdown(stage: dict[str, Any] | None) -> list[str]:
         lines[-1] += (
             "losses " + ", ".join(f"{x['output']}: `{x['torch']}` x {x['weight']:g}" for x in losses) + "."
         )
+    if details.get("ties"):
+        lines += ["", f"model.py's parameters and the Keras variables: tied {details['ties']}."]
     lines += ["", *_training_settings_table(details)]
     if details.get("dropout_disabled"):
         lines += ["", f"Dropout disabled for the check: {', '.join(details['dropout_disabled'])}."]

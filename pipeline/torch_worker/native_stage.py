@@ -82,6 +82,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
         details["dropouts_restored"] = restored
     state["restored_dropouts"] = restored
     state["activity_modules"] = activity.activity_modules(module)
+    state["ties"] = details.get("ties")
     if ctx.activities:
         details["activity_outputs"] = state["activity_modules"]
     details.update(_parameter_counts(module, tf_summary))

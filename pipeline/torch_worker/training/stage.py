@@ -73,6 +73,7 @@ def training(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> di
         ],
         "todos": todos,
         "dropout_disabled": setup.get("dropout", []),
+        "ties": state.get("ties"),
     }
     todo_note = f", {len(todos)} TODO(s) in it" if todos else ""
     if not cfg.training_check:
