@@ -140,7 +140,7 @@ from pipeline.tf_worker import tf_models
 from pipeline.tf_worker import tf_to_onnx
 
 if sys.argv[1] == "broken":
-    def broken(func):
+    def broken(func, every_variable=False):
         raise RuntimeError("deliberately broken in-memory freeze")
     tf_to_onnx.freeze_function = broken
 warnings = []

@@ -5,8 +5,8 @@ A freshly built model's variables are not told apart by their values: every Laye
 attention bias is zero, every gamma one. The graph optimisers also treat such values as facts (an add of
 zeros is dropped, equal constants are merged, a BatchNorm is folded into the conv before it), so a
 variable can vanish from the exported graph altogether. Here each trainable float variable is moved
-off its value by seeded noise scaled to its own spread, which makes every element of every variable
-different from every other: no two variables can be confused or merged, none is a no-op. The
+off its value by seeded noise scaled to its own spread: no two variables are alike in any layout, none
+holds one value throughout, so none can be confused with another, merged or dropped as a no-op. The
 variables also travel as graph inputs through grappler (`every_variable`), which then folds none of
 them into another constant. The native stage runs its passes on this export, ties parameters by
 these values, then loads the real values through the ties and checks the result against the real
@@ -45,8 +45,8 @@ def mark(value: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     wide = value.astype(np.float64)
     magnitude = float(np.max(np.abs(wide), initial=0.0))
     # A constant variable's std is rounding noise (1e-22 for ConvNeXt's 1e-6 layer scales): at least
-    # a hundredth of the variable's size, so that the mark survives the cast back to its dtype.
-    spread = max(float(np.std(wide)), 0.01 * magnitude) or 1.0
+    # a tenth of the variable's size, so that the noise spans some 1e5 float32 values around it.
+    spread = max(float(np.std(wide)), 0.1 * magnitude) or 1.0
     noise = rng.uniform(-1.0, 1.0, value.shape) * (_NOISE * spread)
     return (wide + noise).astype(value.dtype)
 
