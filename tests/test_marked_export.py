@@ -57,3 +57,24 @@ def test_without_the_marked_export_a_fresh_layernorm_beta_has_no_parameter(model
     assert "layer_normalization/beta" in {r["tf"] for r in rows}
     export = next(s for s in read_report(out)["stages"] if s["name"] == "export")
     assert export["details"]["marked_export"]["status"] == "written"
+
+
+def test_a_plain_conversion_says_which_variables_model_py_cannot_train(models, tmp_path):
+    """Without train.py the marked export is off by default (`auto`): the fresh LayerNormalization's
+    beta and gamma are constants in model.py, and the run says so with the setting that ties them;
+    with `marked_export: always` model.py has a parameter for each and nothing to warn about."""
+    out = tmp_path / "plain"
+    proc = run_command("convert", models / "train_fresh_layernorm.keras", "--out", out)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "model.py has no parameter for 2 trainable Keras variable(s)" in proc.stdout
+    assert "`marked_export: always` ties every variable by identity" in proc.stdout
+    config = tmp_path / "always.yaml"
+    config.write_text(
+        json.dumps({"model": str(models / "train_fresh_layernorm.keras"), "marked_export": "always"})
+    )
+    out = tmp_path / "always"
+    proc = run_command("convert", "--config", config, "--out", out)
+    assert proc.returncode == 0 and "warning" not in proc.stdout, proc.stdout + proc.stderr
+    assert {"layer_normalization/beta", "layer_normalization/gamma"} <= {
+        r["tf"] for r in json.loads((out / "weights_map.json").read_text())
+    }

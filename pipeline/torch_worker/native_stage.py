@@ -89,6 +89,18 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     weights_map = _weights_map(module, ctx)
     artifacts.save_json(out / artifacts.WEIGHTS_MAP, weights_map)
     details["weights_mapped"] = len(weights_map)
+    untied = sorted({v.path for v in tf_variables or [] if v.trainable} - {row["tf"] for row in weights_map})
+    if untied:
+        shown = ", ".join(untied[:3]) + (f" and {len(untied) - 3} more" if len(untied) > 3 else "")
+        details["warnings"] = [
+            f"model.py has no parameter for {len(untied)} trainable Keras variable(s) ({shown}): a training "
+            "loop on it would leave them as they are; "
+            + (
+                "the marked export, which ties every variable by identity, could not be used (native.details.ties)"
+                if str(details.get("ties", "")).startswith("by value: the marked export")
+                else "`marked_export: always` ties every variable by identity"
+            )
+        ]
 
     for stale in (artifacts.NATIVE_CODE, artifacts.NATIVE_WEIGHTS):
         (out / stale).unlink(missing_ok=True)
