@@ -248,6 +248,15 @@ def _keras_op_specials() -> list[Case]:
         )
     )
     add(Case("keras.ops.split", "keras.ops", _fn(lambda k, tf: lambda x: k.ops.split(x, 3, axis=-1)), (X,)))
+    # "The rest" (-1) along an axis whose length is known only at run time (here the batch).
+    add(
+        Case(
+            "tf.split rest, run-time length",
+            "tf",
+            _fn(lambda k, tf: lambda x: tf.split(x, [1, -1], axis=0)),
+            (X,),
+        )
+    )
     add(Case("keras.ops.tile", "keras.ops", _fn(lambda k, tf: lambda x: k.ops.tile(x, (1, 3))), (X,)))
     add(Case("keras.ops.repeat", "keras.ops", _fn(lambda k, tf: lambda x: k.ops.repeat(x, 2, axis=1)), (X,)))
     add(Case("keras.ops.roll", "keras.ops", _fn(lambda k, tf: lambda x: k.ops.roll(x, 2, axis=1)), (X,)))

@@ -8,6 +8,7 @@ _MODULES = (
     "pipeline.tf_worker.tf2onnx_handlers.one_hot",
     "pipeline.tf_worker.tf2onnx_handlers.complex_fft",
     "pipeline.tf_worker.tf2onnx_handlers.resize_area",
+    "pipeline.tf_worker.tf2onnx_handlers.split_v",
 )
 
 
