@@ -5,13 +5,8 @@ replaced by `depth`, which ONNX also maps to an all-`off_value` row."""
 
 import numpy as np
 from tf2onnx import utils
-from tf2onnx.handler import tf_op
 
-_ORIGINAL = {
-    version: handlers["OneHot"][0]
-    for version, handlers in enumerate(tf_op.get_opsets()[""])
-    if "OneHot" in handlers
-}
+from pipeline.tf_worker.tf2onnx_handlers.wrapping import run_before
 
 
 def _guard_negative(ctx, node) -> None:
@@ -28,13 +23,4 @@ def _guard_negative(ctx, node) -> None:
     ctx.replace_input(node, indices, guarded.output[0], 0)
 
 
-def _wrapped(original):
-    def handler(ctx, node, **kwargs):
-        _guard_negative(ctx, node)
-        return original(ctx, node, **kwargs)
-
-    return handler
-
-
-for _version, _handler in _ORIGINAL.items():
-    tf_op.register_handler(_wrapped(_handler), _version, ["OneHot"], "", {})
+run_before("OneHot", _guard_negative)

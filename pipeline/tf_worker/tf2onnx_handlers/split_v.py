@@ -7,13 +7,8 @@ axis's length from Shape minus the other sizes, and tf2onnx converts a SplitV wi
 import numpy as np
 from onnx import TensorProto
 from tf2onnx import utils
-from tf2onnx.handler import tf_op
 
-_ORIGINAL = {
-    version: handlers["SplitV"][0]
-    for version, handlers in enumerate(tf_op.get_opsets()[""])
-    if "SplitV" in handlers and version >= 13
-}
+from pipeline.tf_worker.tf2onnx_handlers.wrapping import run_before
 
 
 def _rest_at_run_time(ctx, node) -> None:
@@ -43,13 +38,4 @@ def _rest_at_run_time(ctx, node) -> None:
     ctx.replace_input(node, node.input[1], sizes_now.output[0], 1)
 
 
-def _wrapped(original):
-    def handler(ctx, node, **kwargs):
-        _rest_at_run_time(ctx, node)
-        return original(ctx, node, **kwargs)
-
-    return handler
-
-
-for _version, _handler in _ORIGINAL.items():
-    tf_op.register_handler(_wrapped(_handler), _version, ["SplitV"], "", {})
+run_before("SplitV", _rest_at_run_time, min_version=13)
