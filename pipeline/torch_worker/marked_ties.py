@@ -4,9 +4,10 @@ On the marked export every trainable Keras variable has values no other variable
 optimisation has folded or dropped any of them: the passes' matches by value are matches by identity
 there, a zero bias or a second BatchNorm included. The module they produce is then given each Keras
 variable's real value through the ties (`weight_layout.to_torch`, the transform each tie records) and
-must match the real export's onnxruntime outputs; a constant that still holds a marked value (a
-variable folded into something no tie explains) shows up there, and the caller falls back to the
-passes on the real export.
+must match the real export's onnxruntime outputs. Every trainable variable must be tied first: one
+that is not may sit, marked, in a constant folded from it whose effect is below any tolerance
+(ConvNeXt's 1e-6 layer scales), so the outputs alone cannot show it. On either failure the caller
+falls back to the passes on the real export.
 """
 
 from __future__ import annotations
