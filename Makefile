@@ -14,7 +14,7 @@ WORKERS ?=
 BASELINE ?=
 EXECUTOR ?= local
 
-.PHONY: setup convert verify zoo test test-fast sweep sweep-training ops-page bench bench-large docs check-install lint format clean
+.PHONY: setup convert verify zoo test test-fast sweep sweep-full sweep-training ops-page bench bench-large docs check-install lint format clean
 
 setup: $(STAMP)
 
@@ -79,11 +79,21 @@ test-fast: setup
 	$(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
 
 # docs/coverage.md: ONNX's backend node tests through the import stage, then one tiny TF function
-# per op, layer and mode through export, validate and import; at opsets 17 and 18. Each prints
-# `N passed, M failed` per stage and opset and exits 1 on a failure docs/coverage.md does not list.
+# per op, layer and mode through export, validate and import, then tf2onnx's own backend tests
+# (test_backend.py of the pinned tf2onnx's sdist, which pip downloads into ~/.cache/tf2torch) through
+# onnxruntime, the importer and the project's whole chain; at opsets 17 and 18. Each exits 1 on a
+# failure docs/coverage.md does not list. `make sweep` runs the deterministic eighth of tf2onnx's tests
+# that CI runs (SUITE_PART=1/8); `make sweep-full` runs all of them.
+SUITE_PART ?= 1/8
 sweep: setup
 	$(BIN)/python -m pipeline.coverage.import_sweep
 	$(BIN)/python -m pipeline.coverage.export_sweep
+	$(BIN)/python -m pipeline.coverage.tf2onnx_suite --part $(SUITE_PART)
+
+sweep-full: setup
+	$(BIN)/python -m pipeline.coverage.import_sweep
+	$(BIN)/python -m pipeline.coverage.export_sweep
+	$(BIN)/python -m pipeline.coverage.tf2onnx_suite
 
 # train.py against Keras's own lists (optimizers x options, losses, regularizers, schedules); fails on
 # a case docs/training.md does not list. CI runs it (tests/test_training_sweep.py, ~4 minutes).

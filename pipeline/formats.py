@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.errors import ModelFileError
 
-ZOO_PREFIXES = ("demo.", "family.", "keras.applications.", "keras_hub.")
+ZOO_PREFIXES = ("demo.", "family.", "tflite_app.", "keras.applications.", "keras_hub.")
 
 _EXTENSIONS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".pb": "frozen_graph", ".tflite": "tflite"}
 _MAGIC = {"keras": (0, b"PK"), "h5": (0, b"\x89HDF"), "tflite": (4, b"TFL3")}
@@ -24,7 +24,7 @@ def detect_format(model: str, declared: str = "auto") -> str:
     if not path.exists():
         raise ModelFileError(
             f"model not found: {model} (give a path to a .keras, .h5, .pb, .tflite file or a SavedModel "
-            f"directory, or a zoo id such as demo.cnn or keras.applications.MobileNetV2)"
+            f"directory, or a zoo id such as demo.cnn, tflite_app.face_landmarks or keras.applications.MobileNetV2)"
         )
     if path.is_dir():
         if (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file():

@@ -496,6 +496,73 @@ def _issue_training_models(keras, out: Path) -> None:
     scheduled.save(out / "train_schedule_decay_dropout.keras")
 
 
+class _WithConstantOutput(tf.Module):
+    """Issue 33: an output that does not depend on the inputs (tf.range of constants)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name="x")])
+    def serve(self, x):
+        return {"scaled": x * 2.0, "steps": tf.range(5, dtype=tf.float32)}
+
+
+def constant_outputs(out: Path) -> None:
+    """The same model with a constant output as a SavedModel, a frozen graph and a .tflite."""
+    module = _WithConstantOutput()
+    tf.saved_model.save(
+        module, str(out / "constant_output_savedmodel"), signatures={"serving_default": module.serve}
+    )
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, 3], name="x")
+        tf.identity(x * 2.0, name="scaled")
+        tf.identity(tf.range(5, dtype=tf.float32), name="steps")
+    (out / "constant_output.pb").write_bytes(graph.as_graph_def().SerializeToString())
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module
+    )
+    (out / "constant_output.tflite").write_bytes(converter.convert())
+
+
+def fixed_batch_app(out: Path) -> None:
+    """Issue 33: a .tflite as a landmark app ships it: a batch fixed at 1, PReLU (per channel and per
+    element), depthwise and strided convolutions, coordinates in pixel units."""
+    import keras
+
+    keras.utils.set_random_seed(6)
+    layers = keras.layers
+    image = keras.Input((32, 32, 3), batch_size=1)
+    h = layers.PReLU(shared_axes=[1, 2])(layers.Conv2D(8, 3, strides=2, padding="same")(image))
+    h = layers.PReLU(shared_axes=[1, 2])(
+        layers.Conv2D(8, 1)(layers.DepthwiseConv2D(3, padding="same")(h)) + h
+    )
+    h = layers.PReLU()(layers.Conv2D(16, 3, padding="same")(layers.MaxPooling2D(2)(h)))
+    coordinates = layers.Reshape((-1,))(layers.Conv2D(2, 8, padding="valid")(h))
+    score = layers.Dense(1, activation="sigmoid")(layers.Flatten()(h))
+    model = keras.Model(image, [coordinates * 32.0, score])
+    (out / "landmarks_batch1.tflite").write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+
+
+def sparse_tflite(out: Path) -> None:
+    """Issue 33: pruned weights that TFLite's converter stores sparse: a 1x1 convolution whose zeros
+    leave whole input channels of an output (CSR over the channels) and a Dense layer pruned in
+    blocks of 4 inputs (a block map), as EXPERIMENTAL_SPARSITY writes them."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    rng = np.random.default_rng(7)
+    model = keras.Sequential(
+        [keras.Input((6, 6, 16)), keras.layers.Conv2D(32, 1), keras.layers.Flatten(), keras.layers.Dense(8)]
+    )
+    conv, _, dense = model.layers
+    kernel, bias = conv.get_weights()  # (1, 1, 16, 32)
+    conv.set_weights([kernel * (rng.random((1, 1, 16, 32)) > 0.8), bias])
+    kernel, bias = dense.get_weights()  # (1152, 8)
+    blocks = kernel.reshape(-1, 4, 8) * (rng.random((kernel.shape[0] // 4, 1, 8)) > 0.8)
+    dense.set_weights([blocks.reshape(kernel.shape), bias])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    (out / "sparse_weights.tflite").write_bytes(converter.convert())
+
+
 BUILDERS = (
     keras_two_inputs,
     keras_dict_inputs,
@@ -512,6 +579,9 @@ BUILDERS = (
     branching,
     untrusted,
     compiled,
+    constant_outputs,
+    fixed_batch_app,
+    sparse_tflite,
 )
 
 if __name__ == "__main__":

@@ -1187,10 +1187,6 @@ KNOWN_FAILURES: dict[str, tuple[str, tuple[int, ...]]] = {
         "(opset 18 Resize has `antialias`: the next step)",
         (),
     ),
-    "tf.image.crop_and_resize": (
-        "tf2onnx writes a Loop of Resize whose Slice takes 0-d starts, which onnx2torch's Slice cannot read",
-        (),
-    ),
     "tf.bitwise.bitwise_and": (
         "ONNX has BitwiseAnd from opset 18; the export error says to set `opset: 18`",
         (17,),

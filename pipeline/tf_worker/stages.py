@@ -17,6 +17,7 @@ from pipeline.common import inputs, onnx_files
 from pipeline.config import ModelConfig
 from pipeline.errors import ConfigError, ConversionError, UnsupportedOpsError, UsageError, first_line
 from pipeline.tf_worker import compat, layout, marked_export, tf2onnx_handlers, tf_models
+from pipeline.tf_worker.tf2onnx_handlers import wrapping
 
 log = logging.getLogger("tf2torch.export")
 
@@ -125,15 +126,27 @@ def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
     if cfg.wants_marked_export and "weight_sample" in state:
         marked = _marked_export(cfg, model, out, state)
     proto = model.to_onnx(cfg.opset, nchw_inputs, nchw_outputs)
+    # nodes a project handler failed on, which tf2onnx's own handler converted (validate checks them)
+    fallbacks = list(wrapping.FALLBACKS)
     _finish(proto, model, state, cfg.opset)
     saved = onnx_files.save(proto, out / artifacts.ONNX_MODEL, cfg.external_data_threshold_mb)
     return {
         **saved,
+        **({"upstream_fallbacks": fallbacks, "warnings": _fallback_warnings(fallbacks)} if fallbacks else {}),
+        **({"sparse_weights_densified": model.densified} if getattr(model, "densified", 0) else {}),
         "opset": cfg.opset,
         "nodes": len(proto.graph.node),
         "op_types": dict(Counter(n.op_type for n in proto.graph.node)),
         **({"marked_export": marked} if marked else {}),
     }
+
+
+def _fallback_warnings(fallbacks: list[dict[str, str]]) -> list[str]:
+    return [
+        f"export: the project's {f['op']} handler failed on node '{f['node']}' ({f['reason']}); "
+        "tf2onnx's own handler converted it, which the validate stage checks"
+        for f in fallbacks
+    ]
 
 
 def _finish(proto: onnx.ModelProto, model, state: dict[str, Any], opset: int) -> None:
@@ -221,7 +234,9 @@ def order_graph_io(proto: onnx.ModelProto, input_names: list[str], output_names:
     graph = proto.graph
     initializers = {t.name for t in graph.initializer}
     for field, wanted in (("input", input_names), ("output", output_names)):
-        values = [v for v in getattr(graph, field) if v.name not in initializers]
+        # Older IRs list initializers among the inputs; an output may be an initializer itself (a
+        # graph whose output is a constant: tf.range of constants, a constant table lookup).
+        values = [v for v in getattr(graph, field) if field == "output" or v.name not in initializers]
         have = [v.name for v in values]
         if sorted(have) != sorted(wanted):
             raise ConversionError(

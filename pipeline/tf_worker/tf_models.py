@@ -540,6 +540,7 @@ def _tflite_signature_names(interpreter) -> dict[str, tuple[str, ...]]:
 class TFLiteModel:
     def __init__(self, path: Path):
         self.path = path
+        self.densified = 0  # sparse weight tensors made dense for tf2onnx (tflite_dense.py)
         _check_tflite_structure(path)
         try:
             self._interpreter = tf.lite.Interpreter(model_path=str(path))
@@ -574,7 +575,14 @@ class TFLiteModel:
 
         if nchw_inputs or nchw_outputs:
             raise UsageError("`layout: nchw` is not supported for TFLite models yet: use layout nhwc")
-        model_proto, _ = tf2onnx.convert.from_tflite(str(self.path), opset=opset)
+        from pipeline.tf_worker import contrib_ops, tflite_dense
+        from pipeline.tf_worker.tf2onnx_handlers import wrapping
+
+        wrapping.reset()
+        with tempfile.TemporaryDirectory(prefix="tf2torch-tflite-") as tmp:
+            path, self.densified = tflite_dense.densified(self.path, Path(tmp))
+            model_proto, _ = tf2onnx.convert.from_tflite(str(path), opset=opset)
+        contrib_ops.to_standard_ops(model_proto.graph, opset)
         return model_proto
 
     def frozen_graph(self):

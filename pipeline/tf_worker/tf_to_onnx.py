@@ -34,7 +34,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.common import tf_origins
-from pipeline.tf_worker import tf_idioms
+from pipeline.tf_worker import contrib_ops, tf_idioms
+from pipeline.tf_worker.tf2onnx_handlers import wrapping
 
 log = logging.getLogger("tf2torch.export")
 
@@ -247,12 +248,17 @@ def graph_def_to_onnx(
         if node.name in weights:
             _to_const(node, weights[node.name], empty=True)
     constant_values = _ConstantBytes(weights)
+    # A PlaceholderWithDefault the model takes as an input is one (fed); any other keeps its default
+    # (a training flag in a frozen graph). tf2onnx otherwise refuses one whose default is computed.
+    fed = {t.split(":")[0] for t in input_tensors}
+    with_default = [n.name for n in graph_def.node if n.op == "PlaceholderWithDefault"]
     with tf.Graph().as_default() as tf_graph:
         tf.import_graph_def(graph_def, name="")
 
     origins: dict[str, str] = {}  # ONNX node -> the TF op it was converted from (tf_origins.py)
 
     def build():
+        wrapping.reset()  # the nodes of this conversion a project handler failed on, from here
         with tf_graph.as_default(), tf_origins.recording() as recorded:
             graph = tfonnx.process_tf_graph(
                 tf_graph,
@@ -263,6 +269,8 @@ def graph_def_to_onnx(
                 tensors_to_rename=renames,
                 const_node_values=constant_values,
                 initialized_tables=initialized_tables,
+                ignore_default=[n for n in with_default if n in fed],
+                use_default=[n for n in with_default if n not in fed],
                 inputs_as_nchw=list(nchw[0]),
                 outputs_as_nchw=list(nchw[1]),
             )
@@ -287,6 +295,7 @@ def graph_def_to_onnx(
     weights.clear()  # the ONNX graph holds its own copy: one copy fewer while the ModelProto is built
     gc.collect()
     model = _model_proto(onnx_graph)
+    contrib_ops.to_standard_ops(model.graph, opset)
     tf_origins.attach(model, origins)
     return model
 

@@ -23,7 +23,7 @@ from pipeline import artifacts
 from pipeline.config import ModelConfig
 from pipeline.errors import ConversionError
 from pipeline.torch_worker.native.context import with_extra_row
-from pipeline.torch_worker.outputs import run_module, save_module_outputs, second_shape_inputs
+from pipeline.torch_worker.outputs import run_module, save_module_outputs, second_input_set
 
 _NO_NATIVE = "no native model: stage native was skipped"
 TRAIN_STEPS = 20
@@ -37,12 +37,16 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     input_names, output_names = state["input_names"], state["output_names"]
     feeds = artifacts.load_arrays(out / artifacts.INPUTS)
     first = [np.asarray(feeds[n][0], order="C") for n in input_names]
-    # An example batch of 1 would make torch.export specialise the batch to 1.
-    example = first if first[0].shape[0] > 1 else with_extra_row(first)
+    # A model whose batch TF fixes (a .tflite app's batch of 1) is exported and checked at that batch,
+    # on a second input set of the same shape.
+    second, batch_dynamic = second_input_set(out, input_names)
+    example = first
+    if batch_dynamic:
+        # An example batch of 1 would make torch.export specialise the batch to 1.
+        example = first if first[0].shape[0] > 1 else with_extra_row(first)
+        if second[0].shape[:1] == example[0].shape[:1]:  # the example's batch was raised from 1
+            second = with_extra_row(second)
     args = tuple(torch.from_numpy(a) for a in example)
-    second = second_shape_inputs(out, input_names) or example
-    if second[0].shape[:1] == example[0].shape[:1]:  # the example's batch was raised from 1
-        second = with_extra_row(second)
     dynamic = dynamic_dims(example, second)
     details: dict[str, Any] = {
         "dynamic_dims": {n: sorted(d) for n, d in zip(input_names, dynamic, strict=True)}
@@ -53,14 +57,30 @@ def torch_export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -
     artifacts.write_atomic(out / artifacts.EXPORTED_PROGRAM, lambda tmp: torch.export.save(program, str(tmp)))
     details["export_seconds"] = round(time.perf_counter() - started, 3)
     exported = torch.export.load(str(out / artifacts.EXPORTED_PROGRAM)).module()
-    got = run_module(exported, [torch.from_numpy(a) for a in second])[0]
-    details["dynamic_batch_checked"] = [int(args[0].shape[0]), int(got.shape[0])]
-    if got.shape[0] != second[0].shape[0]:
-        raise ConversionError(
-            f"model.pt2 returned batch {got.shape[0]} for an input batch of {second[0].shape[0]}"
-        )
+    second_args = [torch.from_numpy(a) for a in second]
+    try:
+        got = run_module(exported, second_args)
+    except Exception as exc:  # noqa: BLE001 - a guard torch.export put on a dimension, or worse
+        shapes = ", ".join(str(list(a.shape)) for a in second)
+        raise ConversionError(f"model.pt2 does not run at the second input shape {shapes}: {exc}") from None
+    _same_shapes(got, run_module(model, second_args), output_names)
+    if batch_dynamic:
+        details["dynamic_batch_checked"] = [int(args[0].shape[0]), int(second[0].shape[0])]
+    else:
+        details["fixed_batch"] = int(first[0].shape[0]) if first[0].ndim else None
     save_module_outputs(exported, "exported", out, input_names, output_names)
     return details
+
+
+def _same_shapes(exported: list[np.ndarray], native: list[np.ndarray], names: list[str]) -> None:
+    """model.pt2 must give each output the shape model.py gives it on the second input set (its
+    dynamic dimensions followed the inputs; an output that does not carry the batch keeps its own)."""
+    for name, got, want in zip(names, exported, native, strict=False):
+        if got.shape != want.shape:
+            raise ConversionError(
+                f"model.pt2 returned shape {list(got.shape)} for output '{name}' where model.py returns "
+                f"{list(want.shape)} (second input shape)"
+            )
 
 
 def _export(model: torch.nn.Module, args: tuple, dynamic: list[dict[int, Any]]):

@@ -23,9 +23,8 @@ from pipeline.torch_worker.native.context import (
     KerasDropout,
     PassContext,
     TFVariable,
-    with_extra_row,
 )
-from pipeline.torch_worker.outputs import save_module_outputs, second_shape_inputs
+from pipeline.torch_worker.outputs import save_module_outputs, second_input_set
 
 
 def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[str, Any]:
@@ -46,8 +45,7 @@ def native(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
             "onnx_vs_torch tolerance, so the native passes cannot be verified (see the import stage)"
         }
     tf_variables, tf_summary = _tf_variables(out)
-    first = [s.numpy() for s in samples[0]]
-    second = [torch.from_numpy(a) for a in second_shape_inputs(out, input_names) or with_extra_row(first)]
+    second = [torch.from_numpy(a) for a in second_input_set(out, input_names)[0]]
 
     def make_ctx(folder: Path) -> PassContext:
         variables, summary = _tf_variables(folder)

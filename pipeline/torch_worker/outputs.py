@@ -62,6 +62,19 @@ def _save_outputs(module, inputs_path: Path, outputs_path: Path, input_names, ou
     artifacts.save_arrays(outputs_path, run_samples(run, feeds, output_names))
 
 
+def second_input_set(out: Path, input_names: list[str]) -> tuple[list[np.ndarray], bool]:
+    """The inputs later stages check dynamic dimensions on, and whether the batch is one of them: the
+    load stage's second-shape sample, or, where TF fixes every dimension (a .tflite app's batch of 1)
+    or runs at no other shape, the last sample of inputs.npz: a second input set, not a second size."""
+    second = second_shape_inputs(out, input_names)
+    feeds = artifacts.load_arrays(out / artifacts.INPUTS)
+    first = [np.asarray(feeds[n][0], order="C") for n in input_names]
+    if second is None:
+        return [np.asarray(feeds[n][-1], order="C") for n in input_names], False
+    batch_dynamic = any(a.ndim and b.shape[0] != a.shape[0] for a, b in zip(first, second, strict=True))
+    return second, batch_dynamic
+
+
 def second_shape_inputs(out: Path, input_names: list[str]) -> list[np.ndarray] | None:
     """The second-shape sample (every unknown dimension at another value) when the model has one."""
     path = out / artifacts.INPUTS_SECOND_SHAPE

@@ -1,5 +1,6 @@
-"""Extra tf2onnx handlers for TF ops tf2onnx 1.17 leaves unconverted, registered through its own
-`tf_op` decorator. `register()` imports them; importing twice is a no-op."""
+"""Extra tf2onnx handlers for TF ops tf2onnx 1.17 leaves unconverted or gets wrong, registered through
+its own `tf_op` decorator. `register()` imports them (once); a handler that replaces one of tf2onnx's
+falls back to it when it fails (wrapping.fall_back_to)."""
 
 _MODULES = (
     "pipeline.tf_worker.tf2onnx_handlers.erfc",
@@ -12,8 +13,21 @@ _MODULES = (
 )
 
 
+_registered = False
+
+
 def register() -> None:
+    global _registered
+    if _registered:
+        return
     import importlib
 
+    import tf2onnx.onnx_opset  # noqa: F401 - tf2onnx's own handlers, before any of these
+
+    from pipeline.tf_worker.tf2onnx_handlers import wrapping
+
+    before = wrapping.snapshot()
     for name in _MODULES:
         importlib.import_module(name)
+    wrapping.fall_back_to(before)
+    _registered = True

@@ -33,6 +33,7 @@ _MODULES = (
     "pipeline.torch_worker.converters.refused_modes",
     "pipeline.torch_worker.converters.dft",
     "pipeline.torch_worker.converters.integer_sums",
+    "pipeline.torch_worker.converters.sequences",
 )
 
 

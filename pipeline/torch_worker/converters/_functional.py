@@ -47,14 +47,14 @@ def result(function: Callable, node: OnnxNode) -> OperationConverterResult:
     omitted = {parameters[i]: None for i, name in enumerate(names) if not name and i < len(parameters)}
     omitted.update({p: None for p in parameters[len(names) :] if p not in omitted})
     module = fx.symbolic_trace(function, concrete_args=omitted or None)
-    _drop_none_checks(module)
+    drop_none_checks(module)
     # an omitted input in the middle stays in the mapping: onnx2torch then passes the later ones by name
     return OperationConverterResult(
         torch_module=module, onnx_mapping=OnnxMapping(inputs=tuple(names), outputs=node.output_values)
     )
 
 
-def _drop_none_checks(module: fx.GraphModule) -> None:
+def drop_none_checks(module: fx.GraphModule) -> None:
     """fx guards each argument traced as None with `_assert_is_none`; a module whose code calls it
     cannot be loaded back from model.pt (torch.load re-traces the code and fails on it)."""
     for node in list(module.graph.nodes):

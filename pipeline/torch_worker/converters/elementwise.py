@@ -117,3 +117,16 @@ register("Selu", [6], _selu, replace=True)
 register("IsInf", [10], _is_inf, replace=True)
 register("Det", [11], _det)
 register("LpNormalization", [1], _lp_normalization)
+
+
+def _prelu(node, graph):
+    # onnx2torch's OnnxPReLU picks its code by comparing the slope's shape with the input's, which
+    # fx cannot trace (the input's shape is symbolic): model.py had no form for TFLite's PReLU. ONNX
+    # broadcasts the slope to the input one way, as this product does.
+    def prelu(x, slope):
+        return torch.where(x < 0, x * slope, x)
+
+    return prelu
+
+
+register("PRelu", [7, 9, 16], _prelu, replace=True)

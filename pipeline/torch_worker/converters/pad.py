@@ -5,13 +5,16 @@ functional.pad, which pads only the last one to three dimensions of a 3-D to 5-D
 constant: functional.pad (negative pads crop). reflect, edge, wrap: each padded axis is gathered
 with an index computed from the axis length, which works for any rank and any axis; tf2onnx writes
 reflect for `tf.pad(mode='REFLECT')` and builds SYMMETRIC from it. The pads (and axes) must be
-constants of the graph for this; pads computed at run time (tf2onnx writes them for shapes it does
-not know) go to onnx2torch's opset 13 converter, an opset 18 node rewritten into that form.
+constants of the graph for this. Pads computed at run time (tf2onnx writes them for shapes it does not
+know): reflect, edge and wrap gather by the same index, computed as the graph runs; constant mode goes
+to onnx2torch's opset 13 converter (an opset 18 node rewritten into that form), with the fill value
+handed over as the number functional.pad takes.
 """
 
 from __future__ import annotations
 
 import torch
+from onnx2torch.utils.common import OperationConverterResult
 from torch.nn import functional
 
 from pipeline.torch_worker.converters._functional import (
@@ -19,9 +22,12 @@ from pipeline.torch_worker.converters._functional import (
     constant,
     register,
     register_module,
+    registered,
+    result,
     static_shape,
 )
-from pipeline.torch_worker.converters._opset13 import opset13_converter, rewritten
+from pipeline.torch_worker.converters._leaf import behind
+from pipeline.torch_worker.converters._opset13 import rewritten
 from pipeline.torch_worker.converters.refusal import NotConvertible
 
 
@@ -84,12 +90,54 @@ def _convert(node, graph):
     return _pad_function(mode, begins, ends)
 
 
-def _as_opset13(node, graph):
+# onnx2torch's own converter, before this module replaces it: pads computed at run time
+_ONNX2TORCH_PAD = registered("Pad", 13)
+
+
+def _at_run_time(node, graph):
     names = list(node.input_values)
     if len(names) > 3 and names[3]:
         raise NotConvertible(f"Pad node '{node.name}': an `axes` input with pads computed at run time")
-    return opset13_converter("Pad")(rewritten(node, names[:3], set()), graph)
+    mode = node.attributes.get("mode", "constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        return result(_indexed_at_run_time(node, graph, mode), node)
+    converted = _ONNX2TORCH_PAD(rewritten(node, names[:3], set()), graph)
+    if len(names) > 2 and names[2]:
+        # onnx2torch hands the constant_value tensor to functional.pad, which takes a number only
+        return OperationConverterResult(_scalar_fill(converted.torch_module), converted.onnx_mapping)
+    return converted
 
 
-register_module("Pad", [18], _as_opset13)
+def _indexed_at_run_time(node, graph, mode: str):
+    """reflect, edge and wrap with pads known at run time, at any rank (functional.pad pads only the
+    last dimensions in these modes): each axis gathered at arange(-before, length + after), mapped
+    into the axis; negative pads crop by the same formula."""
+    shape = static_shape(node.input_values[0], graph)
+    pads_shape = static_shape(node.input_values[1], graph)
+    if shape is not None:
+        rank = len(shape)
+    elif pads_shape and pads_shape[0] is not None:
+        rank = pads_shape[0] // 2
+    else:
+        raise NotConvertible(f"Pad node '{node.name}': {mode} pads at run time on an input of unknown rank")
+
+    def indexed_pad(x, pads, value=None):
+        for axis in range(rank):
+            index = _axis_index(x.shape[axis], pads[axis], pads[axis + rank], mode, x.device)
+            x = x.index_select(axis, index)
+        return x
+
+    return indexed_pad
+
+
+def _fill_as_number(x, pads, value):
+    return x, pads, value.reshape(()).item()
+
+
+def _scalar_fill(pad: torch.nn.Module) -> torch.fx.GraphModule:
+    return behind(pad, _fill_as_number, 3)
+
+
+register_module("Pad", [11, 13, 18], _at_run_time, replace=True)
 register("Pad", [11, 13, 18], _convert, replace=True)

@@ -7,8 +7,8 @@ follow `mode` (nearest: one tap by `nearest_mode`; linear: 2 taps; cubic: 4 taps
 `cubic_coeff_a`; with `antialias` the linear and cubic filters widen by 1/scale when shrinking), taps
 past the edge repeat the edge element (or get weight 0 and the rest renormalised, `exclude_outside`),
 and `tf_crop_and_resize` positions outside the input take `extrapolation_value`. The tap indices and
-weights are computed here once; the traced function gathers and sums. Nodes whose lengths are known
-only at run time keep onnx2torch's converter (and the opset 18 rewrite in resize_opset18.py).
+weights are computed here once; the traced function gathers and sums. Nodes whose lengths, sizes or
+scales are known only at run time compute the same in torch as they run (_resize_runtime.py).
 
 Where torch's own `functional.interpolate` computes the same (nearest or linear over all spatial axes
 of an NCHW tensor, in the coordinate modes it shares with ONNX), it is used instead: faster, and what
@@ -25,6 +25,7 @@ import torch
 from torch.nn import functional
 
 from pipeline.torch_worker.converters._functional import RuntimeValue, constant, register, static_shape
+from pipeline.torch_worker.converters._resize_runtime import run_time_form
 from pipeline.torch_worker.converters.refusal import NotConvertible
 
 
@@ -34,7 +35,11 @@ def _text(value, default: str) -> str:
 
 
 def _source_coordinates(mode: str, out: int, length: int, scale: float, roi: tuple[float, float]):
-    y = np.arange(out, dtype=np.float64)
+    # In float32, as onnxruntime computes them: a scale of 0.1 (a float32 constant) maps output 3 to
+    # exactly 30 there, and to 29.99999955 in float64, which floors to another pixel.
+    f = np.float32
+    y = np.arange(out, dtype=f)
+    scale, length, roi = f(scale), f(length), (f(roi[0]), f(roi[1]))
     resized = scale * length
     if mode == "align_corners":
         return np.zeros(out) if resized == 1 else y * (length - 1) / (resized - 1)
@@ -93,6 +98,7 @@ def _weights(mode: str, settings: dict, ratio: float, scale: float) -> np.ndarra
 def axis_taps(mode: str, settings: dict, length: int, out: int, scale: float, roi):
     """Per output position: tap indices [out, n], weights [out, n], and whether it is extrapolated."""
     x = _source_coordinates(settings["coordinate_transformation_mode"], out, length, scale, roi)
+    x = x.astype(np.float64)
     floor = np.floor(x)
     ratios = np.where(x == floor, 1.0, x - floor)  # an exact integer counts as the right end of [x-1, x]
     base = floor - np.where(x == floor, 1, 0)
@@ -189,8 +195,15 @@ def _resize(node, graph):
     if mode not in ("nearest", "linear", "cubic"):
         raise NotConvertible(f"Resize node '{node.name}': mode {mode!r} is not in the ONNX spec")
     rank = len(static_shape(node.input_values[0], graph) or [])
+    try:
+        plan = _plan(node, graph, settings)
+    except RuntimeValue:
+        run_time = run_time_form(node, graph, settings)
+        if run_time is None:
+            raise  # onnx2torch's converter
+        return run_time
     steps = []
-    for axis, length, out, scale, roi in _plan(node, graph, settings):
+    for axis, length, out, scale, roi in plan:
         taps, weights, outside = axis_taps(mode, settings, length, out, scale, roi)
         if mode == "nearest":
             chosen = taps[np.arange(out), weights.argmax(axis=1)]

@@ -1,21 +1,29 @@
 """Tensor ops onnx2torch 1.5.15 lacks or gets wrong in some attribute mode, each written to the ONNX
 spec as a traced function: CumSum (exclusive, reverse, the input's dtype), TopK (ties keep the lower
 index first), NonZero ([rank, count]), OneHot, Compress, SpaceToDepth, DepthToSpace (DCR and CRD),
-Flatten (any axis), Clip (either bound omitted or computed), Range and Shape (dtype, start > end),
-Pow (integer base), Reshape (allowzero), GatherElements (negative indices), Dropout (inference)."""
+Flatten (any axis), Clip (either bound omitted or computed), Range (empty where the step points
+away from the limit), Slice (0-d starts computed at run time), Shape (dtype, start > end),
+Pow (integer base), Reshape (allowzero), GatherElements (negative indices), Dropout (inference),
+MatMulInteger (int32, zero points per row and column)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
-from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
+from onnx2torch.node_converters.range import OnnxRange
+from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, onnx_mapping_from_node
 
 from pipeline.torch_worker.converters._functional import (
     RuntimeValue,
     constant,
+    present_inputs,
     register,
     register_module,
     registered,
+    result,
 )
+from pipeline.torch_worker.converters._leaf import behind
 from pipeline.torch_worker.converters.refusal import NotConvertible
 
 
@@ -144,13 +152,52 @@ def _clip(node, graph):
 
 
 def _range(node, graph):
-    start, limit, delta = (constant(node, graph, i) for i in range(3))
-    values = torch.arange(start.item(), limit.item(), delta.item(), dtype=start.dtype)
+    # ONNX's Range is empty where the step points away from the limit (a matrix band with no
+    # diagonal above the main one); torch.arange raises there.
+    try:
+        start, limit, delta = (constant(node, graph, i) for i in range(3))
+    except RuntimeValue:
+        return OperationConverterResult(
+            torch_module=_run_time_range(), onnx_mapping=onnx_mapping_from_node(node)
+        )
+    count = max(math.ceil((limit.item() - start.item()) / delta.item()), 0)
+    values = start + torch.arange(count, dtype=start.dtype) * delta
 
     def range_(start, limit, delta):
         return values.clone()
 
-    return range_
+    return result(range_, node)
+
+
+def _empty_when_behind(start, limit, delta):
+    # a limit behind the start (for this step's sign) becomes the start: an empty range
+    ahead = (limit - start) * delta > 0
+    return start, torch.where(ahead, limit, start), delta
+
+
+def _run_time_range():
+    """onnx2torch's OnnxRange (it reads the bounds with .item(), which fx cannot trace) behind the
+    empty-range guard."""
+    return behind(OnnxRange(), _empty_when_behind, 3)
+
+
+def _slice(node, graph):
+    """Slice with starts or ends computed at run time may get them 0-d (tf2onnx's crop_and_resize
+    Loop slices at its iteration counter); onnxruntime takes that, onnx2torch's Slice calls len() on
+    them. Constant ones keep onnx2torch's converter as it is."""
+    names = present_inputs(node)
+    try:
+        for index in range(1, len(names)):
+            constant(node, graph, index)
+    except RuntimeValue:
+        inner = _ONNX2TORCH_SLICE(node, graph)
+        module = behind(inner.torch_module, _index_inputs_1d, len(names))
+        return OperationConverterResult(module, OnnxMapping(inputs=tuple(names), outputs=node.output_values))
+    return _ONNX2TORCH_SLICE(node, graph)
+
+
+def _index_inputs_1d(x, *index):
+    return (x, *(i.reshape(-1) for i in index))
 
 
 def _shape(node, graph):
@@ -201,6 +248,21 @@ def _gather_elements(node, graph):
     return gather_elements
 
 
+def _matmul_integer(node, graph):
+    # (A - a_zero_point) @ (B - b_zero_point) in int32, as ONNX defines it; A's zero point is per row
+    # (or one for all), B's per column
+    def matmul_integer(a, b, a_zero_point=None, b_zero_point=None):
+        a = a.to(torch.int32)
+        b = b.to(torch.int32)
+        if a_zero_point is not None:
+            a = a - a_zero_point.to(torch.int32).reshape(-1, 1)
+        if b_zero_point is not None:
+            b = b - b_zero_point.to(torch.int32).reshape(-1)
+        return torch.matmul(a, b)
+
+    return matmul_integer
+
+
 def _dropout(node, graph):
     try:
         training = constant(node, graph, 2)
@@ -233,13 +295,16 @@ register("SpaceToDepth", [1, 13], _space_to_depth)
 register("DepthToSpace", [11, 13], _depth_to_space, replace=True)
 register("Flatten", [1, 9, 11, 13], _flatten, replace=True)
 register("Clip", [11, 12, 13], _clip, replace=True)
-register("Range", [11], _range, replace=True)
+register_module("Range", [11], _range, replace=True)
+_ONNX2TORCH_SLICE = registered("Slice", 13)
+register_module("Slice", [10, 11, 13], _slice, replace=True)
 register("Shape", [1, 13, 15], _shape, replace=True)
 register("Size", [1, 13], _size)
 register("Pow", [12, 13, 15], _pow, replace=True)
 register("Reshape", [14], _reshape, replace=True)
 register("GatherElements", [11, 13], _gather_elements, replace=True)
 register("Dropout", [12, 13], _dropout, replace=True)
+register("MatMulInteger", [10], _matmul_integer)
 
 
 class SequenceIdentity(torch.nn.Module):

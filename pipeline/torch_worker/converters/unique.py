@@ -16,10 +16,11 @@ from pipeline.torch_worker.converters._functional import register_module
 class OnnxUnique(nn.Module):
     """Not traceable by fx (its output sizes depend on the data), so model.pt needs this package."""
 
-    def __init__(self, axis: int | None, sorted_: bool):
+    def __init__(self, axis: int | None, sorted_: bool, outputs: int = 4):
         super().__init__()
         self.axis = axis
         self.sorted = sorted_
+        self.outputs = outputs  # a node that declares only the values gets a tensor, not a tuple
 
     def forward(self, x):
         data = x.reshape(-1) if self.axis is None else x
@@ -35,12 +36,15 @@ class OnnxUnique(nn.Module):
             rank = torch.empty_like(order).scatter_(0, order, torch.arange(order.numel(), device=x.device))
             values = torch.index_select(values, dim, order)
             first, counts, inverse = first[order], counts[order], rank[inverse]
-        return values, first, inverse, counts
+        if self.outputs == 1:
+            return values
+        return (values, first, inverse, counts)[: self.outputs]
 
 
 def _convert(node: OnnxNode, graph: OnnxGraph) -> OperationConverterResult:
     axis = node.attributes.get("axis")
-    module = OnnxUnique(None if axis is None else int(axis), bool(node.attributes.get("sorted", 1)))
+    outputs = len(node.output_values)
+    module = OnnxUnique(None if axis is None else int(axis), bool(node.attributes.get("sorted", 1)), outputs)
     return OperationConverterResult(torch_module=module, onnx_mapping=onnx_mapping_from_node(node))
 
 
