@@ -45,7 +45,8 @@ def test_sweep_passes_the_target_share(outcomes, opset):
 
 
 def test_every_test_that_does_not_pass_is_listed_in_the_coverage_page(outcomes):
-    text = COVERAGE_PAGE.read_text(encoding="utf-8")
+    # the import sweep's section only: the tf2onnx-suite table further down names tests too
+    text = COVERAGE_PAGE.read_text(encoding="utf-8").split("### The export sweep")[0]
     listed = set(re.findall(r"^\| `(test_[a-z0-9_]+)` \|", text, flags=re.MULTILINE))
     missing = sorted({o.name for o in outcomes if o.status in ("failed", "refused")} - listed)
     assert not missing, (

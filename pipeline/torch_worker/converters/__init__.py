@@ -34,6 +34,7 @@ _MODULES = (
     "pipeline.torch_worker.converters.dft",
     "pipeline.torch_worker.converters.integer_sums",
     "pipeline.torch_worker.converters.sequences",
+    "pipeline.torch_worker.converters.non_max_suppression",
 )
 
 
