@@ -68,9 +68,12 @@ def known_ids() -> list[str]:
     import keras
 
     from pipeline.tf_worker.families import BUILDERS
+    from pipeline.tf_worker.tflite_apps import BUILDERS as TFLITE_APPS
 
     apps = [f"keras.applications.{n}" for n in dir(keras.applications) if n[:1].isupper()]
-    return sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(apps) + kerashub.known_ids()
+    return (
+        sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(TFLITE_APPS) + sorted(apps) + kerashub.known_ids()
+    )
 
 
 def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0, redraw: bool = True):
@@ -78,9 +81,10 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
     import keras
 
     from pipeline.tf_worker.families import BUILDERS as FAMILY_BUILDERS
+    from pipeline.tf_worker.tflite_apps import BUILDERS as TFLITE_APPS
 
     keras.utils.set_random_seed(seed)
-    fixed = {**_DEMO_BUILDERS, **FAMILY_BUILDERS}
+    fixed = {**_DEMO_BUILDERS, **FAMILY_BUILDERS, **TFLITE_APPS}
     if model_id in fixed:
         model = fixed[model_id](keras)
     elif kerashub.is_kerashub_id(model_id):

@@ -6,8 +6,6 @@ takes the keras module and returns an uncompiled model with named inputs.
 
 from __future__ import annotations
 
-from pipeline.tf_worker import tflite_apps
-
 
 def _mlp(keras):
     return keras.Sequential(
@@ -360,6 +358,4 @@ BUILDERS = {
     "family.dynamic_range_tflite": _dynamic_range_tflite,
     "family.int8_tflite": _int8_tflite,
     "family.signature_named_tflite": _signature_named_tflite,
-    # app-shaped .tflite files (configs/zoos/tflite-apps.yaml)
-    **tflite_apps.BUILDERS,
 }
