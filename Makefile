@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 KERAS_HUB := keras-hub==0.32.0 tokenizers==0.23.3
+KECAM     := keras-cv-attention-models==1.4.3
 
 MODEL  ?=
 CONFIG ?=
@@ -22,12 +23,14 @@ setup: $(STAMP)
 # `tensorflow` wheel, which would be installed beside tensorflow-cpu and provides the same modules.
 # keras-hub (the keras_hub.* zoo ids, configs/zoos/kerashub.yaml) likewise: it requires
 # tensorflow-text, which requires the full `tensorflow`; its backbones need neither that nor Kaggle.
+# keras-cv-attention-models (the kecam.* zoo ids, a third-party Keras 2 model library) likewise.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray,kerashub,docs]'
+	$(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,ray,kerashub,kecam,docs]'
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps tf-keras==2.21.0
 	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(KERAS_HUB)
+	$(BIN)/python -m pip install --quiet --no-cache-dir --no-deps $(KECAM)
 	touch $(STAMP)
 
 # make convert                      -> the three demo models of the porting guide
@@ -55,7 +58,7 @@ zoo: setup
 # against scripts/bench/minimal_convert.py (four stages and the whole conversion), inference latency
 # (onnx2torch, native, torch.compile, onnxruntime, TF), model.py against torchvision's ResNet50 and
 # MobileNetV2 (1 thread), batch wall time. Writes scripts/bench/results/<UTC time>.json and .md.
-# make bench [PARTS=stages,overhead,latency,torchvision,keras_torch,batch] [MODELS=cnn,resnet50] [REPEATS=3]
+# make bench [PARTS=stages,overhead,latency,torchvision,keras_torch,export_memory,batch] [MODELS=cnn,resnet50] [REPEATS=3]
 PARTS   ?=
 MODELS  ?=
 REPEATS ?=

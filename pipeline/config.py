@@ -24,6 +24,11 @@ LOCALIZE_MODES = ("auto", "always", "never")
 MAX_OPSET = 18
 
 
+# Config keys that name the user's own Python files (relative to the config file; hashed into the
+# cache fingerprint; bounded to a zoo's base directory).
+USER_CODE_KEYS = ("converters", "custom_objects", "tflite_custom_ops")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -240,6 +245,16 @@ class ModelConfig(_Strict):
     custom_objects: list[str] = Field(
         default=[], description="Python files defining the Keras model's custom layer classes."
     )
+    tf_onednn: bool = Field(
+        default=True,
+        description="TensorFlow's oneDNN CPU kernels for the reference outputs; false runs TF's own "
+        "kernels (oneDNN refuses some shapes, such as a Softmax over more than 5 dimensions).",
+    )
+    tflite_custom_ops: list[str] = Field(
+        default=[],
+        description="Python files giving a .tflite's custom ops (an app runtime's own kernels) as builtin "
+        "TFLite ops (pipeline/tflite_custom_ops.py).",
+    )
     layout: Literal["nhwc", "nchw"] = Field(
         default="nhwc",
         description="`nchw`: image inputs and outputs (4-D) in PyTorch's channel order, in the ONNX and "
@@ -442,7 +457,7 @@ def file_layer(path: Path, data: dict[str, Any], name: str | None = None) -> Lay
         missing = not Path(model).exists() and not is_zoo_id(model)
         if candidate.exists() or missing:
             data = {**data, "model": str(candidate)}
-    for key in ("converters", "custom_objects"):
+    for key in USER_CODE_KEYS:
         files = data.get(key)
         if isinstance(files, list):
             data = {

@@ -15,7 +15,7 @@ from functools import cache
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.config import ModelConfig
+from pipeline.config import USER_CODE_KEYS, ModelConfig
 
 # Everything whose version can change a conversion result.
 FRAMEWORK_PACKAGES = (
@@ -41,7 +41,7 @@ def fingerprint(cfg: ModelConfig) -> str:
         "versions": framework_versions(),
         "code": code_digest(),
         # The user's own Python files change a result as much as ours do.
-        "user_code": [model_digest(f) for f in (*cfg.converters, *cfg.custom_objects)],
+        "user_code": [model_digest(f) for key in USER_CODE_KEYS for f in getattr(cfg, key)],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 

@@ -6,7 +6,11 @@ from pathlib import Path
 
 from pipeline.errors import ModelFileError
 
-ZOO_PREFIXES = ("demo.", "family.", "tflite_app.", "keras.applications.", "keras_hub.")
+ZOO_PREFIXES = ("demo.", "family.", "tflite_app.", "keras.applications.", "keras_hub.", "kecam.")
+
+# Zoo ids whose models come from a Keras 2 (tf_keras) library: `tf.keras` must be tf_keras in the
+# worker that builds them (pipeline/tf_worker/kecam.py).
+KERAS2_ZOO_PREFIXES = ("kecam.",)
 
 _EXTENSIONS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".pb": "frozen_graph", ".tflite": "tflite"}
 _MAGIC = {"keras": (0, b"PK"), "h5": (0, b"\x89HDF"), "tflite": (4, b"TFL3")}
@@ -14,6 +18,14 @@ _MAGIC = {"keras": (0, b"PK"), "h5": (0, b"\x89HDF"), "tflite": (4, b"TFL3")}
 
 def is_zoo_id(model: str) -> bool:
     return model.startswith(ZOO_PREFIXES) and not Path(model).exists()
+
+
+def needs_keras2(fmt: str, model: str) -> bool:
+    """Whether the TF worker must run with `tf.keras` bound to tf_keras (Keras 2): legacy .h5 files,
+    whose custom layers (the user's `custom_objects` files, a library's registered layers) are
+    written against `tf.keras`, and zoo ids built by a Keras 2 library. TensorFlow binds `tf.keras`
+    once per process, on first use, from TF_USE_LEGACY_KERAS: such models get a worker of their own."""
+    return fmt == "h5" or (fmt == "zoo" and model.startswith(KERAS2_ZOO_PREFIXES))
 
 
 def detect_format(model: str, declared: str = "auto") -> str:

@@ -81,6 +81,8 @@ class StageRecord:
     # A ConfigError: the config contradicts the model (or names a file that is not usable). The run is
     # refused with exit 2 and nothing published; such a record never reaches a report.
     config_error: bool = False
+    # The worker's resident memory (MB) when the stage began and its peak during the stage.
+    memory_mb: dict[str, float | None] | None = None
 
     @classmethod
     def skipped(cls, name: str, reason: str) -> StageRecord:
@@ -99,6 +101,7 @@ class StageRecord:
             record.get("reason"),
             record.get("exit_code"),
             bool(record.get("worker_failure", False)),
+            memory_mb=record.get("memory_mb"),
         )
 
     def fail(self, status: Status, exit_code: int, error: str) -> None:
@@ -119,6 +122,8 @@ class StageRecord:
             record["exit_code"] = self.exit_code
         if self.worker_failure:
             record["worker_failure"] = True
+        if self.memory_mb is not None:
+            record["memory_mb"] = self.memory_mb
         return record
 
 

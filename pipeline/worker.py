@@ -34,10 +34,23 @@ def emit(**event) -> None:
 # once, so torch's imports (about 5 s) overlap TensorFlow's work instead of following it.
 PRELOAD = {"tf": ("tensorflow", "tf2onnx"), "torch": ("torch", "onnx2torch", "onnxruntime")}
 
+# Settings TensorFlow reads once per process, before its first use: a worker's name carries them
+# after its group (`tf+keras2+no-onednn`), and models that need one get a worker of their own.
+# keras2: `tf.keras` is tf_keras (legacy .h5, Keras 2 libraries); no-onednn: TF's own CPU kernels.
+WORKER_SETTINGS = {"keras2": ("TF_USE_LEGACY_KERAS", "1"), "no-onednn": ("TF_ENABLE_ONEDNN_OPTS", "0")}
+
+
+def worker_name(group: str, settings: list[str]) -> str:
+    return "+".join([group, *settings])
+
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    for name in PRELOAD.get(argv[0] if argv else "", ()):
+    group, *settings = (argv[0] if argv else "").split("+")
+    for setting in settings:
+        variable, value = WORKER_SETTINGS[setting]
+        os.environ[variable] = value
+    for name in PRELOAD.get(group, ()):
         with contextlib.suppress(Exception):  # a broken install is reported by the job that needs it
             importlib.import_module(name)
     for line in sys.stdin:
@@ -47,21 +60,35 @@ def main(argv: list[str]) -> int:
         job = json.loads(Path(job_path).read_text())
         _reset_peak_memory()
         with _stderr_to(job["log_path"]), _profiled(job):
-            run_job(job)
+            stage_peak = run_job(job)
             _forget_models()
-        emit(event="job_end", peak_rss_mb=_memory_mb("VmHWM"), rss_mb=_memory_mb("VmRSS"))
+        # Each stage resets the high-water mark for its own figure: the job's is the largest of them.
+        peaks = [p for p in (stage_peak, _memory_mb("VmHWM")) if p is not None]
+        emit(event="job_end", peak_rss_mb=max(peaks, default=None), rss_mb=_memory_mb("VmRSS"))
     return 0
 
 
-def run_job(job: dict) -> None:
+def run_job(job: dict) -> float | None:
+    """Run the job's stages; the largest peak memory (MB) of a stage."""
     from pipeline.config import ModelConfig
     from pipeline.errors import CANNOT_WRITE_ERRNOS, ConfigError, PipelineError, first_line
 
     cfg = ModelConfig.model_validate(job["config"])
     out = Path(job["out_dir"])
     state: dict = {}
+    peaks: list[float] = []
+
+    def memory() -> dict[str, float | None]:
+        # what the stage added on top of what the worker held when it began (report: memory_mb)
+        peak = _memory_mb("VmHWM")
+        if peak is not None:
+            peaks.append(peak)
+        return {"start_rss": start_rss, "peak_rss": peak}
+
     for stage in job["stages"]:
         emit(stage=stage, event="start")
+        start_rss = _memory_mb("VmRSS")
+        _reset_peak_memory()
         started = time.perf_counter()
         try:
             # Imported on demand: the torch worker never imports a TensorFlow module, nor the reverse.
@@ -78,8 +105,9 @@ def run_job(job: dict) -> None:
                 details=exc.details if exc.details is not None else getattr(exc, "ops", None),
                 # A config that contradicts the model: the run is refused, not reported (runner.py).
                 config_error=isinstance(exc, ConfigError),
+                memory_mb=memory(),
             )
-            return
+            return max(peaks, default=None)
         except Exception as exc:
             if isinstance(exc, OSError) and exc.errno in CANNOT_WRITE_ERRNOS:
                 # A full disk or a read-only file system: the user's to fix, as a bad --out is.
@@ -91,8 +119,9 @@ def run_job(job: dict) -> None:
                     "(free space or choose another --out)",
                     exit_code=2,
                     details=None,
+                    memory_mb=memory(),
                 )
-                return
+                return max(peaks, default=None)
             # A library failed on a valid model: report it in one line, keep the traceback in the log.
             traceback.print_exc()
             emit(
@@ -103,9 +132,17 @@ def run_job(job: dict) -> None:
                 exit_code=3,
                 details=None,
                 traceback=True,
+                memory_mb=memory(),
             )
-            return
-        emit(stage=stage, event="done", seconds=time.perf_counter() - started, details=details)
+            return max(peaks, default=None)
+        emit(
+            stage=stage,
+            event="done",
+            seconds=time.perf_counter() - started,
+            details=details,
+            memory_mb=memory(),
+        )
+    return max(peaks, default=None)
 
 
 @contextlib.contextmanager

@@ -563,6 +563,109 @@ def sparse_tflite(out: Path) -> None:
     (out / "sparse_weights.tflite").write_bytes(converter.convert())
 
 
+def keras2_custom_layer_h5(out: Path) -> None:
+    """A Keras 2 .h5 with a custom layer, whose code (tests/test_keras2_h5.py) is written against
+    `tf.keras` as Keras 2 users write it."""
+    import tf_keras
+
+    class Scale(tf_keras.layers.Layer):
+        def __init__(self, factor=1.0, **kwargs):
+            super().__init__(**kwargs)
+            self.factor = factor
+
+        def build(self, shape):
+            self.w = self.add_weight(name="w", shape=(shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.w * self.factor
+
+        def get_config(self):
+            return {**super().get_config(), "factor": self.factor}
+
+    tf_keras.utils.set_random_seed(8)
+    model = tf_keras.Sequential(
+        [tf_keras.layers.Dense(6, input_shape=(4,)), Scale(2.5, name="scale"), tf_keras.layers.Dense(3)]
+    )
+    model.get_layer("scale").w.assign(np.random.default_rng(8).uniform(0.5, 1.5, 6).astype(np.float32))
+    model.save(out / "custom_layer.h5")
+
+
+class _Patches(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 11, 9, 8], tf.float32, name="x")])
+    def serve(self, x):
+        return {
+            "same": tf.image.extract_patches(x, [1, 3, 2, 1], [1, 2, 3, 1], [1, 2, 1, 1], "SAME"),
+            "valid": tf.image.extract_patches(x, [1, 3, 3, 1], [1, 1, 1, 1], [1, 2, 2, 1], "VALID"),
+        }
+
+
+def patches_savedmodel(out: Path) -> None:
+    """tf.image.extract_patches (neighbourhood attention's windows): SAME with strides and rates, and
+    VALID 3x3 with rates (9 window positions), on 8 channels."""
+    module = _Patches()
+    tf.saved_model.save(module, str(out / "patches_savedmodel"), signatures={"serving_default": module.serve})
+
+
+class _LongerTransposedConv(tf.Module):
+    def __init__(self):
+        rng = np.random.default_rng(9)
+        self.kernel = tf.constant(rng.standard_normal((3, 3, 5, 4)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 6, 6, 4], tf.float32, name="x")])
+    def serve(self, x):
+        batch = tf.shape(x)[0]
+        # full length: (6 - 1) * 2 + 3 = 13; VALID takes up to 14 (stride - 1 longer), SAME 12
+        valid = tf.nn.conv2d_transpose(x, self.kernel, [batch, 14, 13, 5], 2, "VALID")
+        short_kernel = tf.nn.conv2d_transpose(x, self.kernel[:1, :1], [batch, 18, 18, 5], 3, "SAME")
+        return {"valid": valid, "short_kernel": short_kernel}
+
+
+def conv_transpose_longer(out: Path) -> None:
+    """tf.nn.conv2d_transpose whose output is longer than the full transposed convolution (VOLO's
+    fold; a 1x1 kernel at stride 3 with SAME)."""
+    module = _LongerTransposedConv()
+    tf.saved_model.save(
+        module, str(out / "conv_transpose_longer"), signatures={"serving_default": module.serve}
+    )
+
+
+class _ScaledRelu(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([1, 6], tf.float32, name="x")])
+    def serve(self, x):
+        return tf.nn.relu(x * 3.5)
+
+
+def app_custom_op(out: Path) -> None:
+    """Issue 33: a .tflite with an app runtime's own custom op, which no TFLite here registers:
+    relu(x * 3.5) whose MUL is the custom op "AppScale" (input x, the factor as a raw float32 in its
+    custom options)."""
+    import struct
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    module = _ScaledRelu()
+    content = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.serve.get_concrete_function()], module
+    ).convert()
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    custom = schema.OperatorCodeT()
+    custom.builtinCode = custom.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    custom.customCode, custom.version = b"AppScale", 1
+    model.operatorCodes.append(custom)
+    (mul,) = [
+        op
+        for op in model.subgraphs[0].operators
+        if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.MUL
+    ]
+    graph_inputs = list(model.subgraphs[0].inputs)
+    mul.opcodeIndex = len(model.operatorCodes) - 1
+    mul.inputs = [i for i in mul.inputs if i in graph_inputs]
+    mul.builtinOptionsType, mul.builtinOptions = schema.BuiltinOptions.NONE, None
+    mul.customOptions = list(struct.pack("<f", 3.5))
+    (out / "app_custom_op.tflite").write_bytes(bytes(flatbuffer_utils.convert_object_to_bytearray(model)))
+
+
 BUILDERS = (
     keras_two_inputs,
     keras_dict_inputs,
@@ -582,6 +685,10 @@ BUILDERS = (
     constant_outputs,
     fixed_batch_app,
     sparse_tflite,
+    app_custom_op,
+    keras2_custom_layer_h5,
+    patches_savedmodel,
+    conv_transpose_longer,
 )
 
 if __name__ == "__main__":

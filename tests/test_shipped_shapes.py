@@ -68,3 +68,44 @@ def test_sparse_tflite_weights_convert_dense(models, tmp_path):
     assert report["status"] == "pass"
     # the convolution's CSR channels and the Dense layer's 1x4 blocks
     assert _stage(report, "export")["details"]["sparse_weights_densified"] == 2
+
+
+APP_OPS_FILE = """import struct
+
+import numpy as np
+
+from pipeline.tflite_custom_ops import custom_op
+
+
+@custom_op("AppScale")
+def app_scale(op):
+    (factor,) = struct.unpack("<f", op.options)
+    op.emit("MUL", [op.inputs[0], op.constant(np.array([factor], np.float32))], op.outputs)
+"""
+
+
+def test_an_app_custom_op_is_named_and_converts_once_its_meaning_is_given(models, tmp_path):
+    """relu(x * 3.5) whose MUL is the app's custom op AppScale: refused by name, with the way out;
+    with a tflite_custom_ops file giving its builtin form, it converts and the report says the
+    reference ran on that form."""
+    proc, out = _convert(models, tmp_path / "without", "app_custom_op.tflite")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    load = _stage(read_report(out), "load")
+    assert load["status"] == "error"
+    assert "AppScale" in load["error"] and "tflite_custom_ops" in load["error"]
+
+    (tmp_path / "with").mkdir()
+    (tmp_path / "with" / "app_ops.py").write_text(APP_OPS_FILE)
+    proc, out = _convert(
+        models, tmp_path / "with", "app_custom_op.tflite", "tflite_custom_ops: [app_ops.py]\n"
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = read_report(out)
+    assert report["status"] == "pass"
+    assert _stage(report, "export")["details"]["custom_ops_in_builtin_form"] == {"AppScale": 1}
+    assert any("AppScale" in w for w in report["warnings"])
+    # The reference is the op's meaning, not only the conversion agreeing with its own rewrite.
+    (x,) = artifacts.load_arrays(out / artifacts.INPUTS).values()
+    (y,) = artifacts.load_arrays(out / artifacts.OUTPUTS["tf"]).values()
+    np.testing.assert_allclose(y, np.maximum(x * 3.5, 0.0), rtol=1e-6)
+    assert (out / artifacts.NATIVE_CODE).is_file()

@@ -1,6 +1,6 @@
 """Every entry of configs/zoos/tflite-apps.yaml (app-shaped .tflite files: batch fixed at 1, float16 and
-pruned weights, PReLU, transposed convolutions, pixel-unit outputs) converts end to end: PASS, a
-model.py, and model.pt2 exported at the model's own batch."""
+pruned weights, PReLU, transposed convolutions, MediaPipe's custom op, pixel-unit outputs) converts
+end to end: PASS, a model.py, and model.pt2 exported at the model's own batch."""
 
 from __future__ import annotations
 
@@ -32,3 +32,6 @@ def test_app_converts_with_model_py_at_its_own_batch(entry, zoo_run):
     assert exported["status"] == "pass" and exported["details"]["fixed_batch"] == 1
     if entry.id == "pruned_classifier":
         assert stages["export"]["details"]["sparse_weights_densified"] >= 1
+    if entry.id == "hair_segmentation":  # both decoder layers, through their builtin form
+        assert stages["export"]["details"]["custom_ops_in_builtin_form"] == {"Convolution2DTransposeBias": 2}
+        assert not report["warnings"]  # the reference ran MediaPipe's own op

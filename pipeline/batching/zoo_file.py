@@ -24,9 +24,9 @@ Batch settings may sit beside `defaults` (`tf2torch batch` reads them):
 An entry's config is the defaults (pipeline/config.py) < the zoo's `defaults` < its `config` file < its inline
 keys. Every entry is validated when the zoo is loaded, disabled ones too, so a typo fails at once.
 
-Every file a zoo names (config files, includes, models, converters, custom_objects) must lie inside
-its base directory, after symbolic links are followed: the zoo file's directory, or `base_dir:`
-(relative to the zoo file). A zoo from elsewhere cannot make a batch read `/home/you/.ssh` or
+Every file a zoo names (config files, includes, models, converters, custom_objects,
+tflite_custom_ops) must lie inside its base directory, after symbolic links are followed: the zoo
+file's directory, or `base_dir:` (relative to the zoo file). A zoo from elsewhere cannot make a batch read `/home/you/.ssh` or
 `../../secret.keras` unless it says `allow_paths_outside_base: true`. An included zoo's base must lie
 inside the including zoo's base, and only the top zoo file can allow outside paths.
 """
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ModelConfig, file_layer, load_config, read_yaml
+from pipeline.config import USER_CODE_KEYS, ModelConfig, file_layer, load_config, read_yaml
 from pipeline.errors import ConfigError
 from pipeline.formats import is_zoo_id
 
@@ -186,7 +186,7 @@ def _entry(
         raise ConfigError(f"{where}: no `model` (inline or in its config file)")
     if not is_zoo_id(config.model):
         bounds.check(where, "model", Path(config.model))
-    for key in ("converters", "custom_objects"):
+    for key in USER_CODE_KEYS:
         for name in getattr(config, key):
             bounds.check(where, f"{key} file", Path(name))
     entry_id = str(raw.get("id") or _slug(config.model))

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import __version__, artifacts, plan
+from pipeline import __version__, artifacts, formats, plan
 from pipeline.compare import StructureMismatch, compare_arrays
 from pipeline.config import ModelConfig, resolve_tolerance
 from pipeline.errors import EXIT_CONVERSION, EXIT_PASS, EXIT_TOLERANCE, ConfigError
@@ -21,6 +21,7 @@ from pipeline.orchestrator.publish import StagedRun
 from pipeline.records import ComparisonRow, StageRecord, Status
 from pipeline.reports import html as report_html
 from pipeline.reports import markdown as report
+from pipeline.worker import worker_name as process_name
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -63,7 +64,7 @@ def _run_stages(
     """The stages and the localisation, run in the (fresh, empty) directory `out`; the report's data."""
     progress = progress or (lambda record: None)
     groups = job.groups(cfg)
-    pool.prestart(group for group, _ in groups)
+    pool.prestart(worker_name(group, cfg, fmt) for group, _ in groups)
     (out / artifacts.LOG_DIR).mkdir()
     started = time.time()
     stages: list[StageRecord] = []
@@ -250,6 +251,17 @@ def _some(names: list[str]) -> str:
     return f"{shown} and {len(names) - _NAMED_FAILURES} more ({len(names)} comparisons; report.md lists them)"
 
 
+def worker_name(group: str, cfg: ModelConfig, fmt: str) -> str:
+    """The pool's worker for a group of stages: the TF stages of a model that needs a process-wide
+    TensorFlow setting run in a worker started with it (worker.WORKER_SETTINGS): Keras 2 models
+    (formats.needs_keras2), and `tf_onednn: false`."""
+    settings = []
+    if group == "tf":
+        settings += ["keras2"] if formats.needs_keras2(fmt, cfg.model) else []
+        settings += [] if cfg.tf_onednn else ["no-onednn"]
+    return process_name(group, settings)
+
+
 def _run_group(
     group: str,
     names: tuple[str, ...],
@@ -278,7 +290,7 @@ def _run_group(
             "log_path": str(log_path),
         },
     )
-    worker = pool.get(group)
+    worker = pool.get(worker_name(group, cfg, fmt))
     reported = 0
     current: str | None = None
     stage_started = time.monotonic()
@@ -314,7 +326,7 @@ def _run_group(
         }
         if worker.returncode is not None:
             workers[group]["returncode"] = worker.returncode
-        pool.after_job(group, usage.get("rss_mb"))
+        pool.after_job(worker_name(group, cfg, fmt), usage.get("rss_mb"))
     returncode = worker.returncode
     if not finished:
         seconds = round(time.monotonic() - stage_started, 3)
@@ -345,7 +357,12 @@ def _run_group(
 
 
 def _record(event: dict[str, Any], group: str) -> StageRecord:
-    record = StageRecord(event["stage"], seconds=round(event["seconds"], 3), details=event.get("details"))
+    record = StageRecord(
+        event["stage"],
+        seconds=round(event["seconds"], 3),
+        details=event.get("details"),
+        memory_mb=event.get("memory_mb"),
+    )
     skipped = (event.get("details") or {}).get("skipped") if event["event"] == "done" else None
     if skipped:
         record.status, record.reason = Status.SKIPPED, skipped

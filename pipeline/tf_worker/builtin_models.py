@@ -73,7 +73,7 @@ def known_ids() -> list[str]:
     apps = [f"keras.applications.{n}" for n in dir(keras.applications) if n[:1].isupper()]
     return (
         sorted(_DEMO_BUILDERS) + sorted(BUILDERS) + sorted(TFLITE_APPS) + sorted(apps) + kerashub.known_ids()
-    )
+    )  # and kecam.<module>.<Model>[.h5], any model of that library (kecam.py)
 
 
 def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int = 0, redraw: bool = True):
@@ -105,7 +105,7 @@ def build(model_id: str, input_shape: tuple[int, ...] | None = None, seed: int =
         return model
     rng = np.random.default_rng(seed)
     if redraw:
-        _randomize_constant_weights(model, rng)
+        randomize_constant_weights(model, rng)
         _scale_residual_branches(model, rng)
     return model
 
@@ -129,7 +129,7 @@ def _application_kwargs(constructor, keras, input_shape) -> dict:
     return kwargs
 
 
-def _randomize_constant_weights(model, rng: np.random.Generator) -> None:
+def randomize_constant_weights(model, rng: np.random.Generator) -> None:
     for variable in model.weights:
         value = np.asarray(variable.numpy())
         if (
@@ -193,4 +193,4 @@ def _is_inference_identity(layer) -> bool:
 def _unknown(model_id: str) -> str:
     close = difflib.get_close_matches(model_id, known_ids(), n=3, cutoff=0.6)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    return f"unknown zoo id '{model_id}'{hint} Known ids: demo.*, family.*, keras.applications.<Name>, keras_hub.<Backbone>"
+    return f"unknown zoo id '{model_id}'{hint} Known ids: demo.*, family.*, tflite_app.*, keras.applications.<Name>, keras_hub.<Backbone>, kecam.<module>.<Model>[.h5]"

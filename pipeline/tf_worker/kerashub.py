@@ -26,8 +26,9 @@ _ENCODER = dict(_TEXT, num_heads=2, dropout=0.0, max_sequence_length=32)
 _DECODER = dict(_TEXT, num_query_heads=4, num_key_value_heads=2)
 _IMAGE = (32, 32, 3)
 
-# Constructor arguments per backbone. A backbone not listed here needs more than a constructor call
-# (a vision encoder built first, a tokenizer, several towers): see docs/coverage.md, KerasHub backbones.
+# Constructor arguments per backbone. Two-tower backbones are built from their parts (TOWERS, below);
+# a backbone in neither needs more (a tokenizer, an encoder-decoder's generation state): see
+# docs/coverage.md, KerasHub backbones.
 CONFIGS: dict[str, dict] = {
     # --- text encoders
     "BertBackbone": _ENCODER,
@@ -103,12 +104,34 @@ CONFIGS: dict[str, dict] = {
 }
 
 
+def _two_towers(kind: str, **backbone_kwargs):
+    """A contrastive image-text backbone (CLIP, SigLIP): its vision and text encoders built first,
+    small, then the backbone over both."""
+
+    def build(keras_hub):
+        tower = dict(hidden_dim=16, num_layers=2, num_heads=2, intermediate_dim=32)
+        vision = getattr(keras_hub.models, f"{kind}VisionEncoder")(patch_size=8, image_shape=_IMAGE, **tower)
+        text = getattr(keras_hub.models, f"{kind}TextEncoder")(
+            vocabulary_size=VOCABULARY, embedding_dim=16, max_sequence_length=16, **tower
+        )
+        return getattr(keras_hub.models, f"{kind}Backbone")(vision, text, **backbone_kwargs)
+
+    return build
+
+
+# Backbones built from parts (keras_hub module -> backbone).
+TOWERS = {
+    "CLIPBackbone": _two_towers("CLIP", projection_dim=16),
+    "SigLIPBackbone": _two_towers("SigLIP"),
+}
+
+
 def known_ids() -> list[str]:
-    return sorted(PREFIX + name for name in CONFIGS)
+    return sorted(PREFIX + name for name in (*CONFIGS, *TOWERS))
 
 
 def is_kerashub_id(model_id: str) -> bool:
-    return model_id.startswith(PREFIX) and model_id[len(PREFIX) :] in CONFIGS
+    return model_id.startswith(PREFIX) and model_id[len(PREFIX) :] in (*CONFIGS, *TOWERS)
 
 
 def build(model_id: str):
@@ -120,7 +143,8 @@ def build(model_id: str):
             f"{model_id} needs keras-hub, which is not installed; `make setup` installs it, or "
             "`pip install regex && pip install --no-deps keras-hub==0.32.0 tokenizers==0.23.3`"
         ) from None
-    backbone = getattr(keras_hub.models, name)(**CONFIGS[name])
+    towers = TOWERS.get(name)
+    backbone = towers(keras_hub) if towers else getattr(keras_hub.models, name)(**CONFIGS[name])
     return _named_inputs(backbone)
 
 

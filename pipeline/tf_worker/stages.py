@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import time
 from collections import Counter
@@ -30,7 +31,10 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
     model = tf_models.load(fmt, cfg, out)
     specs = inputs.resolve_specs(model.inputs, cfg.inputs, cfg.batch_size)
     feeds = inputs.generate(specs, cfg.seed, cfg.samples)
-    outputs = inputs.run_samples(model.run, feeds, model.outputs)
+    try:
+        outputs = inputs.run_samples(model.run, feeds, model.outputs)
+    except Exception as exc:
+        raise _tf_could_not_run(exc) from None
     if not cfg.allow_nonfinite:
         _refuse_nonfinite(outputs)
     images = (layout.image_names(feeds), layout.image_names(outputs)) if cfg.layout == "nchw" else ([], [])
@@ -46,6 +50,7 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
         state["weight_sample"] = [feeds[i.name][0] for i in model.inputs]
         weights = model.write_weights(out, state["weight_sample"])
     return {
+        **_reference_warnings(model),
         "layout": {"layout": cfg.layout, "nchw_inputs": images[0], "nchw_outputs": images[1]},
         "keras_weights": weights,
         "inputs": [s.describe(cfg.samples) for s in specs],
@@ -53,6 +58,47 @@ def load(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict[s
         "outputs": [
             {"name": n, "shape": list(a.shape[1:]), "dtype": a.dtype.name} for n, a in outputs.items()
         ],
+    }
+
+
+# TF's own CPU kernels (oneDNN) refuse some shapes its reference kernels take; TF says only which.
+_ONEDNN_LIMITS = ("Input dims must be <= 5",)
+
+
+def _tf_could_not_run(exc: Exception) -> Exception:
+    """TensorFlow failing to run the model on the seeded inputs, in one line: the node and TF's own
+    reason (a graph error's first line is only "Graph execution error:")."""
+    import tensorflow as tf
+
+    if not isinstance(exc, tf.errors.OpError):
+        return exc
+    # eager errors come with terminal colours and the kernel's function name before the reason
+    text = re.sub(r"\x1b\[[0-9;]*m|\{\{function_node [^}]*\}\}\s*", "", str(exc.message))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = next(
+        (line for line in lines[1:] if not line.startswith(("Detected at", "<stack", "[["))), lines[0]
+    )
+    node = getattr(exc, "node_def", None)
+    where = f" at node {node.name}" if node is not None and node.name else ""
+    hint = ""
+    if reason.startswith(_ONEDNN_LIMITS):
+        hint = (
+            "; TensorFlow's oneDNN CPU kernels refuse this shape and its own kernels take it: set "
+            "`tf_onednn: false` in the config"
+        )
+    return ConversionError(f"TensorFlow could not run the model on the seeded inputs{where}: {reason}{hint}")
+
+
+def _reference_warnings(model) -> dict[str, Any]:
+    if not getattr(model, "reference_from_builtin_form", False):
+        return {}
+    codes = ", ".join(sorted(model.custom_ops))
+    return {
+        "warnings": [
+            f"load: TFLite here has no kernel for the app's custom op(s) {codes}: the reference outputs "
+            "come from their builtin form (tflite_custom_ops), which is what gets converted, so the "
+            "comparisons cannot check that form itself"
+        ]
     }
 
 
@@ -134,6 +180,7 @@ def export(cfg: ModelConfig, fmt: str, out: Path, state: dict[str, Any]) -> dict
         **saved,
         **({"upstream_fallbacks": fallbacks, "warnings": _fallback_warnings(fallbacks)} if fallbacks else {}),
         **({"sparse_weights_densified": model.densified} if getattr(model, "densified", 0) else {}),
+        **({"custom_ops_in_builtin_form": model.custom_ops} if getattr(model, "custom_ops", None) else {}),
         "opset": cfg.opset,
         "nodes": len(proto.graph.node),
         "op_types": dict(Counter(n.op_type for n in proto.graph.node)),

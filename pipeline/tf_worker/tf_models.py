@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -537,15 +537,32 @@ def _tflite_signature_names(interpreter) -> dict[str, tuple[str, ...]]:
     return names
 
 
+def _allocated(interpreter):
+    # An op the interpreter has no kernel for (an app's custom op) fails here, not at construction.
+    interpreter.allocate_tensors()
+    return interpreter
+
+
 class TFLiteModel:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, custom_op_files: Sequence[str] = ()):
+        from pipeline.tf_worker import tflite_custom
+
         self.path = path
         self.densified = 0  # sparse weight tensors made dense for tf2onnx (tflite_dense.py)
         _check_tflite_structure(path)
+        # The app's own custom ops in builtin form (tflite_custom.py), for tf2onnx; the reference runs
+        # the file itself where TFLite has the app's kernels.
+        self._content, self.custom_ops, self._unconvertible = tflite_custom.lowered(path, custom_op_files)
+        self.reference_from_builtin_form = False
         try:
-            self._interpreter = tf.lite.Interpreter(model_path=str(path))
+            self._interpreter = _allocated(tf.lite.Interpreter(model_path=str(path)))
         except Exception as exc:
-            raise ModelFileError(f"{path} is not a readable .tflite model: {first_line(exc)}") from None
+            if self._unconvertible:
+                raise ModelFileError(tflite_custom.unconvertible(path, self._unconvertible)) from None
+            if self._content is None:
+                raise ModelFileError(f"{path} is not a readable .tflite model: {first_line(exc)}") from None
+            self._interpreter = _allocated(tf.lite.Interpreter(model_content=self._content))
+            self.reference_from_builtin_form = True
         self._in = self._interpreter.get_input_details()
         self._out = self._interpreter.get_output_details()
         aliases = _tflite_signature_names(self._interpreter)
@@ -575,12 +592,18 @@ class TFLiteModel:
 
         if nchw_inputs or nchw_outputs:
             raise UsageError("`layout: nchw` is not supported for TFLite models yet: use layout nhwc")
-        from pipeline.tf_worker import contrib_ops, tflite_dense
+        from pipeline.tf_worker import contrib_ops, tflite_custom, tflite_dense
         from pipeline.tf_worker.tf2onnx_handlers import wrapping
 
+        if self._unconvertible:
+            raise ConversionError(tflite_custom.unconvertible(self.path, self._unconvertible))
         wrapping.reset()
         with tempfile.TemporaryDirectory(prefix="tf2torch-tflite-") as tmp:
-            path, self.densified = tflite_dense.densified(self.path, Path(tmp))
+            path = self.path
+            if self._content is not None:
+                path = Path(tmp) / "custom_ops_lowered.tflite"
+                path.write_bytes(self._content)
+            path, self.densified = tflite_dense.densified(path, Path(tmp))
             model_proto, _ = tf2onnx.convert.from_tflite(str(path), opset=opset)
         contrib_ops.to_standard_ops(model_proto.graph, opset)
         return model_proto
@@ -600,7 +623,7 @@ def load(fmt: str, cfg: ModelConfig, workdir: Path) -> TFModel:
         "h5": lambda: load_h5(Path(model), cfg.trust_model, custom),
         "saved_model": lambda: SavedModel(Path(model), cfg.signature),
         "frozen_graph": lambda: FrozenGraph(Path(model), cfg.inputs, cfg.outputs),
-        "tflite": lambda: TFLiteModel(Path(model)),
+        "tflite": lambda: TFLiteModel(Path(model), cfg.tflite_custom_ops),
         "zoo": lambda: _load_zoo(model, cfg.inputs, cfg.seed, workdir, cfg.zoo_weights == "redrawn"),
     }
     return loaders[fmt]()
@@ -609,10 +632,14 @@ def load(fmt: str, cfg: ModelConfig, workdir: Path) -> TFModel:
 def _load_zoo(
     model_id: str, inputs: list[InputSpec] | None, seed: int, workdir: Path, redraw: bool = True
 ) -> TFModel:
+    from pipeline.tf_worker import kecam
     from pipeline.tf_worker.builtin_models import build
 
     # For zoo models the configured input shape (without the batch dimension) chooses the build shape.
     shape = tuple(inputs[0].shape[1:]) if inputs and inputs[0].shape else None
+    if kecam.is_kecam_id(model_id):  # a library's model, loaded from the file it was saved to
+        path = kecam.build(model_id, shape, seed, workdir, redraw)
+        return load_h5(path) if path.suffix == ".h5" else SavedModel(path, "serving_default")
     built = build(model_id, shape, seed, redraw)
     if isinstance(built, bytes):  # a quantized family: the bytes of a .tflite file, kept as an artifact
         path = workdir / "source.tflite"

@@ -119,9 +119,58 @@ def _pruned_classifier(keras) -> bytes:
     return _to_tflite(model, sparse=True)
 
 
+def _hair_segmentation(keras) -> bytes:
+    """A segmentation model as MediaPipe ships them (hair, selfie): its decoder's transposed
+    convolutions are MediaPipe's custom op Convolution2DTransposeBias, which only MediaPipe's runtime
+    registers (the file needs a `tflite_custom_ops` meaning to run anywhere else)."""
+    layers = keras.layers
+    image = _image(keras)
+    e1 = layers.ReLU()(layers.Conv2D(16, 3, strides=2, padding="same")(image))
+    e2 = layers.ReLU()(layers.Conv2D(32, 3, strides=2, padding="same")(e1))
+    d1 = layers.Add()([layers.Conv2DTranspose(16, 4, strides=2, padding="same")(e2), e1])
+    logits = layers.Conv2DTranspose(2, 3, strides=2, padding="same")(layers.ReLU()(d1))
+    model = keras.Model(image, layers.Softmax(name="mask")(logits))
+    _fit_briefly(keras, model, seed=15)
+    return as_mediapipe_transpose_convs(_to_tflite(model))
+
+
+def as_mediapipe_transpose_convs(content: bytes) -> bytes:
+    """Every TRANSPOSE_CONV with a bias as MediaPipe's converter writes it: custom op
+    Convolution2DTransposeBias, inputs (data, weights OHWI, bias), options three raw int32s
+    (padding 1 same / 2 valid, stride width, stride height)."""
+    import struct
+
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(content))
+    custom = schema.OperatorCodeT()
+    custom.builtinCode = custom.deprecatedBuiltinCode = schema.BuiltinOperator.CUSTOM
+    custom.customCode = b"Convolution2DTransposeBias"
+    custom.version = 1
+    model.operatorCodes.append(custom)
+    transpose = {
+        i for i, c in enumerate(model.operatorCodes) if c.builtinCode == schema.BuiltinOperator.TRANSPOSE_CONV
+    }
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            if op.opcodeIndex not in transpose or len(op.inputs) < 4 or op.inputs[3] < 0:
+                continue
+            options = op.builtinOptions
+            assert not options.fusedActivationFunction, "the custom op has no fused activation"
+            padding = 1 if options.padding == schema.Padding.SAME else 2
+            _, weights, data, bias = op.inputs
+            op.opcodeIndex = len(model.operatorCodes) - 1
+            op.inputs = [data, weights, bias]
+            op.builtinOptionsType, op.builtinOptions = schema.BuiltinOptions.NONE, None
+            op.customOptions = list(struct.pack("<iii", padding, options.strideW, options.strideH))
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
 BUILDERS = {
     "tflite_app.face_landmarks": _face_landmarks,
     "tflite_app.selfie_segmentation": _selfie_segmentation,
     "tflite_app.box_detector": _box_detector,
     "tflite_app.pruned_classifier": _pruned_classifier,
+    "tflite_app.hair_segmentation": _hair_segmentation,
 }

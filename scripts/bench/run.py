@@ -1,6 +1,6 @@
 """Benchmarks of the pipeline, side by side in one run: figures, not tests (`make bench`).
 
-    .venv/bin/python scripts/bench/run.py [--parts stages,overhead,latency,batch] [--repeats 3]
+    .venv/bin/python scripts/bench/run.py [--parts stages,overhead,latency,export_memory,batch] [--repeats 3]
                                           [--models cnn,lstm,linear_regression,mobilenet_v2,resnet50,transformer]
 
 - stages: `tf2torch convert` of each model; each stage's wall time and each worker's peak RSS
@@ -11,6 +11,8 @@
 - latency: batch 1 and 32 on CPU, the same inputs: onnx2torch's module, the native model.py, it with
   Conv+BatchNorm folded for inference (torch.fx's fuse), torch.compile of it, onnxruntime, and the
   original TF model (scripts/bench/latency.py, one process per framework).
+- export_memory: the export stage of a 19.5M-parameter transformer (LARGE): the TF worker's peak
+  memory and what the stage added, against the weights' bytes.
 - batch: scripts/bench/batch.py (smoke zoo with 1 and 2 workers, a cached re-run).
 
 Writes scripts/bench/results/<UTC time>.json and .md (and prints the Markdown). The harness imports
@@ -50,6 +52,13 @@ MODELS = {
     "transformer": ("family.transformer_encoder", {"inputs": [{"name": "tokens", "shape": [1, 32, 64]}]}),
 }
 FOUR_STAGES = {"native": False, "localize": "never"}
+# Models whose export memory is measured against their weights (part export_memory), converted from
+# their zoo ids: a 19.5M-parameter neighbourhood-attention transformer of a third-party Keras 2
+# library at its own 224x224, saved as a SavedModel (configs/zoos/kecam.yaml).
+LARGE = {
+    "nat_mini": ("kecam.nat.NAT_Mini", {"inputs": [{"name": "input_1", "shape": [1, 224, 224, 3]}]}),
+}
+EXPORT_ONLY = {"native": False, "torch_export": False, "localize": "never", "samples": 1}
 # The architectures torchvision writes by hand: model.py is timed against them.
 TORCHVISION = {"resnet50": "resnet50", "mobilenet_v2": "mobilenet_v2"}
 
@@ -86,6 +95,47 @@ def save_models(names: list[str], scratch: Path) -> dict[str, Path]:
 def write_config(path: Path, keys: dict) -> Path:
     path.write_text(json.dumps(keys))  # JSON is YAML
     return path
+
+
+def bench_export_memory(scratch: Path, repeats: int) -> dict:
+    """Each large model's export stage: the TF worker's peak memory during it, what it added on top
+    of what the worker held when it began (report.json's memory_mb), and that against the weights'
+    bytes (the ONNX tensors)."""
+    results = {}
+    for name, (model_id, keys) in LARGE.items():
+        config = write_config(scratch / f"{name}-export.yaml", {**keys, **EXPORT_ONLY})
+        peaks, added, weights = [], [], 0.0
+        for _ in range(repeats):
+            out = scratch / "runs" / f"{name}-export"
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipeline",
+                    "convert",
+                    model_id,
+                    "--config",
+                    str(config),
+                    "--out",
+                    str(out),
+                ]
+            )
+            report = json.loads((out / "report.json").read_text())
+            export = next(s for s in report["stages"] if s["name"] == "export")
+            if export["status"] != "pass":
+                sys.exit(f"export of {name} failed: {export['error']}")
+            memory = export["memory_mb"]
+            peaks.append(memory["peak_rss"])
+            added.append(memory["peak_rss"] - memory["start_rss"])
+            weights = export["details"]["tensor_bytes"] / 2**20
+        results[name] = {
+            "weights_mb": round(weights, 1),
+            "export_peak_mb": statistics.median(peaks),
+            "export_added_mb": statistics.median(added),
+            "added_over_weights": round(statistics.median(added) / weights, 2),
+        }
+        print(f"export_memory {name}: {results[name]}", flush=True)
+    return results
 
 
 def bench_stages(files: dict[str, Path], scratch: Path, repeats: int) -> dict:
@@ -274,6 +324,18 @@ def markdown(result: dict) -> str:
                 cells += [f"{ms[a] / ms[b]:.2f}x" if ms[a] and ms[b] else "-" for a, b in ratios]
                 lines.append(f"| {model} | {batch} | " + " | ".join(cells) + " |")
         lines.append("")
+    memory = result.get("export_memory")
+    if memory:
+        lines += [
+            "| model (export stage) | weights MB | TF worker peak MB | added by export MB | added / weights |",
+            "|---|---|---|---|---|",
+        ]
+        for model, r in memory.items():
+            lines.append(
+                f"| {model} | {r['weights_mb']:.1f} | {r['export_peak_mb']:.0f} | {r['export_added_mb']:.0f} "
+                f"| {r['added_over_weights']:.2f}x |"
+            )
+        lines.append("")
     batch = result.get("batch")
     if batch:
         lines += ["| batch (smoke zoo) | median s |", "|---|---|"]
@@ -299,14 +361,16 @@ def _versus_table(results: dict | None, key: str, label: str, contender_over_min
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", default="stages,overhead,latency,torchvision,keras_torch,batch")
+    parser.add_argument(
+        "--parts", default="stages,overhead,latency,torchvision,keras_torch,export_memory,batch"
+    )
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     parts = set(args.parts.split(","))
     names = [n for n in args.models.split(",") if n]
     unknown = [n for n in names if n not in MODELS] + sorted(
-        parts - {"stages", "overhead", "latency", "torchvision", "keras_torch", "batch"}
+        parts - {"stages", "overhead", "latency", "torchvision", "keras_torch", "export_memory", "batch"}
     )
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)} (models: {', '.join(MODELS)})")
@@ -318,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     with tempfile.TemporaryDirectory(prefix="tf2torch-bench-") as tmp:
         scratch = Path(tmp)
-        files = save_models(names, scratch) if parts - {"batch"} else {}
+        files = save_models(names, scratch) if parts - {"batch", "export_memory"} else {}
         if parts & {"stages", "latency", "torchvision", "keras_torch"}:
             result["stages"] = bench_stages(files, scratch, args.repeats if "stages" in parts else 1)
         if "overhead" in parts:
@@ -329,6 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             result["torchvision"] = bench_against("torchvision", files, result["stages"])
         if "keras_torch" in parts:
             result["keras_torch"] = bench_against("keras_torch", files, result["stages"])
+        if "export_memory" in parts:
+            result["export_memory"] = bench_export_memory(scratch, args.repeats)
         if "batch" in parts:
             result["batch"] = bench_batch(args.repeats)
     RESULTS.mkdir(exist_ok=True)

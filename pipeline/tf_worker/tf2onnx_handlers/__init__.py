@@ -10,6 +10,7 @@ _MODULES = (
     "pipeline.tf_worker.tf2onnx_handlers.complex_fft",
     "pipeline.tf_worker.tf2onnx_handlers.resize_area",
     "pipeline.tf_worker.tf2onnx_handlers.split_v",
+    "pipeline.tf_worker.tf2onnx_handlers.conv_transpose",
 )
 
 

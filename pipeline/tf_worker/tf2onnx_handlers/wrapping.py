@@ -1,5 +1,6 @@
 """How the project's handlers sit on tf2onnx's: `run_before` runs tf2onnx's own handler of an op after a
-fix-up of the node (negative one-hot indices, a split's run-time rest); `prefer_upstream` leaves the
+fix-up of the node (negative one-hot indices, a split's run-time rest), `run_after` fixes up what it
+wrote (a transposed convolution's negative pads); `prefer_upstream` leaves the
 nodes of a pattern tf2onnx converts to tf2onnx (an FFT whose only use is ComplexAbs); `fall_back_to` makes every
 project handler of an op tf2onnx converts too hand the node to tf2onnx's handler when it fails, so the
 project's export never loses a node plain tf2onnx converts. Each such node is recorded in FALLBACKS
@@ -40,6 +41,27 @@ def run_before(op: str, prepare: Callable, min_version: int = 1) -> None:
     }
     for version, original in originals.items():
         tf_op.register_handler(_then(prepare, original), version, [op], "", {})
+
+
+def run_after(op: str, finish: Callable, min_version: int = 1) -> None:
+    """Registers, at each opset version tf2onnx has a handler of `op` for (from `min_version` on), a
+    handler that calls tf2onnx's own and then `finish(ctx, node)` on the node it wrote."""
+    originals = {
+        version: handlers[op][0]
+        for version, handlers in enumerate(tf_op.get_opsets()[""])
+        if op in handlers and version >= min_version
+    }
+    for version, original in originals.items():
+        tf_op.register_handler(_followed_by(finish, original), version, [op], "", {})
+
+
+def _followed_by(finish: Callable, original: Callable) -> Callable:
+    def handler(ctx, node, **kwargs):
+        result = original(ctx, node, **kwargs)
+        finish(ctx, node)
+        return result
+
+    return handler
 
 
 def _then(prepare: Callable, original: Callable) -> Callable:

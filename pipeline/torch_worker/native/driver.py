@@ -65,6 +65,7 @@ PASSES: tuple[tuple[str, Pass], ...] = (
     ("fold_padding", tidy_ops.fold_padding),  # after clamps: a pad before a max pool reads its ReLU6
     ("contiguous_inputs", tidy_ops.contiguous_inputs),
     ("scalars_and_operators", tidy_ops.scalars_and_operators),
+    ("exportable_shapes", tidy_ops.exportable_shapes),
     ("activity_outputs", activity.activity_outputs),  # before dropouts: Keras drops after the penalty
     ("dropouts", dropout.dropouts),
     # After every pass that records intermediate values: an in-place activation overwrites its input.
@@ -89,6 +90,7 @@ GROUPS: tuple[tuple[str, ...], ...] = (
         "fold_padding",
         "contiguous_inputs",
         "scalars_and_operators",
+        "exportable_shapes",
         "activity_outputs",
         "dropouts",
     ),

@@ -29,11 +29,22 @@ class _Bound(nn.Module):
         # A plain list, not buffers: fx must see real tensors here to specialise on their values.
         self.pattern = pattern
 
-    # Named parameters, not *args: fx would trace *args as one tuple placeholder.
-    def forward(self, d0=None, d1=None, d2=None, d3=None, d4=None, d5=None, d6=None, d7=None):
-        data = (d0, d1, d2, d3, d4, d5, d6, d7)
+    def call(self, data: tuple) -> Any:
         args = [data[value] if kind == "data" else value for kind, value in self.pattern]
         return self.inner(*args)
+
+
+def _bound(inner: nn.Module, pattern: list[tuple[str, Any]], count: int) -> _Bound:
+    """A _Bound whose forward takes `count` named data arguments d0, d1, ...: fx makes one input of
+    each named parameter (*args would be one tuple), and a Concat may have any number of them."""
+    names = [f"d{i}" for i in range(count)]
+    parameters = ", ".join(["self", *(f"{n}=None" for n in names)])
+    data = "".join(f"{n}, " for n in names)
+    source = f"def forward({parameters}):\n    return self.call(({data}))\n"
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<bound forward, {count} inputs>", "exec"), namespace)  # noqa: S102 - our own text
+    kind = type(f"_Bound{count}", (_Bound,), {"forward": namespace["forward"]})
+    return kind(inner, pattern)
 
 
 class _Tracer(fx.Tracer):
@@ -287,11 +298,11 @@ def _trace_two_shapes(
                 pattern.append(("const", value if value is not None else arg))
             else:
                 pattern.append(("const", recorded))  # a shape: bound to its value at this input set
-        if len(meta) > _MAX_DATA_ARGS:
-            raise sizes.SizeError(f"more than {_MAX_DATA_ARGS} inputs computed at run time")
-        bound.append(_Bound(module, pattern))
+        bound.append((module, pattern))
         metas.append(meta)
-    unused = {f"d{i}": None for i in range(len(metas[0]), _MAX_DATA_ARGS)}
+    count = max(len(m) for m in metas)
+    bound = [_bound(module, pattern, count) for module, pattern in bound]
+    unused = {f"d{i}": None for i in range(len(metas[0]), count)}
     traced = sizes.trace_with_sizes(*bound, *metas, unused, _Tracer().is_leaf_module, input_sizes)
     return traced, data_args
 
@@ -310,10 +321,8 @@ def _trace_bound(gm: fx.GraphModule, node: fx.Node):
             data_args.append(arg)
         else:
             pattern.append(("const", arg))
-    if len(data_args) > _MAX_DATA_ARGS:
-        return None, [], f"more than {_MAX_DATA_ARGS} inputs computed at run time"
-    bound = _Bound(fxutil.module_of(gm, node), pattern)
-    unused = {f"d{i}": None for i in range(len(data_args), _MAX_DATA_ARGS)}
+    bound = _bound(fxutil.module_of(gm, node), pattern, len(data_args))
+    unused: dict[str, None] = {}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -321,9 +330,6 @@ def _trace_bound(gm: fx.GraphModule, node: fx.Node):
     except Exception as exc:  # data-dependent Python control flow and the like
         return None, [], f"cannot be traced to plain torch code ({type(exc).__name__}: {str(exc)[:80]})"
     return fx.GraphModule(bound, graph), data_args, None
-
-
-_MAX_DATA_ARGS = 8
 
 
 def _all_zero(value: Any) -> bool:

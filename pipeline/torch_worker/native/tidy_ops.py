@@ -7,6 +7,9 @@
 - A permute followed by its inverse disappears; so does a reshape to the shape it already has.
 - A reduction that keeps its dims then squeezes exactly them (a global average pool) ->
   `torch.mean(x, dim=[2, 3])`.
+- `torch._shape_as_tensor(x)` (ONNX Shape, where a shape is computed with as a tensor) ->
+  `torch.tensor(x.shape, ...)`: torch.export cannot trace the former with a dynamic dimension ("its
+  data is not allocated yet"; KerasHub's CLIP text tower) and takes the latter.
 - ReLU / ReLU6 right after a Conv, BatchNorm, Linear or addition that nothing else reads runs in place
   (`nn.ReLU(inplace=True)`, as torchvision writes it): one fresh activation tensor fewer per layer,
   which on CPU is page-fault time (MobileNetV2 batch 32: ~30% of eager inference).
@@ -428,6 +431,24 @@ def _clamp_module(low: float | None, high: float | None) -> nn.Module | None:
 
 def _snake_name(module: nn.Module) -> str:
     return {nn.ReLU6: "relu6", nn.ReLU: "relu", nn.Hardtanh: "hardtanh"}[type(module)]
+
+
+def exportable_shapes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
+    done = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target is not torch._shape_as_tensor:
+            continue
+        (source,) = node.args
+        with gm.graph.inserting_before(node):
+            shape = gm.graph.call_function(getattr, (source, "shape"))
+            device = gm.graph.call_function(getattr, (source, "device"))
+            as_tensor = gm.graph.call_function(torch.tensor, (shape,), {"dtype": torch.int64, "device": device})
+        node.replace_all_uses_with(as_tensor)
+        gm.graph.erase_node(node)
+        done += 1
+    fxutil.tidy(gm)
+    ctx.count("exportable_shapes", done)
+    return []
 
 
 def contiguous_inputs(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
