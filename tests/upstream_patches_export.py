@@ -27,7 +27,10 @@ class Patches(tf.Module):
 def main(out: Path) -> None:
     from tf2onnx.onnx_opset.nn import ExtractImagePatches as Upstream
 
-    tf_op.register_handler(Upstream.version_9, 9, ["ExtractImagePatches"], "", {})  # the upstream bug back
+    # the upstream bug back, at every version the project's handler is registered for
+    for version, handlers in enumerate(tf_op.get_opsets()[""]):
+        if "ExtractImagePatches" in handlers:
+            tf_op.register_handler(Upstream.version_9, version, ["ExtractImagePatches"], "", {})
     module = Patches()
     tf.saved_model.save(module, str(out / "model"), signatures={"serving_default": module.serve})
     cfg = ModelConfig(model=str(out / "model"), samples=1)
