@@ -9,7 +9,6 @@ user's own Python files (`custom_objects:` in the config), as onnx2torch convert
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import json
 import re
@@ -17,7 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ConfigError, ModelFileError
+from pipeline.common.user_files import import_config_file
+from pipeline.errors import ModelFileError
 
 TRUST_HINT = "if you trust the file, pass --trust-model (config: trust_model: true)"
 
@@ -80,17 +80,7 @@ def custom_objects(files: Sequence[str]) -> dict[str, type]:
     """The classes defined in the user's files, by name (what Keras's `custom_objects` takes)."""
     found: dict[str, type] = {}
     for index, name in enumerate(files):
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"custom_objects: {path} is not a file")
-        spec = importlib.util.spec_from_file_location(f"tf2torch_custom_objects_{index}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ConfigError(
-                f"custom_objects: {path} failed to import: {type(exc).__name__}: {exc}"
-            ) from None
+        module = import_config_file("custom_objects", Path(name), f"tf2torch_custom_objects_{index}")
         for attr, value in vars(module).items():
             if inspect.isclass(value) and value.__module__ == module.__name__:
                 found[attr] = value

@@ -12,12 +12,12 @@ so. A custom op with no builtin form fails the export stage, named, with the way
 
 from __future__ import annotations
 
-import importlib.util
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.common.user_files import import_config_file
 from pipeline.errors import ConfigError, ModelFileError
 from pipeline.tflite_custom_ops import LOWERINGS, custom_op
 
@@ -98,17 +98,7 @@ class CustomOp:
 def load_files(files) -> None:
     """Import the user's `tflite_custom_ops:` files; their @custom_op functions register themselves."""
     for index, name in enumerate(files):
-        path = Path(name)
-        if not path.is_file():
-            raise ConfigError(f"tflite_custom_ops: {path} is not a file")
-        spec = importlib.util.spec_from_file_location(f"tf2torch_tflite_custom_ops_{index}", path)
-        module = importlib.util.module_from_spec(spec)
-        try:
-            spec.loader.exec_module(module)
-        except Exception as exc:
-            raise ConfigError(
-                f"tflite_custom_ops: {path} failed to import: {type(exc).__name__}: {exc}"
-            ) from None
+        import_config_file("tflite_custom_ops", Path(name), f"tf2torch_tflite_custom_ops_{index}")
 
 
 def lowered(path: Path, files=()) -> tuple[bytes | None, dict[str, int], list[str]]:

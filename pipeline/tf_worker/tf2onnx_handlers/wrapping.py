@@ -34,25 +34,23 @@ def per_conversion(notes: set) -> set:
 def run_before(op: str, prepare: Callable, min_version: int = 1) -> None:
     """Registers, at each opset version tf2onnx has a handler of `op` for (from `min_version` on), a
     handler that calls `prepare(ctx, node)` and then tf2onnx's own."""
-    originals = {
-        version: handlers[op][0]
-        for version, handlers in enumerate(tf_op.get_opsets()[""])
-        if op in handlers and version >= min_version
-    }
-    for version, original in originals.items():
+    for version, original in _handlers_of(op, min_version).items():
         tf_op.register_handler(_then(prepare, original), version, [op], "", {})
 
 
 def run_after(op: str, finish: Callable, min_version: int = 1) -> None:
     """Registers, at each opset version tf2onnx has a handler of `op` for (from `min_version` on), a
     handler that calls tf2onnx's own and then `finish(ctx, node)` on the node it wrote."""
-    originals = {
+    for version, original in _handlers_of(op, min_version).items():
+        tf_op.register_handler(_followed_by(finish, original), version, [op], "", {})
+
+
+def _handlers_of(op: str, min_version: int) -> dict[int, Callable]:
+    return {
         version: handlers[op][0]
         for version, handlers in enumerate(tf_op.get_opsets()[""])
         if op in handlers and version >= min_version
     }
-    for version, original in originals.items():
-        tf_op.register_handler(_followed_by(finish, original), version, [op], "", {})
 
 
 def _followed_by(finish: Callable, original: Callable) -> Callable:

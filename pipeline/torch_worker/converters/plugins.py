@@ -9,13 +9,11 @@ reach the next. Loading such a file runs its code: name only files you trust.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import itertools
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipeline.errors import ConfigError
+from pipeline.common.user_files import import_config_file
 
 _loaded = itertools.count()
 
@@ -60,15 +58,4 @@ def user_converters(paths: Sequence[str]) -> Iterator[None]:
 
 
 def _load(path: Path) -> None:
-    if not path.is_file():
-        raise ConfigError(f"converters: {path} is not a file")
-    name = f"tf2torch_user_converters_{next(_loaded)}_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(f"converters: {path} cannot be imported as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # torch.save pickles the converter's module classes by module name
-    try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise ConfigError(f"converters: importing {path} failed: {type(exc).__name__}: {exc}") from None
+    import_config_file("converters", path, f"tf2torch_user_converters_{next(_loaded)}_{path.stem}")

@@ -442,7 +442,9 @@ def exportable_shapes(gm: fx.GraphModule, ctx: PassContext) -> list[str]:
         with gm.graph.inserting_before(node):
             shape = gm.graph.call_function(getattr, (source, "shape"))
             device = gm.graph.call_function(getattr, (source, "device"))
-            as_tensor = gm.graph.call_function(torch.tensor, (shape,), {"dtype": torch.int64, "device": device})
+            as_tensor = gm.graph.call_function(
+                torch.tensor, (shape,), {"dtype": torch.int64, "device": device}
+            )
         node.replace_all_uses_with(as_tensor)
         gm.graph.erase_node(node)
         done += 1
