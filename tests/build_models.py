@@ -629,6 +629,18 @@ def conv_transpose_longer(out: Path) -> None:
     )
 
 
+class _SixDimSoftmax(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 2, 3, 2, 2, 4], tf.float32, name="x")])
+    def serve(self, x):
+        return tf.nn.softmax(x * 3.0, axis=-1)
+
+
+def six_dim_softmax(out: Path) -> None:
+    """A Softmax over a 6-D tensor (halo and outlook attention), which TF's oneDNN CPU kernel refuses."""
+    module = _SixDimSoftmax()
+    tf.saved_model.save(module, str(out / "six_dim_softmax"), signatures={"serving_default": module.serve})
+
+
 class _ScaledRelu(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([1, 6], tf.float32, name="x")])
     def serve(self, x):
@@ -689,6 +701,7 @@ BUILDERS = (
     keras2_custom_layer_h5,
     patches_savedmodel,
     conv_transpose_longer,
+    six_dim_softmax,
 )
 
 if __name__ == "__main__":
