@@ -290,7 +290,8 @@ def _run_group(
             "log_path": str(log_path),
         },
     )
-    worker = pool.get(worker_name(group, cfg, fmt))
+    process = worker_name(group, cfg, fmt)
+    worker = pool.get(process)
     reported = 0
     current: str | None = None
     stage_started = time.monotonic()
@@ -326,7 +327,7 @@ def _run_group(
         }
         if worker.returncode is not None:
             workers[group]["returncode"] = worker.returncode
-        pool.after_job(worker_name(group, cfg, fmt), usage.get("rss_mb"))
+        pool.after_job(process, usage.get("rss_mb"))
     returncode = worker.returncode
     if not finished:
         seconds = round(time.monotonic() - stage_started, 3)
