@@ -371,13 +371,18 @@ def batch(
     prune: bool = False,
     progress: bool | Any = True,
     pool: WorkerPool | None = None,
+    retries: int = 2,
+    max_memory: str | float | None = None,
 ) -> BatchResult:
     """Convert every model of a zoo file (configs/zoos/*.yaml), reusing cached results; write
     summary.json/.md/.html and junit.xml into `out` (default runs/<zoo name>). `baseline`: an
     earlier summary.json to find regressions against; `history`: a folder of earlier runs (one
     summary.json each) for the dashboard's trend. `workers`: models
     converted at once (default: the number of cores). `progress`: True prints
-    a line per model, False nothing (or a reporter object such as pipeline.batching.progress's)."""
+    a line per model, False nothing (or a reporter object such as pipeline.batching.progress's).
+    `retries`: reruns of a model whose worker process (or, on Ray, whose node) was lost. `max_memory`:
+    the local slots' memory budget, MB or a size such as "16G" (default: the available memory)."""
+    from pipeline.batching import memory
     from pipeline.batching.progress import make_progress
     from pipeline.batching.run import BatchOptions, run_batch
 
@@ -385,6 +390,14 @@ def batch(
         raise UsageError("ray_address (--ray-address) needs the ray executor")
     if executor not in ("local", "ray"):
         raise UsageError(f"executor must be 'local' or 'ray', got '{executor}'")
+    if not isinstance(retries, int) or retries < 0:
+        raise UsageError(f"retries must be a whole number of at least 0, got {retries!r}")
+    if max_memory is not None and executor == "ray":
+        raise UsageError(
+            "max_memory (--max-memory) is the local executor's budget; a Ray node offers the memory "
+            "`ray start --memory` gives it"
+        )
+    max_memory_mb = memory.parse_mb(max_memory) if max_memory is not None else None
     workers = workers if workers is not None else os.cpu_count() or 1
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"workers must be a whole number of at least 1, got {workers!r}")
@@ -403,6 +416,8 @@ def batch(
         prune=prune,
         progress=reporter,
         pool=pool,
+        retries=retries,
+        max_memory_mb=max_memory_mb,
     )
     summary, code = run_batch(options)
     return BatchResult(

@@ -230,6 +230,20 @@ def build_parser() -> argparse.ArgumentParser:
         "zoo's max_rss_mb, else never)",
     )
     batch.add_argument(
+        "--retries",
+        type=_count,
+        default=2,
+        help="run a model again, up to this many times, when its worker process or its Ray node was "
+        "lost (killed, crashed, node gone); then record it as failed with the reason (default 2)",
+    )
+    batch.add_argument(
+        "--max-memory",
+        metavar="SIZE",
+        help="local executor: models run side by side only while their memory needs (the last run's "
+        "peak, else an estimate) fit in SIZE, e.g. 16G; a model needing more is refused (default: the "
+        "machine's available memory)",
+    )
+    batch.add_argument(
         "--prune",
         action="store_true",
         help="once a model passes, delete its model files (model.onnx, model.pt, model.safetensors, "
@@ -250,14 +264,21 @@ def _add_trust_model(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
+def _whole_number(least: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expected at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _whole_number(1)
+_count = _whole_number(0)
 
 
 def _exit_on_sigterm(signum, frame):
@@ -366,6 +387,8 @@ def _batch(args: argparse.Namespace, pool: WorkerPool | None) -> int:
         max_rss_mb=args.max_rss_mb,
         prune=args.prune,
         pool=pool,
+        retries=args.retries,
+        max_memory=args.max_memory,
     )
     return result.exit_code
 

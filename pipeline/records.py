@@ -78,6 +78,8 @@ class StageRecord:
     reason: str | None = None  # why it was skipped
     exit_code: int | None = None  # of a failed stage: what the command exits with
     worker_failure: bool = False  # the worker died or timed out: may not happen on a re-run
+    # The worker died (killed, crashed), not timed out: a batch retries the model on a fresh worker.
+    worker_lost: bool = False
     # A ConfigError: the config contradicts the model (or names a file that is not usable). The run is
     # refused with exit 2 and nothing published; such a record never reaches a report.
     config_error: bool = False
@@ -101,6 +103,7 @@ class StageRecord:
             record.get("reason"),
             record.get("exit_code"),
             bool(record.get("worker_failure", False)),
+            worker_lost=bool(record.get("worker_lost", False)),
             memory_mb=record.get("memory_mb"),
         )
 
@@ -122,6 +125,8 @@ class StageRecord:
             record["exit_code"] = self.exit_code
         if self.worker_failure:
             record["worker_failure"] = True
+        if self.worker_lost:
+            record["worker_lost"] = True
         if self.memory_mb is not None:
             record["memory_mb"] = self.memory_mb
         return record

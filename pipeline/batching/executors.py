@@ -1,8 +1,11 @@
 """Where a batch's models run: N local slots (threads), or N Ray actors on a cluster.
 
 A slot converts one model at a time with its own WorkerPool, so its TensorFlow and torch worker
-processes stay alive from one model to the next. Both executors run the same `convert_task`; only
-the placement differs. `run` yields each model's summary row as it finishes.
+processes stay alive from one model to the next. Both executors run the same `convert_task` and share
+the rules: a model whose worker (or whose slot's node) was lost runs again, up to `retries` more
+times, and is then recorded as failed with the reason; a model runs only where its memory need fits
+(the local budget, a Ray node's `memory` resource), and one that fits nowhere is refused before it
+starts. `run` yields each model's summary row as it finishes, and a row for every task it was given.
 """
 
 from __future__ import annotations
@@ -10,15 +13,27 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import shutil
+import tempfile
 import threading
+import time
+import traceback
+from collections import deque
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from pipeline.batching.task import Task, convert_task
-from pipeline.errors import UsageError
+from pipeline.batching import memory, summary
+from pipeline.batching.task import Task, convert_task, record_result
+from pipeline.errors import EXIT_CONVERSION, UsageError
 from pipeline.orchestrator.pool import WorkerPool
 
 OnStart = Callable[[str], None]
+DEFAULT_RETRIES = 2
+# A Ray task gets its model's two worker timeouts plus this long before it is given up as hung.
+RAY_TASK_GRACE_S = 300.0
+RAY_POLL_S = 1.0
 
 
 def make_executor(
@@ -27,42 +42,110 @@ def make_executor(
     max_rss_mb: float | None,
     ray_address: str | None,
     pool: WorkerPool | None = None,
+    retries: int = DEFAULT_RETRIES,
+    max_memory_mb: float | None = None,
 ):
     """`pool`: a caller's warm workers, which a single local slot uses as they are (and leaves open)."""
     if kind == "local":
-        return LocalExecutor(workers, max_rss_mb, pool)
+        return LocalExecutor(workers, max_rss_mb, pool, retries, max_memory_mb)
     if kind == "ray":
-        return RayExecutor(workers, max_rss_mb, ray_address)
+        return RayExecutor(workers, max_rss_mb, ray_address, retries)
     raise UsageError(f"unknown executor '{kind}'; use local or ray")
 
 
+class Attempts:
+    """How often each model ran and why its earlier runs were lost; at most `retries` reruns."""
+
+    def __init__(self, retries: int):
+        self.retries = retries
+        self._lost: dict[str, list[str]] = {}
+
+    def retry(self, task_id: str, reason: str) -> bool:
+        """Record a lost run; True if the model may run again."""
+        lost = self._lost.setdefault(task_id, [])
+        lost.append(reason)
+        return len(lost) <= self.retries
+
+    def final(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row of a model's last run, with its earlier, lost runs named."""
+        row.pop("worker_lost", None)
+        lost = self._lost.get(row["id"], [])
+        if not lost:
+            return row
+        runs = len(lost) + (0 if len(lost) > self.retries else 1)
+        row["attempts"] = runs
+        row["lost_runs"] = list(lost)
+        if len(lost) > self.retries and row.get("message"):
+            row["message"] += f" (lost on each of {runs} attempts)"
+        return row
+
+
+def refusal(task: Task, capacity_mb: float | None, where: str) -> dict[str, Any] | None:
+    """The row of a model whose memory need exceeds what `where` offers, or None if it fits."""
+    if capacity_mb is None or task.memory_mb <= capacity_mb:
+        return None
+    source = {"measured": "its last run's peak", "given": "its zoo entry's `memory`"}.get(
+        task.memory_source, "estimated from its size"
+    )
+    return summary.error_row(
+        task.id,
+        task.model,
+        "placement",
+        f"needs {memory.describe(task.memory_mb)} ({source}), more than {where} offers "
+        f"({memory.describe(capacity_mb)}); not started",
+        EXIT_CONVERSION,
+    )
+
+
+def internal_error(task: Task, exc: BaseException) -> dict[str, Any]:
+    """A bug in this package while converting one model: that model fails, the batch goes on."""
+    where = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return summary.error_row(
+        task.id,
+        task.model,
+        "load",
+        f"internal error in tf2torch (please report it): {where}",
+        EXIT_CONVERSION,
+    )
+
+
 class LocalExecutor:
-    def __init__(self, workers: int, max_rss_mb: float | None, pool: WorkerPool | None = None):
+    def __init__(
+        self,
+        workers: int,
+        max_rss_mb: float | None,
+        pool: WorkerPool | None = None,
+        retries: int = DEFAULT_RETRIES,
+        max_memory_mb: float | None = None,
+    ):
         self.workers = workers
         self.max_rss_mb = max_rss_mb
+        self.attempts = Attempts(retries)
+        self.budget_mb = max_memory_mb if max_memory_mb is not None else memory.available_mb()
+        self.budget_name = "--max-memory" if max_memory_mb is not None else "this machine's available memory"
         self._given = pool
         self._stop = threading.Event()
         self._pools: list[WorkerPool] = []
 
     def run(self, tasks: list[Task], on_start: OnStart) -> Iterator[dict[str, Any]]:
-        todo: queue.Queue[Task] = queue.Queue()
+        fitting = []
         for task in tasks:
-            todo.put(task)
-        done: queue.Queue[dict[str, Any] | BaseException] = queue.Queue()
-        slots = min(self.workers, len(tasks))
-        threads = [
-            threading.Thread(target=self._slot, args=(todo, done, on_start, slots), daemon=True)
-            for _ in range(slots)
-        ]
-        for thread in threads:
-            thread.start()
-        for _ in tasks:
-            item = _get_interruptibly(done)
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+            refused = refusal(task, self.budget_mb, self.budget_name)
+            if refused is not None:
+                yield refused
+            else:
+                fitting.append(task)
+        if not fitting:
+            return
+        board = _Board(fitting, self.budget_mb)
+        done: queue.Queue[dict[str, Any]] = queue.Queue()
+        slots = min(self.workers, len(fitting))
+        for _ in range(slots):
+            threading.Thread(target=self._slot, args=(board, done, on_start, slots), daemon=True).start()
+        for _ in fitting:
+            yield _get_interruptibly(done)
 
-    def _slot(self, todo: queue.Queue, done: queue.Queue, on_start: OnStart, slots: int) -> None:
+    def _slot(self, board: _Board, done: queue.Queue, on_start: OnStart, slots: int) -> None:
         # Slots side by side divide the cores; a single slot keeps the frameworks' own defaults, and
         # the caller's warm workers if it has some.
         threads = max(1, (os.cpu_count() or 1) // slots) if slots > 1 else None
@@ -70,17 +153,18 @@ class LocalExecutor:
         if pool is not self._given:
             self._pools.append(pool)
         try:
-            while not self._stop.is_set():
-                try:
-                    task = todo.get_nowait()
-                except queue.Empty:
-                    return
+            while (task := board.take(self._stop)) is not None:
                 on_start(task.id)
                 try:
-                    done.put(convert_task(task, pool))
-                except BaseException as exc:  # a bug in this package: surface it in the main thread
-                    done.put(exc)
-                    return
+                    row = convert_task(task, pool)
+                except Exception as exc:  # a bug in this package: that model fails, the others go on
+                    row = internal_error(task, exc)
+                board.release(task)
+                lost = row.get("worker_lost")
+                if lost and not self._stop.is_set() and self.attempts.retry(task.id, lost):
+                    board.put_back(task)  # a fresh worker (this slot's or another's) runs it again
+                    continue
+                done.put(self.attempts.final(record_result(task, row)))
         finally:
             if pool is not self._given:
                 pool.close()
@@ -92,6 +176,50 @@ class LocalExecutor:
             pool.close()
 
 
+class _Board:
+    """The local slots' shared queue: a slot takes the first waiting model whose memory need fits in
+    what the running ones leave of the budget (or any model, when nothing runs)."""
+
+    def __init__(self, tasks: list[Task], budget_mb: float | None):
+        self._waiting = deque(tasks)
+        self._budget = budget_mb
+        self._in_use = 0.0
+        self._running = 0
+        self._changed = threading.Condition()
+
+    def take(self, stop: threading.Event) -> Task | None:
+        with self._changed:
+            while not stop.is_set():
+                if not self._waiting:
+                    if not self._running:
+                        return None
+                    # A running model may yet come back for a retry.
+                    self._changed.wait(0.5)
+                    continue
+                task = next((t for t in self._waiting if self._fits(t)), None)
+                if task is not None:
+                    self._waiting.remove(task)
+                    self._in_use += task.memory_mb
+                    self._running += 1
+                    return task
+                self._changed.wait(0.5)
+            return None
+
+    def _fits(self, task: Task) -> bool:
+        return self._running == 0 or self._budget is None or self._in_use + task.memory_mb <= self._budget
+
+    def release(self, task: Task) -> None:
+        with self._changed:
+            self._in_use -= task.memory_mb
+            self._running -= 1
+            self._changed.notify_all()
+
+    def put_back(self, task: Task) -> None:
+        with self._changed:
+            self._waiting.appendleft(task)
+            self._changed.notify_all()
+
+
 def _get_interruptibly(done: queue.Queue):
     while True:  # short waits keep Ctrl-C responsive in the main thread
         try:
@@ -101,20 +229,65 @@ def _get_interruptibly(done: queue.Queue):
 
 
 class RaySlot:
-    """A Ray actor: one slot with its own worker processes on whichever node Ray placed it."""
+    """A Ray actor: one slot with its own worker processes on whichever node Ray placed it. It
+    converts in a scratch directory of its node and sends the run directory back (shipping.py)."""
 
     def __init__(self, max_rss_mb: float | None):
-        self.pool = WorkerPool(max_rss_mb)
+        import ray
 
-    def convert(self, task: Task) -> dict[str, Any]:
-        return convert_task(task, self.pool)
+        self.pool = WorkerPool(max_rss_mb)
+        self.node_id = ray.get_runtime_context().get_node_id()
+        self.stages: list[str] = []
+        self.finished: set[str] = set()
+
+    def status(self) -> tuple[str, str | None]:
+        """This slot's node, and the stage its model is in (asked while `convert` runs)."""
+        current = next((s for s in self.stages if s not in self.finished), None)
+        return self.node_id, current
+
+    def convert(self, task: Task, inputs: bytes | None) -> tuple[dict[str, Any], bytes | None]:
+        from pipeline import plan
+        from pipeline.batching import shipping
+        from pipeline.config import ModelConfig
+
+        scratch = Path(tempfile.mkdtemp(prefix=f"tf2torch-{task.id}-"))
+        try:
+            if inputs is not None:
+                task = shipping.unpack_inputs(task, inputs, scratch / "inputs")
+            cfg = ModelConfig.model_validate(task.config)
+            self.stages = [name for _, names in plan.CONVERT.groups(cfg) for name in names]
+            self.finished = set()
+            done = self.finished
+            row = convert_task(task, self.pool, scratch / "runs" / task.id, lambda r: done.add(r["name"]))
+            run_dir = row.get("out_dir")
+            return row, shipping.pack_dir(Path(run_dir)) if run_dir else None
+        finally:
+            self.stages = []
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def close(self) -> None:
         self.pool.close()
 
 
+@dataclass
+class _Actor:
+    handle: Any
+    memory_mb: float
+    node_id: str | None = None
+
+
+@dataclass
+class _Running:
+    actor: _Actor
+    task: Task
+    deadline: float
+    inputs: Any = None
+    stage: str | None = None
+    status: Any = None  # an in-flight `status` call
+
+
 class RayExecutor:
-    def __init__(self, workers: int, max_rss_mb: float | None, address: str | None):
+    def __init__(self, workers: int, max_rss_mb: float | None, address: str | None, retries: int = 2):
         try:
             import ray
         except ImportError:
@@ -122,6 +295,9 @@ class RayExecutor:
                 "--executor ray needs Ray: install it with `pip install '.[ray]'` (make setup does)"
             ) from None
         self.ray = ray
+        self.workers = workers
+        self.max_rss_mb = max_rss_mb
+        self.attempts = Attempts(retries)
         self._started_here = not ray.is_initialized()
         if self._started_here:
             # A local Ray needs a CPU per slot; a cluster brings its own.
@@ -133,28 +309,144 @@ class RayExecutor:
                 configure_logging=False,
                 **local,
             )
-        actor = ray.remote(num_cpus=1)(RaySlot)
-        self.slots = [actor.remote(max_rss_mb) for _ in range(workers)]
+        # Two threads: `status` answers while `convert` runs.
+        self._actor_class = ray.remote(max_concurrency=2)(RaySlot)
+        self._actors: list[_Actor] = []
 
     def run(self, tasks: list[Task], on_start: OnStart) -> Iterator[dict[str, Any]]:
-        pending = list(reversed(tasks))
-        running: dict[Any, Any] = {}  # object ref -> slot
-        free = list(self.slots)
-        while pending or running:
-            while pending and free:
-                task, slot = pending.pop(), free.pop()
+        from pipeline.batching import shipping
+
+        waiting = deque(tasks)
+        running: dict[Any, _Running] = {}
+        idle: list[_Actor] = []
+        while waiting or running:
+            while waiting:
+                task = waiting[0]
+                refused = refusal(task, self._largest_node_mb(), "any live node of the cluster")
+                if refused is not None:
+                    waiting.popleft()
+                    yield refused
+                    continue
+                actor = self._slot_for(task, idle, busy=len(running))
+                if actor is None:
+                    break
+                waiting.popleft()
                 on_start(task.id)
-                running[slot.convert.remote(task)] = slot
-            ready, _ = self.ray.wait(list(running), num_returns=1)
+                inputs = shipping.pack_inputs(task)
+                inputs_ref = self.ray.put(inputs) if inputs is not None else None
+                ref = actor.handle.convert.remote(task, inputs_ref)
+                deadline = time.monotonic() + 2 * task.timeout + RAY_TASK_GRACE_S
+                running[ref] = _Running(actor, task, deadline, inputs_ref)
+            if not running:
+                continue
+            ready, _ = self.ray.wait(list(running), num_returns=1, timeout=RAY_POLL_S)
             for ref in ready:
-                free.append(running.pop(ref))
-                yield self.ray.get(ref)
+                job = running.pop(ref)
+                row = self._collect(ref, job, idle)
+                if row is None:
+                    waiting.appendleft(job.task)  # lost: run it again on another slot
+                else:
+                    yield row
+            self._poll(running)
+            for ref, job in list(running.items()):
+                if time.monotonic() > job.deadline:
+                    del running[ref]
+                    self._drop(job.actor)
+                    why = f"no result within {2 * job.task.timeout + RAY_TASK_GRACE_S:g} s (the slot hung)"
+                    yield summary.error_row(
+                        job.task.id, job.task.model, job.stage or "load", why, EXIT_CONVERSION
+                    )
+
+    def _collect(self, ref, job: _Running, idle: list[_Actor]) -> dict[str, Any] | None:
+        """The finished model's row (its run directory published here), or None to run it again."""
+        from pipeline.batching import shipping
+
+        ray = self.ray
+        try:
+            row, archive = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # convert itself raised: a bug, not a lost node
+            idle.append(job.actor)
+            return internal_error(job.task, exc.cause if exc.cause is not None else exc)
+        except ray.exceptions.RayError as exc:  # the actor, its node or the result was lost
+            self._drop(job.actor)
+            reason = f"{self._loss(job.actor, exc)} during {job.stage or 'start-up'}"
+            if self.attempts.retry(job.task.id, reason):
+                return None
+            return self.attempts.final(
+                summary.error_row(job.task.id, job.task.model, job.stage or "load", reason, EXIT_CONVERSION)
+            )
+        idle.append(job.actor)
+        if archive is not None:
+            row = shipping.publish_shipped(job.task, row, archive)
+        elif row.get("out_dir"):
+            row["out_dir"] = None  # nothing came back: the slot's directory is gone
+        lost = row.get("worker_lost")
+        if lost and self.attempts.retry(job.task.id, lost):
+            return None
+        return self.attempts.final(record_result(job.task, row))
+
+    def _loss(self, actor: _Actor, exc: Exception) -> str:
+        """Which was lost: the node (the slot's node is no longer alive) or only the slot's process."""
+        alive = {n["NodeID"] for n in self._nodes()}
+        if actor.node_id is not None:
+            return "node lost" if actor.node_id not in alive else "slot process died"
+        # The slot died before it said where it ran: Ray's own cause.
+        return (
+            "node lost"
+            if isinstance(exc, self.ray.exceptions.NodeDiedError) or "node has died" in str(exc)
+            else "slot lost"
+        )
+
+    def _slot_for(self, task: Task, idle: list[_Actor], busy: int) -> _Actor | None:
+        """An idle actor that reserved enough memory, else a new one (replacing an idle one that
+        reserved too little), else None: every slot is busy."""
+        fits = next((a for a in idle if a.memory_mb >= task.memory_mb), None)
+        if fits is not None:
+            idle.remove(fits)
+            return fits
+        if busy + len(idle) >= self.workers:
+            if not idle:
+                return None
+            self._drop(idle.pop(0))
+        options = {"num_cpus": 1, "memory": int(task.memory_mb * 2**20)}
+        actor = _Actor(self._actor_class.options(**options).remote(self.max_rss_mb), task.memory_mb)
+        self._actors.append(actor)
+        return actor
+
+    def _poll(self, running: dict[Any, _Running]) -> None:
+        """Learn each running model's slot node and stage (for the reason, should its node go)."""
+        for job in running.values():
+            if job.status is not None:
+                done, _ = self.ray.wait([job.status], timeout=0)
+                if not done:
+                    continue
+                with contextlib.suppress(Exception):
+                    job.actor.node_id, job.stage = self.ray.get(job.status)
+            job.status = job.actor.handle.status.remote()
+
+    def _nodes(self) -> list[dict[str, Any]]:
+        return [n for n in self.ray.nodes() if n.get("Alive")]
+
+    def _largest_node_mb(self) -> float | None:
+        """The most memory one live node with a free CPU slot can give, in MB."""
+        sizes = [
+            n["Resources"].get("memory", 0) / 2**20
+            for n in self._nodes()
+            if n.get("Resources", {}).get("CPU", 0) >= 1
+        ]
+        return max(sizes) if sizes else 0.0
+
+    def _drop(self, actor: _Actor) -> None:
+        with contextlib.suppress(Exception):
+            self.ray.kill(actor.handle)
+        with contextlib.suppress(ValueError):
+            self._actors.remove(actor)
 
     def close(self) -> None:
-        for slot in self.slots:
+        for actor in list(self._actors):
             # An actor that died has no workers left to close.
             with contextlib.suppress(Exception):
-                self.ray.get(slot.close.remote(), timeout=30)
-            self.ray.kill(slot)
+                self.ray.get(actor.handle.close.remote(), timeout=30)
+            self._drop(actor)
         if self._started_here:
             self.ray.shutdown()

@@ -10,6 +10,7 @@ worker processes (locally or on Ray), and an unchanged zoo is answered from the 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import artifacts
-from pipeline.batching import summary
+from pipeline.batching import memory, summary
 from pipeline.batching.progress import make_progress
 from pipeline.batching.task import RESULT_JSON, Task
 from pipeline.batching.zoo_file import ZooEntry, read_zoo
-from pipeline.errors import PipelineError, UsageError
+from pipeline.errors import EXIT_CONVERSION, PipelineError, UsageError, first_line
 from pipeline.fingerprint import fingerprint
 from pipeline.formats import detect_format
 from pipeline.orchestrator.lock import batch_lock
@@ -41,6 +42,8 @@ class BatchOptions:
     baseline: Path | None = None
     history: Path | None = None  # earlier runs' summaries, one folder each: the dashboard's trend
     max_rss_mb: float | None = None
+    retries: int = 2  # reruns of a model whose worker or node was lost
+    max_memory_mb: float | None = None  # the local slots' memory budget (default: what is available)
     prune: bool = False  # delete a passing model's model files (artifacts.MODEL_FILES)
     progress: Any = None  # a pipeline.batching.progress reporter; default: chosen for stdout
     pool: Any = None  # a caller's warm WorkerPool for a single local slot (cli.main's `pool`)
@@ -75,6 +78,8 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
                 options.max_rss_mb or zoo.max_rss_mb,
                 options.ray_address,
                 options.pool,
+                options.retries,
+                options.max_memory_mb,
             )
             try:
                 for row in executor.run(tasks, on_start=progress.started):
@@ -84,8 +89,13 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
                 interrupted = EXIT_INTERRUPTED
             except SystemExit as exc:  # SIGTERM (the command line turns it into SystemExit)
                 interrupted = exc.code if isinstance(exc.code, int) else EXIT_INTERRUPTED
+            except Exception as exc:  # the executor itself failed (a Ray head gone): keep the summary
+                for task in tasks:
+                    if task.id not in rows:
+                        why = f"not converted: the {options.executor} executor failed: {first_line(exc)}"
+                        rows[task.id] = summary.error_row(task.id, task.model, "load", why, EXIT_CONVERSION)
             finally:
-                executor.close()
+                _close_quietly(executor)
         ordered = [
             rows.get(e.id)
             or summary.skipped_row(e.id, e.config.model, Status.INTERRUPTED, "the batch was stopped")
@@ -114,6 +124,16 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
     return result, EXIT_FAILED if failed else EXIT_OK
 
 
+def _close_quietly(executor) -> None:
+    try:
+        executor.close()
+    except Exception as exc:  # the summary matters more than a clean shutdown of a broken cluster
+        print(
+            f"tf2torch batch: closing the {type(executor).__name__} failed: {first_line(exc)}",
+            file=sys.stderr,
+        )
+
+
 def _plan(entries: list[ZooEntry], options: BatchOptions, rows: dict[str, dict[str, Any]]) -> list[Task]:
     """Fill `rows` with what needs no conversion (disabled, cached, unusable entries); return the rest."""
     tasks = []
@@ -134,9 +154,9 @@ def _plan(entries: list[ZooEntry], options: BatchOptions, rows: dict[str, dict[s
         if cached is not None:
             rows[entry.id] = {**cached, "cached": True}
             continue
-        tasks.append(
-            Task(entry.id, entry.config.model_dump(mode="json"), fmt, str(out_dir), key, options.prune)
-        )
+        need, source = memory.need_mb(entry.config.model, out_dir, entry.memory_mb)
+        config = entry.config.model_dump(mode="json")
+        tasks.append(Task(entry.id, config, fmt, str(out_dir), key, options.prune, need, source))
     return tasks
 
 

@@ -9,6 +9,8 @@
         inputs: [{name: sequence, shape: [3, 7, 6]}]
       - model: keras.applications.NASNetLarge
         disabled: "331x331 minimum input; too slow for CI"   # listed as skipped, with the reason
+      - model: keras.applications.EfficientNetV2L
+        memory: 9G    # what its workers need at their peak (default: the last run's peak, else an estimate)
 
 Top-level keys that start with `x-` are ignored: they hold YAML anchors the entries refer to
 (`x-sgd: &sgd {class_name: SGD}`, then `compile: {optimizer: *sgd, loss: mse}`).
@@ -38,11 +40,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.batching.memory import parse_mb
 from pipeline.config import USER_CODE_KEYS, ModelConfig, file_layer, load_config, read_yaml
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.formats import is_zoo_id
 
-_ENTRY_KEYS = {"id", "config", "disabled"}
+_ENTRY_KEYS = {"id", "config", "disabled", "memory"}
 _TOP_LEVEL_KEYS = {
     "defaults",
     "models",
@@ -61,6 +64,7 @@ class ZooEntry:
     id: str
     config: ModelConfig
     disabled: str | None
+    memory_mb: float | None = None  # `memory: 12G`: what its workers need, overriding the measured peak
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,13 @@ def _entry(
         raise ConfigError(
             f"{where}: id '{entry_id}' must start with a letter or digit and use only letters, digits and . _ @ + -"
         )
-    return ZooEntry(entry_id, config, disabled)
+    memory_mb = None
+    if raw.get("memory") is not None:
+        try:
+            memory_mb = parse_mb(raw["memory"], "`memory`")
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc.message}") from None
+    return ZooEntry(entry_id, config, disabled, memory_mb)
 
 
 def _slug(model: str) -> str:

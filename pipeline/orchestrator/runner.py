@@ -354,6 +354,7 @@ def _run_group(
             error=why,
             exit_code=EXIT_CONVERSION,
             worker_failure=True,
+            worker_lost=not timed_out,
         )
 
 
