@@ -382,7 +382,7 @@ def batch(
     a line per model, False nothing (or a reporter object such as pipeline.batching.progress's).
     `retries`: reruns of a model whose worker process (or, on Ray, whose node) was lost. `max_memory`:
     the local slots' memory budget, MB or a size such as "16G" (default: the available memory)."""
-    from pipeline.batching import memory
+    from pipeline.batching import memory, remote_out
     from pipeline.batching.progress import make_progress
     from pipeline.batching.run import BatchOptions, run_batch
 
@@ -402,6 +402,9 @@ def batch(
     if not isinstance(workers, int) or workers < 1:
         raise UsageError(f"workers must be a whole number of at least 1, got {workers!r}")
     zoo = Path(zoo)
+    out_url = str(out) if remote_out.is_url(str(out) if out is not None else "") else None
+    if out_url is not None:
+        out = remote_out.staging_dir(out_url.rstrip("/"))
     reporter = make_progress() if progress is True else _Quiet() if progress is False else progress
     options = BatchOptions(
         zoo=zoo,
@@ -418,11 +421,12 @@ def batch(
         pool=pool,
         retries=retries,
         max_memory_mb=max_memory_mb,
+        out_url=out_url,
     )
     summary, code = run_batch(options)
     return BatchResult(
         zoo=summary["zoo"],
-        out_dir=Path(summary["out_dir"]),
+        out_dir=options.out,  # for an --out URL, its local staging directory (summary["out_dir"]: the URL)
         exit_code=code,
         totals=dict(summary["totals"]),
         models=[BatchRow.from_json(r) for r in summary["models"]],

@@ -207,7 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="models converted in parallel (default: the number of cores, %(default)s here)",
     )
-    batch.add_argument("--out", type=Path, help="output directory (default: runs/<zoo file name>)")
+    batch.add_argument(
+        "--out",
+        help="output directory (default: runs/<zoo file name>), or an fsspec URL such as s3://bucket/runs "
+        "(the driver uploads each model's run directory and the summary)",
+    )
     batch.add_argument("--executor", choices=("local", "ray"), default="local", help="where models run")
     batch.add_argument(
         "--ray-address", help="Ray cluster to join, e.g. ray://head:10001 (default: start a local Ray)"

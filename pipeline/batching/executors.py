@@ -34,6 +34,8 @@ DEFAULT_RETRIES = 2
 # A Ray task gets its model's two worker timeouts plus this long before it is given up as hung.
 RAY_TASK_GRACE_S = 300.0
 RAY_POLL_S = 1.0
+# With no model running, a slot that no node has placed for this long fails the models still waiting.
+RAY_PLACEMENT_TIMEOUT_S = 600.0
 
 
 def make_executor(
@@ -75,7 +77,7 @@ class Attempts:
         runs = len(lost) + (0 if len(lost) > self.retries else 1)
         row["attempts"] = runs
         row["lost_runs"] = list(lost)
-        if len(lost) > self.retries and row.get("message"):
+        if len(lost) > self.retries and runs > 1 and row.get("message"):
             row["message"] += f" (lost on each of {runs} attempts)"
         return row
 
@@ -259,6 +261,7 @@ class RaySlot:
             self.finished = set()
             done = self.finished
             row = convert_task(task, self.pool, scratch / "runs" / task.id, lambda r: done.add(r["name"]))
+            row["ray_node"] = self.node_id  # where it ran: the summary names it
             run_dir = row.get("out_dir")
             return row, shipping.pack_dir(Path(run_dir)) if run_dir else None
         finally:
@@ -273,6 +276,7 @@ class RaySlot:
 class _Actor:
     handle: Any
     memory_mb: float
+    created: float
     node_id: str | None = None
 
 
@@ -314,33 +318,53 @@ class RayExecutor:
         self._actors: list[_Actor] = []
 
     def run(self, tasks: list[Task], on_start: OnStart) -> Iterator[dict[str, Any]]:
-        from pipeline.batching import shipping
-
         waiting = deque(tasks)
         running: dict[Any, _Running] = {}
+        starting: dict[Any, _Actor] = {}  # an actor's first `status` call -> the actor, until placed
         idle: list[_Actor] = []
         while waiting or running:
-            while waiting:
-                task = waiting[0]
-                refused = refusal(task, self._largest_node_mb(), "any live node of the cluster")
+            largest = self._largest_node_mb()
+            for task in list(waiting):
+                refused = refusal(task, largest, "any live node of the cluster")
                 if refused is not None:
-                    waiting.popleft()
+                    waiting.remove(task)
                     yield refused
-                    continue
-                actor = self._slot_for(task, idle, busy=len(running))
-                if actor is None:
+            self._settle(starting, idle)
+            for actor in list(idle):  # a placed, free slot takes the first model that fits it
+                task = next((t for t in waiting if t.memory_mb <= actor.memory_mb), None)
+                if task is not None:
+                    idle.remove(actor)
+                    waiting.remove(task)
+                    on_start(task.id)
+                    self._start(task, actor, running)
+            # A free slot no waiting model fits holds a CPU and memory a new slot may need: release it.
+            for actor in idle:
+                self._drop(actor)
+            idle.clear()
+            for task in list(waiting)[len(starting) :]:
+                if len(running) + len(starting) >= self.workers:
                     break
-                waiting.popleft()
-                on_start(task.id)
-                inputs = shipping.pack_inputs(task)
-                inputs_ref = self.ray.put(inputs) if inputs is not None else None
-                ref = actor.handle.convert.remote(task, inputs_ref)
-                deadline = time.monotonic() + 2 * task.timeout + RAY_TASK_GRACE_S
-                running[ref] = _Running(actor, task, deadline, inputs_ref)
-            if not running:
+                actor = self._new_actor(task.memory_mb)
+                starting[actor.handle.status.remote()] = actor
+            if (
+                not running
+                and starting
+                and time.monotonic() - min(a.created for a in starting.values()) > (RAY_PLACEMENT_TIMEOUT_S)
+            ):
+                for task in waiting:
+                    why = (
+                        f"no node of the cluster took a slot of {memory.describe(task.memory_mb)} within "
+                        f"{RAY_PLACEMENT_TIMEOUT_S:g} s (other work holds its CPUs or memory)"
+                    )
+                    yield summary.error_row(task.id, task.model, "placement", why, EXIT_CONVERSION)
+                waiting.clear()
+                break
+            if not running and not starting:
                 continue
-            ready, _ = self.ray.wait(list(running), num_returns=1, timeout=RAY_POLL_S)
+            ready, _ = self.ray.wait([*running, *starting], num_returns=1, timeout=RAY_POLL_S)
             for ref in ready:
+                if ref not in running:
+                    continue  # a slot came up: placed on the next round
                 job = running.pop(ref)
                 row = self._collect(ref, job, idle)
                 if row is None:
@@ -356,6 +380,31 @@ class RayExecutor:
                     yield summary.error_row(
                         job.task.id, job.task.model, job.stage or "load", why, EXIT_CONVERSION
                     )
+        for actor in [*idle, *starting.values()]:
+            self._drop(actor)
+
+    def _start(self, task: Task, actor: _Actor, running: dict[Any, _Running]) -> None:
+        from pipeline.batching import shipping
+
+        inputs = shipping.pack_inputs(task)
+        inputs_ref = self.ray.put(inputs) if inputs is not None else None
+        ref = actor.handle.convert.remote(task, inputs_ref)
+        deadline = time.monotonic() + 2 * task.timeout + RAY_TASK_GRACE_S
+        running[ref] = _Running(actor, task, deadline, inputs_ref)
+
+    def _settle(self, starting: dict[Any, _Actor], idle: list[_Actor]) -> None:
+        """Slots that came up join `idle`; one whose node went before it came up is dropped."""
+        if not starting:
+            return
+        ready, _ = self.ray.wait(list(starting), num_returns=len(starting), timeout=0)
+        for ref in ready:
+            actor = starting.pop(ref)
+            try:
+                actor.node_id, _ = self.ray.get(ref)
+            except self.ray.exceptions.RayError:
+                self._drop(actor)
+                continue
+            idle.append(actor)
 
     def _collect(self, ref, job: _Running, idle: list[_Actor]) -> dict[str, Any] | None:
         """The finished model's row (its run directory published here), or None to run it again."""
@@ -397,19 +446,12 @@ class RayExecutor:
             else "slot lost"
         )
 
-    def _slot_for(self, task: Task, idle: list[_Actor], busy: int) -> _Actor | None:
-        """An idle actor that reserved enough memory, else a new one (replacing an idle one that
-        reserved too little), else None: every slot is busy."""
-        fits = next((a for a in idle if a.memory_mb >= task.memory_mb), None)
-        if fits is not None:
-            idle.remove(fits)
-            return fits
-        if busy + len(idle) >= self.workers:
-            if not idle:
-                return None
-            self._drop(idle.pop(0))
-        options = {"num_cpus": 1, "memory": int(task.memory_mb * 2**20)}
-        actor = _Actor(self._actor_class.options(**options).remote(self.max_rss_mb), task.memory_mb)
+    def _new_actor(self, memory_mb: float) -> _Actor:
+        """A slot that reserves one CPU and `memory_mb` of a node: Ray places it where both fit."""
+        options = {"num_cpus": 1, "memory": int(memory_mb * 2**20)}
+        actor = _Actor(
+            self._actor_class.options(**options).remote(self.max_rss_mb), memory_mb, time.monotonic()
+        )
         self._actors.append(actor)
         return actor
 

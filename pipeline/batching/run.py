@@ -20,6 +20,7 @@ from typing import Any
 from pipeline import artifacts
 from pipeline.batching import memory, summary
 from pipeline.batching.progress import make_progress
+from pipeline.batching.remote_out import RemoteOut
 from pipeline.batching.task import RESULT_JSON, Task
 from pipeline.batching.zoo_file import ZooEntry, read_zoo
 from pipeline.errors import EXIT_CONVERSION, PipelineError, UsageError, first_line
@@ -47,6 +48,7 @@ class BatchOptions:
     prune: bool = False  # delete a passing model's model files (artifacts.MODEL_FILES)
     progress: Any = None  # a pipeline.batching.progress reporter; default: chosen for stdout
     pool: Any = None  # a caller's warm WorkerPool for a single local slot (cli.main's `pool`)
+    out_url: str | None = None  # --out as an fsspec URL; `out` is then its local staging directory
 
 
 def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
@@ -65,7 +67,10 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
         raise UsageError(f"cannot create the output directory {options.out}: {exc.strerror or exc}") from None
     rows: dict[str, dict[str, Any]] = {}
     interrupted = 0  # the exit code when the batch was stopped
+    remote = RemoteOut(options.out_url, options.out) if options.out_url else None
     with batch_lock(options.out):
+        if remote is not None:
+            remote.pull_records([e.id for e in zoo.entries])
         tasks = _plan(zoo.entries, options, rows)
         progress = options.progress or make_progress()
         progress.begin(total=len(zoo.entries), already=[rows[e.id] for e in zoo.entries if e.id in rows])
@@ -83,6 +88,8 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
             )
             try:
                 for row in executor.run(tasks, on_start=progress.started):
+                    if remote is not None:
+                        _upload(remote, row)
                     rows[row["id"]] = row
                     progress.finished(row)
             except KeyboardInterrupt:
@@ -105,7 +112,7 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
         result = {
             "tool": "tf2torch batch",
             "zoo": str(options.zoo),
-            "out_dir": str(options.out),
+            "out_dir": options.out_url or str(options.out),
             "executor": options.executor,
             "workers": options.workers,
             "started_at": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
@@ -117,11 +124,28 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
             "models": ordered,
         }
         summary.write(options.out, result, summary.load_history(options.history, options.baseline))
+        if remote is not None:
+            try:
+                remote.push_summary(result)
+            except Exception as exc:  # the storage's own errors (network, permissions) vary by library
+                raise UsageError(
+                    f"could not upload the summary to {options.out_url}: {first_line(exc)} "
+                    f"(it is in {options.out})"
+                ) from None
     progress.end(result)
     if interrupted:
         return result, interrupted
     failed = result["totals"]["failed"] or result["totals"]["regressions"]
     return result, EXIT_FAILED if failed else EXIT_OK
+
+
+def _upload(remote: RemoteOut, row: dict[str, Any]) -> None:
+    try:
+        remote.push_run(row)
+    except Exception as exc:  # the storage's own errors vary by library: keep the batch going
+        row.setdefault("warnings", []).append(
+            f"its run directory was not uploaded to {remote.url}: {first_line(exc)} (it stays in {row['out_dir']})"
+        )
 
 
 def _close_quietly(executor) -> None:
