@@ -346,6 +346,9 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
         ([SMOKE, "--baseline", "nowhere/summary.json"], "cannot read the baseline"),
         ([SMOKE, "--ray-address", "ray://x:1"], "--ray-address needs --executor ray"),
         ([SMOKE, "--history", "nowhere"], "--history nowhere is not a directory"),
+        ([SMOKE, "--retries", "-1"], "expected at least 0"),
+        ([SMOKE, "--max-memory", "2x"], "--max-memory '2x': give a size such as 16G"),
+        ([SMOKE, "--executor", "ray", "--max-memory", "4G"], "is the local executor's budget"),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args, message, tmp_path):

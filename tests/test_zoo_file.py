@@ -30,6 +30,16 @@ def test_entries_merge_defaults_config_file_and_inline_keys(tmp_path):
     )
     assert (lin.id, lin.config.samples, lin.disabled) == ("lin", 2, None)
     assert lstm.disabled == "too slow here"
+    assert (a.memory_mb, lin.memory_mb) == (None, None)
+
+
+def test_an_entry_s_memory_is_read_in_mb_and_kept_out_of_its_config(tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    zoo.write_text("models:\n  - {model: demo.cnn, memory: 1.5G}\n  - {model: demo.lstm, memory: 700}\n")
+    cnn, lstm = load_zoo(zoo)
+    assert (cnn.memory_mb, lstm.memory_mb) == (1536.0, 700.0)
+    # A placement hint, not a conversion setting: it does not change the model's cache key.
+    assert "memory" not in cnn.config.model_dump()
 
 
 @pytest.mark.parametrize(
@@ -46,6 +56,7 @@ def test_entries_merge_defaults_config_file_and_inline_keys(tmp_path):
         ("models:\n  - {model: demo.cnn, disabled: ''}\n", "must be a reason"),
         ("models:\n  - {id: ../up, model: demo.cnn}\n", "id '../up' must start with a letter or digit"),
         ("max_rss_mb: -5\nmodels:\n  - {model: demo.cnn}\n", "`max_rss_mb` must be a positive number"),
+        ("models:\n  - {model: demo.cnn, memory: lots}\n", "`memory` 'lots': give a size such as 16G"),
         (
             "include: [nowhere.yaml]\nmodels:\n  - {model: demo.cnn}\n",
             "included zoo file nowhere.yaml not found",

@@ -341,6 +341,10 @@ def markdown(result: dict) -> str:
         lines += ["| batch (smoke zoo) | median s |", "|---|---|"]
         lines += [f"| {k} | {v:.2f} |" for k, v in batch["medians"].items()]
         lines.append("")
+        if batch.get("scale"):
+            lines += [f"| batch scale ({batch['scale']['entries']} entries, 2 slots) | figure |", "|---|---|"]
+            lines += [f"| {k} | {v:.3f} |" for k, v in batch["scale"].items() if k != "entries"]
+            lines.append("")
     return "\n".join(lines)
 
 
