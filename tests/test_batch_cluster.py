@@ -118,7 +118,7 @@ def test_a_node_lost_mid_batch_still_writes_every_summary(cluster_of, tmp_path, 
     assert all(r["status"] == "pass" for i, r in by_id.items() if i != lost_id)
 
 
-def test_models_run_only_on_nodes_with_the_memory_they_need(cluster_of, tmp_path):
+def test_models_run_only_on_nodes_with_the_memory_they_need(cluster_of, tmp_path, models):
     # Node "small" offers 1 GB: less than any model here needs (a zoo id's estimate is 1.7 GB).
     cluster = cluster_of(small=1, large=4)
     out = tmp_path / "out"
@@ -127,6 +127,10 @@ def test_models_run_only_on_nodes_with_the_memory_they_need(cluster_of, tmp_path
         LINEAR,
         CNN[:-1] + ", memory: 3G}",
         "{id: huge, model: demo.cnn, memory: 8G}",
+        # Model files (a SavedModel directory, a .tflite) travel to the slot with the task.
+        f"{{id: savedmodel, model: {models / 'affine_savedmodel'}}}",
+        f"{{id: tflite, model: {models / 'small.tflite'}}}",
+        extra="allow_paths_outside_base: true\n",
     )
     done = run_batch(*ray_batch(cluster, zoo, "--out", out, "--workers", "2"))
     assert done.returncode == 1, done.stdout + done.stderr
@@ -134,10 +138,15 @@ def test_models_run_only_on_nodes_with_the_memory_they_need(cluster_of, tmp_path
     assert by_id["huge"]["status"] == "error" and by_id["huge"]["stage"] == "placement"
     assert "needs 8.0 GB (its zoo entry's `memory`), more than any live node" in by_id["huge"]["message"]
     assert "offers (4.0 GB); not started" in by_id["huge"]["message"]
-    for entry_id in ("linear_regression", "cnn"):
-        assert by_id[entry_id]["status"] == "pass"
+    for entry_id in ("linear_regression", "cnn", "savedmodel", "tflite"):
+        assert by_id[entry_id]["status"] == "pass", by_id[entry_id]["message"]
         assert cluster.node_of(by_id[entry_id]["ray_node"]) == "large"
     assert not list(cluster.tmp["small"].glob("tf2torch-*"))
+    # The worker read the copy in the slot's scratch directory; the summary names the driver's file.
+    for entry_id, name in (("savedmodel", "affine_savedmodel"), ("tflite", "small.tflite")):
+        job = json.loads((out / entry_id / "logs" / "tf-job.json").read_text())
+        assert Path(job["config"]["model"]).is_relative_to(cluster.tmp["large"])
+        assert by_id[entry_id]["model"] == str(models / name)
 
 
 def test_a_cluster_without_a_shared_out_writes_what_the_local_executor_writes(cluster_of, tmp_path):

@@ -20,7 +20,7 @@ from typing import Any
 
 from pipeline.batching import memory, summary
 from pipeline.batching.task import Task, convert_task, record_result
-from pipeline.errors import EXIT_CONVERSION, UsageError
+from pipeline.errors import EXIT_CONVERSION, EXIT_USAGE, PipelineError, UsageError
 from pipeline.orchestrator.pool import WorkerPool
 
 OnStart = Callable[[str], None]
@@ -102,6 +102,23 @@ def internal_error(task: Task, exc: BaseException) -> dict[str, Any]:
     )
 
 
+def finish(
+    task: Task, row: dict[str, Any], attempts: Attempts, publish: Callable[[dict], dict] | None = None
+) -> dict[str, Any]:
+    """A model's final row: its run directory published (`publish`: a Ray slot's, sent back) and its
+    cache record written. Failing to write fails this model only, with the reason."""
+    try:
+        if publish is not None:
+            row = publish(row)
+        return attempts.final(record_result(task, row))
+    except PipelineError as exc:  # e.g. a `convert` holds the run directory's lock
+        failed = summary.error_row(task.id, task.model, "load", exc.message, exc.exit_code)
+    except OSError as exc:
+        why = f"cannot write its results under {task.out_dir}: {exc.strerror or exc}"
+        failed = summary.error_row(task.id, task.model, "load", why, EXIT_USAGE)
+    return attempts.final(failed)
+
+
 class LocalExecutor:
     def __init__(
         self,
@@ -152,12 +169,13 @@ class LocalExecutor:
                     row = convert_task(task, pool)
                 except Exception as exc:  # a bug in this package: that model fails, the others go on
                     row = internal_error(task, exc)
-                board.release(task)
+                finally:
+                    board.release(task)
                 lost = row.get("worker_lost")
                 if lost and not self._stop.is_set() and self.attempts.retry(task.id, lost):
                     board.put_back(task)  # a fresh worker (this slot's or another's) runs it again
                     continue
-                done.put(self.attempts.final(record_result(task, row)))
+                done.put(finish(task, row, self.attempts))
         finally:
             if pool is not self._given:
                 pool.close()

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.batching import memory, summary
-from pipeline.batching.executors import Attempts, OnStart, internal_error, refusal
-from pipeline.batching.task import Task, convert_task, record_result
+from pipeline.batching.executors import Attempts, OnStart, finish, internal_error, refusal
+from pipeline.batching.task import Task, convert_task
 from pipeline.errors import EXIT_CONVERSION, UsageError
 from pipeline.orchestrator.pool import WorkerPool
 
@@ -226,14 +226,12 @@ class RayExecutor:
                 summary.error_row(job.task.id, job.task.model, job.stage or "load", reason, EXIT_CONVERSION)
             )
         idle.append(job.actor)
-        if archive is not None:
-            row = shipping.publish_shipped(job.task, row, archive)
-        elif row.get("out_dir"):
-            row["out_dir"] = None  # nothing came back: the slot's directory is gone
         lost = row.get("worker_lost")
         if lost and self.attempts.retry(job.task.id, lost):
             return None
-        return self.attempts.final(record_result(job.task, row))
+        if archive is None:
+            return finish(job.task, {**row, "out_dir": None}, self.attempts)  # nothing came back
+        return finish(job.task, row, self.attempts, lambda r: shipping.publish_shipped(job.task, r, archive))
 
     def _loss(self, actor: _Actor, exc: Exception) -> str:
         """Which was lost: the node (the slot's node is no longer alive) or only the slot's process."""
