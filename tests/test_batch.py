@@ -261,6 +261,9 @@ def test_a_killed_worker_is_retried_then_fails_its_model_and_the_batch_goes_on(t
         assert batch.returncode == 0, stdout + stderr
         assert killed["status"] == "pass" and killed["attempts"] == 2
         assert "killed by SIGKILL" in killed["lost_runs"][0]
+        # The log says so as it happens, and the model's line counts the attempts.
+        assert re.search(r"mobilenet_v3_small: the tf worker was killed by SIGKILL.*; it runs again", stdout)
+        assert re.search(r"mobilenet_v3_small PASS [0-9.]+s \(attempt 2\)", stdout), stdout
         return
     assert batch.returncode == 1, stdout + stderr
     assert killed["status"] == "error"

@@ -24,6 +24,7 @@ from pipeline.errors import EXIT_CONVERSION, EXIT_USAGE, PipelineError, UsageErr
 from pipeline.orchestrator.pool import WorkerPool
 
 OnStart = Callable[[str], None]
+OnRetry = Callable[[str, str], None]  # a model's id and why its run was lost
 DEFAULT_RETRIES = 2
 
 
@@ -58,6 +59,9 @@ class Attempts:
         lost = self._lost.setdefault(task_id, [])
         lost.append(reason)
         return len(lost) <= self.retries
+
+    def last_loss(self, task_id: str) -> str:
+        return self._lost[task_id][-1]
 
     def final(self, row: dict[str, Any]) -> dict[str, Any]:
         """The row of a model's last run, with its earlier, lost runs named."""
@@ -134,10 +138,14 @@ class LocalExecutor:
         self.budget_mb = max_memory_mb if max_memory_mb is not None else memory.available_mb()
         self.budget_name = "--max-memory" if max_memory_mb is not None else "this machine's available memory"
         self._given = pool
+        self._on_retry: OnRetry = lambda entry_id, reason: None
         self._stop = threading.Event()
         self._pools: list[WorkerPool] = []
 
-    def run(self, tasks: list[Task], on_start: OnStart) -> Iterator[dict[str, Any]]:
+    def run(
+        self, tasks: list[Task], on_start: OnStart, on_retry: OnRetry | None = None
+    ) -> Iterator[dict[str, Any]]:
+        self._on_retry = on_retry or (lambda entry_id, reason: None)
         fitting = []
         for task in tasks:
             refused = refusal(task, self.budget_mb, self.budget_name)
@@ -173,6 +181,7 @@ class LocalExecutor:
                     board.release(task)
                 lost = row.get("worker_lost")
                 if lost and not self._stop.is_set() and self.attempts.retry(task.id, lost):
+                    self._on_retry(task.id, lost)
                     board.put_back(task)  # a fresh worker (this slot's or another's) runs it again
                     continue
                 done.put(finish(task, row, self.attempts))

@@ -18,6 +18,8 @@ def _row_line(row: dict[str, Any]) -> str:
     status = row["status"].upper().replace("_", " ")
     where = f" at {row['stage']}" if row.get("stage") else ""
     tail = " (cached)" if row["cached"] else f" {row['seconds']:.1f}s" if row["exit_code"] is not None else ""
+    if row.get("attempts"):
+        tail += f" (attempt {row['attempts']})"
     message = f": {row['message']}" if row["status"] != Status.PASS and row.get("message") else ""
     warnings = row.get("warnings") or []
     if warnings:  # what no sample exercised, as under `convert`'s verdict
@@ -40,6 +42,11 @@ class LineProgress:
 
     def started(self, entry_id: str) -> None:
         pass  # one line per finished model is enough in a log
+
+    def retrying(self, entry_id: str, reason: str) -> None:
+        """A model whose run was lost (its worker, its node) goes back in the queue."""
+        with self._lock:
+            self._print(f"{entry_id}: {reason}; it runs again")
 
     def finished(self, row: dict[str, Any]) -> None:
         with self._lock:
@@ -78,7 +85,15 @@ class LiveProgress(LineProgress):
 
     def started(self, entry_id: str) -> None:
         with self._lock:
-            self.running.append(entry_id)
+            if entry_id not in self.running:  # a retried model starts again
+                self.running.append(entry_id)
+            self.bar.update(self.task, description=self._description())
+
+    def retrying(self, entry_id: str, reason: str) -> None:
+        with self._lock:
+            if entry_id in self.running:
+                self.running.remove(entry_id)
+            self.bar.console.print(f"{entry_id}: {reason}; it runs again", markup=False, highlight=False)
             self.bar.update(self.task, description=self._description())
 
     def finished(self, row: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.batching import memory, summary
-from pipeline.batching.executors import Attempts, OnStart, finish, internal_error, refusal
+from pipeline.batching.executors import Attempts, OnRetry, OnStart, finish, internal_error, refusal
 from pipeline.batching.task import Task, convert_task
 from pipeline.errors import EXIT_CONVERSION, UsageError
 from pipeline.orchestrator.pool import WorkerPool
@@ -118,7 +118,10 @@ class RayExecutor:
         self._actor_class = ray.remote(max_concurrency=2)(RaySlot)
         self._actors: list[_Actor] = []
 
-    def run(self, tasks: list[Task], on_start: OnStart) -> Iterator[dict[str, Any]]:
+    def run(
+        self, tasks: list[Task], on_start: OnStart, on_retry: OnRetry | None = None
+    ) -> Iterator[dict[str, Any]]:
+        on_retry = on_retry or (lambda entry_id, reason: None)
         waiting = deque(tasks)
         running: dict[Any, _Running] = {}
         starting: dict[Any, _Actor] = {}  # an actor's first `status` call -> the actor, until placed
@@ -168,8 +171,9 @@ class RayExecutor:
                     continue  # a slot came up: placed on the next round
                 job = running.pop(ref)
                 row = self._collect(ref, job, idle)
-                if row is None:
-                    waiting.appendleft(job.task)  # lost: run it again on another slot
+                if row is None:  # lost: run it again on another slot
+                    on_retry(job.task.id, self.attempts.last_loss(job.task.id))
+                    waiting.appendleft(job.task)
                 else:
                     yield row
             self._poll(running)

@@ -87,7 +87,9 @@ def run_batch(options: BatchOptions) -> tuple[dict[str, Any], int]:
                 options.max_memory_mb,
             )
             try:
-                for row in executor.run(tasks, on_start=progress.started):
+                # A caller's own reporter may predate `retrying`.
+                on_retry = getattr(progress, "retrying", None)
+                for row in executor.run(tasks, on_start=progress.started, on_retry=on_retry):
                     if remote is not None:
                         _upload(remote, row)
                     rows[row["id"]] = row
