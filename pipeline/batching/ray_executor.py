@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.batching import memory, summary
-from pipeline.batching.executors import Attempts, OnRetry, OnStart, finish, internal_error, refusal
+from pipeline.batching.rules import Attempts, OnRetry, OnStart, finish, internal_error, refusal
 from pipeline.batching.task import Task, convert_task
 from pipeline.errors import EXIT_CONVERSION, UsageError
 from pipeline.orchestrator.pool import WorkerPool
