@@ -17,13 +17,15 @@ from pipeline import artifacts
 from pipeline.errors import UsageError
 from pipeline.orchestrator.publish import FAILED_SUFFIX
 
-# A worker holds its framework before any model (measured on small models, docs/performance.md).
+# Measured (docs/performance.md, "Memory need"): each worker's peak against the .keras file's size,
+# MLPs of 10, 88 and 180 MB, rounded up so that an estimate errs on the safe side. The bases also
+# cover a small model built in the worker (a zoo id, no file): 1.47-1.52 GB for both workers.
 TF_WORKER_BASE_MB = 700.0
 TORCH_WORKER_BASE_MB = 1000.0
-# What the workers hold per MB of model file at their peak: the TF worker the loaded model plus its
-# export (4.3x the weights, NAT-Mini), the torch worker the ONNX model, the torch module and its copies.
-TF_WORKER_PER_MODEL_MB = 5.3
-TORCH_WORKER_PER_MODEL_MB = 4.0
+# Per MB of model file: the TF worker holds the loaded model and its export's copies (7.9x fitted);
+# the torch worker the ONNX model, the torch modules of both import routes and their saved forms (13.6x).
+TF_WORKER_PER_MODEL_MB = 8.0
+TORCH_WORKER_PER_MODEL_MB = 14.0
 
 
 def need_mb(model: str, run_dir: Path, given_mb: float | None = None) -> tuple[float, str]:
