@@ -352,6 +352,10 @@ def test_a_stale_lock_from_a_dead_process_is_taken_over(tmp_path):
         ([SMOKE, "--retries", "-1"], "expected at least 0"),
         ([SMOKE, "--max-memory", "2x"], "--max-memory '2x': give a size such as 16G"),
         ([SMOKE, "--executor", "ray", "--max-memory", "4G"], "is the local executor's budget"),
+        (
+            [SMOKE, "--executor", "ray", "--ray-address", "127.0.0.1:1"],
+            "no Ray cluster answers at 127.0.0.1:1",
+        ),
     ],
 )
 def test_bad_usage_exits_2_with_a_message(args, message, tmp_path):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections import deque
@@ -21,7 +23,7 @@ from typing import Any
 from pipeline.batching import memory, summary
 from pipeline.batching.rules import Attempts, OnRetry, OnStart, finish, internal_error, refusal
 from pipeline.batching.task import Task, convert_task
-from pipeline.errors import EXIT_CONVERSION, UsageError
+from pipeline.errors import EXIT_CONVERSION, UsageError, first_line
 from pipeline.orchestrator.pool import WorkerPool
 
 # A Ray task gets its model's two worker timeouts plus this long before it is given up as hung.
@@ -29,6 +31,20 @@ RAY_TASK_GRACE_S = 300.0
 RAY_POLL_S = 1.0
 # With no model running, a slot that no node has placed for this long fails the models still waiting.
 RAY_PLACEMENT_TIMEOUT_S = 600.0
+
+
+def _check_reachable(address: str | None, seconds: float = 10.0) -> None:
+    """Refuse a HOST:PORT (or ray://HOST:PORT) nothing answers at: Ray itself retries for minutes."""
+    match = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address or "")
+    if match is None:
+        return  # `auto`, or none: Ray finds the cluster itself (and fails fast if there is none)
+    try:
+        socket.create_connection((match.group(1), int(match.group(2))), timeout=seconds).close()
+    except OSError as exc:
+        raise UsageError(
+            f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with `ray start --head` "
+            "or give its address (HEAD:6379, or ray://HEAD:10001 for Ray Client)"
+        ) from None
 
 
 class RaySlot:
@@ -107,13 +123,17 @@ class RayExecutor:
         if self._started_here:
             # A local Ray needs a CPU per slot; a cluster brings its own.
             local = {} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                **local,
-            )
+            _check_reachable(address)
+            try:
+                ray.init(
+                    address=address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                    **local,
+                )
+            except Exception as exc:  # e.g. `auto` with no cluster on this machine
+                raise UsageError(f"cannot join the Ray cluster at {address}: {first_line(exc)}") from None
         # Two threads: `status` answers while `convert` runs.
         self._actor_class = ray.remote(max_concurrency=2)(RaySlot)
         self._actors: list[_Actor] = []
