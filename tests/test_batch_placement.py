@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
 import pytest
 from cli_runner import wait_for
@@ -120,3 +121,24 @@ def test_an_out_url_of_an_unknown_storage_is_refused(tmp_path, monkeypatch):
     done = batch_here(write_zoo(tmp_path / "zoo.yaml", LINEAR), "--out", "nosuch://bucket/runs")
     assert done.returncode == 2
     assert "--out nosuch://bucket/runs: Protocol not known: nosuch" in done.stderr
+
+
+def test_a_slot_finds_the_shipped_files_though_the_drivers_paths_do_not_exist_there(tmp_path):
+    from pipeline.batching import shipping
+
+    driver = tmp_path / "driver"
+    (driver / "saved").mkdir(parents=True)
+    (driver / "saved" / "saved_model.pb").write_bytes(b"graph")
+    (driver / "layers.py").write_text("LAYERS = 1\n")
+    config = {"model": str(driver / "saved"), "custom_objects": [str(driver / "layers.py")]}
+    archive = shipping.pack_inputs(Task("m", config, "savedmodel", "/out/m", "key"))
+    # Another machine: nothing of the driver's directory is there.
+    (driver / "saved" / "saved_model.pb").unlink()
+    (driver / "saved").rmdir()
+    (driver / "layers.py").unlink()
+    moved = shipping.unpack_inputs(
+        Task("m", config, "savedmodel", "/out/m", "key"), archive, tmp_path / "slot"
+    )
+    assert (Path(moved.config["model"]) / "saved_model.pb").read_bytes() == b"graph"
+    assert Path(moved.config["custom_objects"][0]).read_text() == "LAYERS = 1\n"
+    assert Path(moved.config["model"]).is_relative_to(tmp_path / "slot")

@@ -35,32 +35,38 @@ def unpack(data: bytes, destination: Path) -> None:
         tar.extractall(destination, filter="data")  # no absolute paths, links out or devices
 
 
+MANIFEST = "manifest.json"  # config key -> the file's path in the archive
+
+
 def pack_inputs(task: Task) -> bytes | None:
-    """The files `task`'s config names, one folder per file (names may repeat); None if it names
-    none (a zoo id is built in the worker)."""
+    """The files `task`'s config names, one folder per file (names may repeat), and a manifest of
+    which config key each one is; None if it names none (a zoo id is built in the worker)."""
     files = _named_files(task.config)
     if not files:
         return None
+    manifest = {key: f"{index}/{path.name}" for index, (key, path) in enumerate(files.items())}
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for index, path in enumerate(files.values()):
-            tar.add(path, arcname=f"{index}/{path.name}")
+        for key, path in files.items():
+            tar.add(path, arcname=manifest[key])
+        listing = json.dumps(manifest).encode()
+        entry = tarfile.TarInfo(MANIFEST)
+        entry.size = len(listing)
+        tar.addfile(entry, io.BytesIO(listing))
     return buffer.getvalue()
 
 
 def unpack_inputs(task: Task, data: bytes, scratch: Path) -> Task:
-    """`task` with its config pointing at its files unpacked under `scratch`."""
+    """`task` with its config pointing at its files unpacked under `scratch`. Reads the manifest, not
+    the driver's paths: those need not exist on the slot's machine."""
     unpack(data, scratch)
-    moved = {
-        name: scratch / str(index) / path.name
-        for index, (name, path) in enumerate(_named_files(task.config).items())
-    }
+    moved = {key: str(scratch / name) for key, name in json.loads((scratch / MANIFEST).read_text()).items()}
     config = dict(task.config)
     if "model" in moved:
-        config["model"] = str(moved["model"])
+        config["model"] = moved["model"]
     for key in USER_CODE_KEYS:
         if isinstance(config.get(key), list):
-            config[key] = [str(moved.get(f"{key}:{i}", f)) for i, f in enumerate(config[key])]
+            config[key] = [moved.get(f"{key}:{i}", f) for i, f in enumerate(config[key])]
     return Task(**{**task.__dict__, "config": config})
 
 
